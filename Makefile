@@ -1,0 +1,43 @@
+# crossmodal: PGXS build of the PostgreSQL extension.
+# The encoder runtime (encoders/) is compiled into the same shared library;
+# its standalone library, CLI, unit tests and fuzzers are built by encoders/Makefile.
+
+EXTENSION = crossmodal
+EXTVERSION = 0.1.0
+
+MODULE_big = crossmodal
+EXTENSION_SRCS = $(sort $(wildcard extension/*.c))
+ENCODER_SRCS = $(sort $(wildcard encoders/*.c))
+OBJS = $(EXTENSION_SRCS:.c=.o) $(ENCODER_SRCS:.c=.o)
+
+# The install script is assembled from numbered parts, one per module.
+INSTALL_SCRIPT = extension/$(EXTENSION)--$(EXTVERSION).sql
+DATA_built = $(INSTALL_SCRIPT)
+DATA = $(sort $(wildcard extension/$(EXTENSION)--*--*.sql))
+
+REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
+
+TAP_TESTS = 1
+PROVE_TESTS = $(sort $(wildcard test/t/*.pl))
+
+OPENBLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+OPENBLAS_LIBS := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+
+PG_CPPFLAGS = -Iextension -Iencoders -I/usr/include/cjson $(OPENBLAS_CFLAGS)
+PG_CFLAGS = -std=gnu11
+SHLIB_LINK = $(OPENBLAS_LIBS) -lcjson -lutf8proc -lm
+
+# `make WERROR=1`: warnings are errors on our own files (CI does this).
+ifdef WERROR
+PG_CFLAGS += -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
+endif
+
+EXTRA_CLEAN = $(INSTALL_SCRIPT)
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+$(INSTALL_SCRIPT): $(sort $(wildcard extension/sql/*.sql))
+	cat $^ > $@

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that building, testing and the demo need.
+# Usage: tools/install-deps.sh [--test]   (as root; --test adds the test-only packages)
+set -euo pipefail
+
+packages=(make gcc pkg-config postgresql-15 postgresql-server-dev-15
+          libopenblas-dev libstb-dev libcjson-dev libutf8proc-dev)
+if [ "${1:-}" = "--test" ]; then
+	packages+=(clang libclang-rt-14-dev libipc-run-perl python3-numpy)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "missing packages: ${missing[*]} (run as root, or apt-get install them)" >&2
+		exit 1
+	fi
+	echo "installing: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
