@@ -27,6 +27,7 @@ typedef struct cm_tensor_view
 	int64_t		n_elements;
 	const void *data;			/* points into the mapping: read-only */
 	size_t		nbytes;
+	const char *dtype_name;		/* the header's dtype string ("F32", "I64", ...): static */
 } cm_tensor_view;
 
 typedef struct cm_safetensors cm_safetensors;
@@ -34,7 +35,11 @@ typedef struct cm_safetensors cm_safetensors;
 /* mmap the file read-only and validate its header. */
 cm_safetensors *cm_safetensors_open(const char *path, cm_error *err);
 
-/* Same validation over a caller-owned buffer that must outlive the result. */
+/*
+ * Same validation over a caller-owned buffer that must outlive the result.
+ * Tensor data must be aligned to its element size in memory (true of the
+ * mapping when the file's offsets are; give a suitably aligned buffer).
+ */
 cm_safetensors *cm_safetensors_from_memory(const void *buf, size_t len, cm_error *err);
 
 void		cm_safetensors_close(cm_safetensors *st);
@@ -43,6 +48,9 @@ int			cm_safetensors_count(const cm_safetensors *st);
 const cm_tensor_view *cm_safetensors_at(const cm_safetensors *st, int i);
 /* NULL when absent. */
 const cm_tensor_view *cm_safetensors_find(const cm_safetensors *st, const char *name);
+
+/* "F32", "F16", "BF16" or "other". */
+const char *cm_dtype_name(cm_dtype dtype);
 
 /* Widen a tensor's elements to float32 into out[n_elements]. */
 cm_status	cm_tensor_to_f32(const cm_tensor_view *t, float *out, cm_error *err);
