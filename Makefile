@@ -11,8 +11,9 @@ ENCODER_SRCS = $(sort $(wildcard encoders/*.c))
 OBJS = $(EXTENSION_SRCS:.c=.o) $(ENCODER_SRCS:.c=.o)
 
 # The install script is assembled from numbered parts, one per module.
-INSTALL_SCRIPT = extension/$(EXTENSION)--$(EXTVERSION).sql
-DATA_built = $(INSTALL_SCRIPT)
+# (Not named INSTALL_SCRIPT: PGXS uses that name for its install command.)
+EXTENSION_SCRIPT = extension/$(EXTENSION)--$(EXTVERSION).sql
+DATA_built = $(EXTENSION_SCRIPT)
 DATA = $(sort $(wildcard extension/$(EXTENSION)--*--*.sql))
 
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
@@ -33,11 +34,11 @@ ifdef WERROR
 PG_CFLAGS += -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
 endif
 
-EXTRA_CLEAN = $(INSTALL_SCRIPT)
+EXTRA_CLEAN = $(EXTENSION_SCRIPT)
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-$(INSTALL_SCRIPT): $(sort $(wildcard extension/sql/*.sql))
+$(EXTENSION_SCRIPT): $(sort $(wildcard extension/sql/*.sql))
 	cat $^ > $@
