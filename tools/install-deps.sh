@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that building, testing and the demo need.
-# Usage: tools/install-deps.sh [--test]   (as root; --test adds the test-only packages)
+# Usage: tools/install-deps.sh [--test|--train]   (as root; --test adds the test-only packages,
+#        --train the packages that prepare the emoji data and train the default model;
+#        fetching that data also needs the `npm` client)
 set -euo pipefail
 
 packages=(make gcc pkg-config postgresql-15 postgresql-server-dev-15
           libopenblas-dev libstb-dev libcjson-dev libutf8proc-dev)
 if [ "${1:-}" = "--test" ]; then
 	packages+=(clang libclang-rt-14-dev libipc-run-perl python3-numpy)
+fi
+if [ "${1:-}" = "--train" ]; then  # tools/emoji_data.py, tools/train.py, tools/evaluate.py
+	packages+=(librsvg2-bin python3-torch python3-numpy python3-pil python3-regex)
 fi
 
 missing=()
