@@ -22,6 +22,7 @@ stage() {	# stage NAME COMMAND...: run one stage, count it
 stage "encoder unit tests (plain, ASan+UBSan)" make -s -C encoders test
 stage "encoder fuzzers (${FUZZ_SECONDS}s each)" make -s -C encoders fuzz-run FUZZ_SECONDS="$FUZZ_SECONDS"
 stage "encoder CLI builds" make -s -C encoders cli
+stage "distance kernel unit tests (plain, ASan+UBSan)" make -s -C test/kernels
 
 build_extension() {
 	make -s clean >/dev/null

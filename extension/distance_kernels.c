@@ -1,0 +1,341 @@
+/*
+ * distance_kernels.c
+ *	  Distance kernels over float arrays: portable C and AVX2+FMA, chosen at run time.
+ *
+ * Plain C with no PostgreSQL headers (see distance_kernels.h).  The AVX2
+ * kernels are compiled with a per-function target attribute, so the file as a
+ * whole is built for the base ISA and a build runs on any x86-64; they are
+ * only handed out after __builtin_cpu_supports confirms AVX2 and FMA.
+ */
+#include "distance_kernels.h"
+
+#include <math.h>
+#include <stddef.h>
+
+/*
+ * Portable kernels.  Eight independent accumulators shorten the dependency
+ * chain of the float additions (the compiler may not reassociate them
+ * itself) and let it map the body onto whatever SIMD the base ISA has.
+ */
+#define PORTABLE_LANES 8
+
+static float
+portable_inner_product(const float *a, const float *b, int n)
+{
+	float		acc[PORTABLE_LANES] = {0};
+	float		sum = 0.0f;
+	int			i = 0;
+
+	for (; i + PORTABLE_LANES <= n; i += PORTABLE_LANES)
+		for (int k = 0; k < PORTABLE_LANES; k++)
+			acc[k] += a[i + k] * b[i + k];
+	for (int k = 0; k < PORTABLE_LANES; k++)
+		sum += acc[k];
+	for (; i < n; i++)
+		sum += a[i] * b[i];
+	return sum;
+}
+
+static float
+portable_l2_squared(const float *a, const float *b, int n)
+{
+	float		acc[PORTABLE_LANES] = {0};
+	float		sum = 0.0f;
+	int			i = 0;
+
+	for (; i + PORTABLE_LANES <= n; i += PORTABLE_LANES)
+		for (int k = 0; k < PORTABLE_LANES; k++)
+		{
+			float		d = a[i + k] - b[i + k];
+
+			acc[k] += d * d;
+		}
+	for (int k = 0; k < PORTABLE_LANES; k++)
+		sum += acc[k];
+	for (; i < n; i++)
+	{
+		float		d = a[i] - b[i];
+
+		sum += d * d;
+	}
+	return sum;
+}
+
+static float
+portable_l1(const float *a, const float *b, int n)
+{
+	float		acc[PORTABLE_LANES] = {0};
+	float		sum = 0.0f;
+	int			i = 0;
+
+	for (; i + PORTABLE_LANES <= n; i += PORTABLE_LANES)
+		for (int k = 0; k < PORTABLE_LANES; k++)
+			acc[k] += fabsf(a[i + k] - b[i + k]);
+	for (int k = 0; k < PORTABLE_LANES; k++)
+		sum += acc[k];
+	for (; i < n; i++)
+		sum += fabsf(a[i] - b[i]);
+	return sum;
+}
+
+static void
+portable_cosine_parts(const float *a, const float *b, int n,
+					  float *dot, float *norm_a2, float *norm_b2)
+{
+	float		ab[PORTABLE_LANES] = {0};
+	float		aa[PORTABLE_LANES] = {0};
+	float		bb[PORTABLE_LANES] = {0};
+	float		sab = 0.0f,
+				saa = 0.0f,
+				sbb = 0.0f;
+	int			i = 0;
+
+	for (; i + PORTABLE_LANES <= n; i += PORTABLE_LANES)
+		for (int k = 0; k < PORTABLE_LANES; k++)
+		{
+			ab[k] += a[i + k] * b[i + k];
+			aa[k] += a[i + k] * a[i + k];
+			bb[k] += b[i + k] * b[i + k];
+		}
+	for (int k = 0; k < PORTABLE_LANES; k++)
+	{
+		sab += ab[k];
+		saa += aa[k];
+		sbb += bb[k];
+	}
+	for (; i < n; i++)
+	{
+		sab += a[i] * b[i];
+		saa += a[i] * a[i];
+		sbb += b[i] * b[i];
+	}
+	*dot = sab;
+	*norm_a2 = saa;
+	*norm_b2 = sbb;
+}
+
+static const DistanceKernels portable_kernels = {
+	"portable",
+	portable_inner_product,
+	portable_l2_squared,
+	portable_l1,
+	portable_cosine_parts,
+};
+
+const DistanceKernels *
+DistanceKernelsPortable(void)
+{
+	return &portable_kernels;
+}
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define HAVE_AVX2_KERNELS 1
+#endif
+
+#ifdef HAVE_AVX2_KERNELS
+#include <immintrin.h>
+
+#define AVX2_TARGET __attribute__((target("avx2,fma")))
+
+/* Sum of the eight lanes. */
+AVX2_TARGET static inline float
+avx2_horizontal_sum(__m256 v)
+{
+	__m128		s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+
+	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+	s = _mm_add_ss(s, _mm_movehdup_ps(s));
+	return _mm_cvtss_f32(s);
+}
+
+/*
+ * Each kernel runs four 8-lane accumulators over blocks of 32 elements (FMA
+ * latency is 4 cycles, so four chains keep both FMA ports busy), then single
+ * 8-element steps, then a scalar tail for the last n % 8 elements.
+ */
+AVX2_TARGET static float
+avx2_inner_product(const float *a, const float *b, int n)
+{
+	__m256		s0 = _mm256_setzero_ps(),
+				s1 = _mm256_setzero_ps(),
+				s2 = _mm256_setzero_ps(),
+				s3 = _mm256_setzero_ps();
+	float		sum;
+	int			i = 0;
+
+	for (; i + 32 <= n; i += 32)
+	{
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+		s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+		s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+		s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+	}
+	for (; i + 8 <= n; i += 8)
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+	sum = avx2_horizontal_sum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+	for (; i < n; i++)
+		sum += a[i] * b[i];
+	return sum;
+}
+
+AVX2_TARGET static float
+avx2_l2_squared(const float *a, const float *b, int n)
+{
+	__m256		s0 = _mm256_setzero_ps(),
+				s1 = _mm256_setzero_ps(),
+				s2 = _mm256_setzero_ps(),
+				s3 = _mm256_setzero_ps();
+	float		sum;
+	int			i = 0;
+
+	for (; i + 32 <= n; i += 32)
+	{
+		__m256		d0 = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+		__m256		d1 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8));
+		__m256		d2 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16));
+		__m256		d3 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24));
+
+		s0 = _mm256_fmadd_ps(d0, d0, s0);
+		s1 = _mm256_fmadd_ps(d1, d1, s1);
+		s2 = _mm256_fmadd_ps(d2, d2, s2);
+		s3 = _mm256_fmadd_ps(d3, d3, s3);
+	}
+	for (; i + 8 <= n; i += 8)
+	{
+		__m256		d = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i));
+
+		s0 = _mm256_fmadd_ps(d, d, s0);
+	}
+	sum = avx2_horizontal_sum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+	for (; i < n; i++)
+	{
+		float		d = a[i] - b[i];
+
+		sum += d * d;
+	}
+	return sum;
+}
+
+AVX2_TARGET static float
+avx2_l1(const float *a, const float *b, int n)
+{
+	const __m256 sign = _mm256_set1_ps(-0.0f);
+	__m256		s0 = _mm256_setzero_ps(),
+				s1 = _mm256_setzero_ps(),
+				s2 = _mm256_setzero_ps(),
+				s3 = _mm256_setzero_ps();
+	float		sum;
+	int			i = 0;
+
+	for (; i + 32 <= n; i += 32)
+	{
+		s0 = _mm256_add_ps(s0, _mm256_andnot_ps(sign, _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i))));
+		s1 = _mm256_add_ps(s1, _mm256_andnot_ps(sign, _mm256_sub_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8))));
+		s2 = _mm256_add_ps(s2, _mm256_andnot_ps(sign, _mm256_sub_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16))));
+		s3 = _mm256_add_ps(s3, _mm256_andnot_ps(sign, _mm256_sub_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24))));
+	}
+	for (; i + 8 <= n; i += 8)
+		s0 = _mm256_add_ps(s0, _mm256_andnot_ps(sign, _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i))));
+	sum = avx2_horizontal_sum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+	for (; i < n; i++)
+		sum += fabsf(a[i] - b[i]);
+	return sum;
+}
+
+AVX2_TARGET static void
+avx2_cosine_parts(const float *a, const float *b, int n,
+				  float *dot, float *norm_a2, float *norm_b2)
+{
+	/* Two blocks of 8 per step: three sums each, six chains in flight. */
+	__m256		ab0 = _mm256_setzero_ps(),
+				ab1 = _mm256_setzero_ps(),
+				aa0 = _mm256_setzero_ps(),
+				aa1 = _mm256_setzero_ps(),
+				bb0 = _mm256_setzero_ps(),
+				bb1 = _mm256_setzero_ps();
+	float		sab,
+				saa,
+				sbb;
+	int			i = 0;
+
+	for (; i + 16 <= n; i += 16)
+	{
+		__m256		a0 = _mm256_loadu_ps(a + i);
+		__m256		b0 = _mm256_loadu_ps(b + i);
+		__m256		a1 = _mm256_loadu_ps(a + i + 8);
+		__m256		b1 = _mm256_loadu_ps(b + i + 8);
+
+		ab0 = _mm256_fmadd_ps(a0, b0, ab0);
+		aa0 = _mm256_fmadd_ps(a0, a0, aa0);
+		bb0 = _mm256_fmadd_ps(b0, b0, bb0);
+		ab1 = _mm256_fmadd_ps(a1, b1, ab1);
+		aa1 = _mm256_fmadd_ps(a1, a1, aa1);
+		bb1 = _mm256_fmadd_ps(b1, b1, bb1);
+	}
+	for (; i + 8 <= n; i += 8)
+	{
+		__m256		a0 = _mm256_loadu_ps(a + i);
+		__m256		b0 = _mm256_loadu_ps(b + i);
+
+		ab0 = _mm256_fmadd_ps(a0, b0, ab0);
+		aa0 = _mm256_fmadd_ps(a0, a0, aa0);
+		bb0 = _mm256_fmadd_ps(b0, b0, bb0);
+	}
+	sab = avx2_horizontal_sum(_mm256_add_ps(ab0, ab1));
+	saa = avx2_horizontal_sum(_mm256_add_ps(aa0, aa1));
+	sbb = avx2_horizontal_sum(_mm256_add_ps(bb0, bb1));
+	for (; i < n; i++)
+	{
+		sab += a[i] * b[i];
+		saa += a[i] * a[i];
+		sbb += b[i] * b[i];
+	}
+	*dot = sab;
+	*norm_a2 = saa;
+	*norm_b2 = sbb;
+}
+
+static const DistanceKernels avx2_kernels = {
+	"avx2",
+	avx2_inner_product,
+	avx2_l2_squared,
+	avx2_l1,
+	avx2_cosine_parts,
+};
+#endif							/* HAVE_AVX2_KERNELS */
+
+const DistanceKernels *
+DistanceKernelsAvx2(void)
+{
+#ifdef HAVE_AVX2_KERNELS
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+		return &avx2_kernels;
+#endif
+	return NULL;
+}
+
+const DistanceKernels *
+DistanceKernelsBest(void)
+{
+	const DistanceKernels *avx2 = DistanceKernelsAvx2();
+
+	return avx2 ? avx2 : DistanceKernelsPortable();
+}
+
+double
+CosineDistanceFromParts(float dot, float norm_a2, float norm_b2)
+{
+	double		denominator = sqrt((double) norm_a2 * (double) norm_b2);
+	double		similarity;
+
+	if (denominator == 0.0)
+		return NAN;
+	similarity = (double) dot / denominator;
+	/* Rounding can push |similarity| slightly past 1. */
+	if (similarity > 1.0)
+		similarity = 1.0;
+	else if (similarity < -1.0)
+		similarity = -1.0;
+	return 1.0 - similarity;
+}

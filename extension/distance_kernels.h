@@ -1,0 +1,46 @@
+/*
+ * distance_kernels.h
+ *	  Distance kernels over float arrays: portable C and AVX2+FMA, chosen at run time.
+ *
+ * Plain C with no PostgreSQL headers, so the kernels can be unit-tested and
+ * benchmarked on their own.  Every kernel accepts any length n >= 0 and
+ * accumulates in float4, like the rest of the field; callers that need a
+ * distance in double convert the returned sums.
+ */
+#ifndef CROSSMODAL_DISTANCE_KERNELS_H
+#define CROSSMODAL_DISTANCE_KERNELS_H
+
+typedef struct DistanceKernels
+{
+	const char *name;			/* "portable" or "avx2" */
+	/* sum of a[i] * b[i] */
+	float		(*inner_product) (const float *a, const float *b, int n);
+	/* sum of (a[i] - b[i])^2 */
+	float		(*l2_squared) (const float *a, const float *b, int n);
+	/* sum of |a[i] - b[i]| */
+	float		(*l1) (const float *a, const float *b, int n);
+	/* a.b, a.a and b.b in one pass, for cosine distance */
+	void		(*cosine_parts) (const float *a, const float *b, int n,
+								 float *dot, float *norm_a2, float *norm_b2);
+} DistanceKernels;
+
+/* The portable kernels: plain loops the compiler may vectorise for the base ISA. */
+extern const DistanceKernels *DistanceKernelsPortable(void);
+
+/*
+ * The AVX2+FMA kernels, or NULL when this CPU lacks AVX2 or FMA or the
+ * build target is not x86.
+ */
+extern const DistanceKernels *DistanceKernelsAvx2(void);
+
+/* The fastest kernels this CPU can run. */
+extern const DistanceKernels *DistanceKernelsBest(void);
+
+/*
+ * Cosine distance 1 - a.b / (|a| |b|) from the parts, in [0, 2].  When either
+ * vector is zero the cosine is undefined and the result is NaN (which
+ * PostgreSQL sorts after every number, so zero vectors come last).
+ */
+extern double CosineDistanceFromParts(float dot, float norm_a2, float norm_b2);
+
+#endif							/* CROSSMODAL_DISTANCE_KERNELS_H */

@@ -1,0 +1,940 @@
+/*
+ * embedding.c
+ *	  The embedding type: text and binary I/O, typmod, casts, arithmetic, comparisons, aggregates.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "common/shortest_dec.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "parser/scansup.h"
+#include "libpq/pqformat.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/float.h"
+#include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
+#include "utils/numeric.h"
+
+#include "embedding.h"
+
+/* Longest element token quoted in an error message. */
+#define EMBEDDING_ERROR_TOKEN_LEN 40
+
+void
+EmbeddingInit(void)
+{
+	/* Nothing to set up yet: the type has no GUCs or caches. */
+}
+
+Embedding *
+EmbeddingNew(int dim)
+{
+	Embedding  *result;
+
+	EmbeddingCheckDim(dim);
+	result = (Embedding *) palloc0(EMBEDDING_SIZE(dim));
+	SET_VARSIZE(result, EMBEDDING_SIZE(dim));
+	result->dim = dim;
+	return result;
+}
+
+void
+EmbeddingCheckDim(int dim)
+{
+	if (dim < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("embedding must have at least 1 dimension")));
+	if (dim > EMBEDDING_MAX_DIM)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("embedding cannot have more than %d dimensions",
+						EMBEDDING_MAX_DIM)));
+}
+
+void
+EmbeddingCheckElement(float4 value, int position)
+{
+	if (isnan(value))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("NaN not allowed in embedding"),
+				 errdetail("Element %d is NaN.", position)));
+	if (isinf(value))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("infinite value not allowed in embedding"),
+				 errdetail("Element %d is %s.", position,
+						   value > 0 ? "Infinity" : "-Infinity")));
+}
+
+void
+EmbeddingCheckTypmod(int dim, int32 typmod)
+{
+	if (typmod != -1 && dim != typmod)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("expected %d dimensions, not %d", typmod, dim)));
+}
+
+/* Raises the error for an element that is finite but does not fit in a float4. */
+static void
+EmbeddingOutOfRange(const char *value, int position)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+			 errmsg("value \"%s\" is out of range for type embedding", value),
+			 errdetail("Element %d does not fit in a real (float4).", position)));
+}
+
+/* Converts a double to an element, rejecting NaN, infinities and overflow. */
+static float4
+EmbeddingElementFromDouble(double value, int position)
+{
+	float4		result = (float4) value;
+
+	if (isnan(value) || isinf(value))
+		EmbeddingCheckElement(result, position);
+	if (isinf(result) || (result == 0.0f && value != 0.0))
+	{
+		char		buf[DOUBLE_SHORTEST_DECIMAL_LEN];
+
+		double_to_shortest_decimal_buf(value, buf);
+		EmbeddingOutOfRange(buf, position);
+	}
+	return result;
+}
+
+/* Copies the token starting at p (up to a delimiter) for an error message. */
+static char *
+EmbeddingErrorToken(const char *p)
+{
+	int			len = 0;
+
+	while (p[len] != '\0' && p[len] != ',' && p[len] != ']' &&
+		   !scanner_isspace(p[len]) && len < EMBEDDING_ERROR_TOKEN_LEN)
+		len++;
+	return pnstrdup(p, len);
+}
+
+static inline const char *
+SkipSpaces(const char *p)
+{
+	while (scanner_isspace(*p))
+		p++;
+	return p;
+}
+
+/*
+ * Text input: "[1,2.5,-0.03]", with optional white space around the brackets,
+ * the elements and the commas.
+ */
+PG_FUNCTION_INFO_V1(embedding_in);
+Datum
+embedding_in(PG_FUNCTION_ARGS)
+{
+	char	   *str = PG_GETARG_CSTRING(0);
+	int32		typmod = PG_GETARG_INT32(2);
+	const char *p = SkipSpaces(str);
+	int			capacity = 64;
+	int			dim = 0;
+	float4	   *values;
+	Embedding  *result;
+
+	if (*p != '[')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type embedding: \"%s\"", str),
+				 errdetail("Embedding contents must start with \"[\".")));
+	p = SkipSpaces(p + 1);
+	if (*p == ']')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type embedding: \"%s\"", str),
+				 errdetail("An embedding must have at least 1 dimension.")));
+
+	values = (float4 *) palloc(sizeof(float4) * capacity);
+	for (;;)
+	{
+		char	   *end;
+		float4		value;
+		int			position = dim + 1;
+
+		p = SkipSpaces(p);
+		if (dim == EMBEDDING_MAX_DIM)
+			EmbeddingCheckDim(dim + 1);
+
+		errno = 0;
+		value = strtof(p, &end);
+		if (end == p)
+		{
+			char	   *token = EmbeddingErrorToken(p);
+
+			if (*token == '\0')
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+						 errmsg("invalid input syntax for type embedding: \"%s\"", str),
+						 errdetail("Element %d is missing.", position)));
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("invalid input syntax for type embedding: \"%s\"", str),
+					 errdetail("Element %d is not a number: \"%s\".", position, token)));
+		}
+		/* As float4in: a result that underflowed to zero or overflowed is out of range. */
+		if (errno == ERANGE && (value == 0.0f || isinf(value)))
+			EmbeddingOutOfRange(pnstrdup(p, Min(end - p, EMBEDDING_ERROR_TOKEN_LEN)),
+								position);
+		EmbeddingCheckElement(value, position);
+
+		if (dim == capacity)
+		{
+			capacity = Min(capacity * 2, EMBEDDING_MAX_DIM);
+			values = (float4 *) repalloc(values, sizeof(float4) * capacity);
+		}
+		values[dim++] = value;
+
+		p = SkipSpaces(end);
+		if (*p == ',')
+		{
+			p++;
+			continue;
+		}
+		if (*p == ']')
+		{
+			p++;
+			break;
+		}
+		if (*p == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("invalid input syntax for type embedding: \"%s\"", str),
+					 errdetail("Embedding contents must end with \"]\".")));
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type embedding: \"%s\"", str),
+				 errdetail("Expected \",\" or \"]\" after element %d, found \"%s\".",
+						   position, EmbeddingErrorToken(p))));
+	}
+
+	p = SkipSpaces(p);
+	if (*p != '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("invalid input syntax for type embedding: \"%s\"", str),
+				 errdetail("Junk after closing right bracket.")));
+
+	EmbeddingCheckTypmod(dim, typmod);
+	result = EmbeddingNew(dim);
+	memcpy(result->x, values, sizeof(float4) * dim);
+	pfree(values);
+	PG_RETURN_EMBEDDING_P(result);
+}
+
+/*
+ * Text output: each element in the shortest decimal form that reads back to
+ * the same float4 (the same digits as real's output).
+ */
+PG_FUNCTION_INFO_V1(embedding_out);
+Datum
+embedding_out(PG_FUNCTION_ARGS)
+{
+	Embedding  *emb = PG_GETARG_EMBEDDING_P(0);
+	char	   *buf = palloc((Size) emb->dim * FLOAT_SHORTEST_DECIMAL_LEN + 2);
+	char	   *p = buf;
+
+	*p++ = '[';
+	for (int i = 0; i < emb->dim; i++)
+	{
+		if (i > 0)
+			*p++ = ',';
+		p += float_to_shortest_decimal_bufn(emb->x[i], p);
+	}
+	*p++ = ']';
+	*p = '\0';
+	PG_FREE_IF_COPY(emb, 0);
+	PG_RETURN_CSTRING(buf);
+}
+
+PG_FUNCTION_INFO_V1(embedding_typmod_in);
+Datum
+embedding_typmod_in(PG_FUNCTION_ARGS)
+{
+	ArrayType  *ta = PG_GETARG_ARRAYTYPE_P(0);
+	int32	   *mods;
+	int			n;
+
+	mods = ArrayGetIntegerTypmods(ta, &n);
+	if (n != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid type modifier"),
+				 errdetail("Type embedding takes exactly one modifier, the number of dimensions.")));
+	if (mods[0] < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("dimensions for type embedding must be at least 1")));
+	if (mods[0] > EMBEDDING_MAX_DIM)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("dimensions for type embedding cannot exceed %d",
+						EMBEDDING_MAX_DIM)));
+	PG_RETURN_INT32(mods[0]);
+}
+
+PG_FUNCTION_INFO_V1(embedding_typmod_out);
+Datum
+embedding_typmod_out(PG_FUNCTION_ARGS)
+{
+	int32		typmod = PG_GETARG_INT32(0);
+
+	PG_RETURN_CSTRING(typmod < 0 ? pstrdup("") : psprintf("(%d)", typmod));
+}
+
+/*
+ * Binary form: int16 dimensions, int16 reserved (0), then the float4
+ * elements, all in network byte order.
+ */
+PG_FUNCTION_INFO_V1(embedding_recv);
+Datum
+embedding_recv(PG_FUNCTION_ARGS)
+{
+	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
+	int32		typmod = PG_GETARG_INT32(2);
+	int16		dim = (int16) pq_getmsgint(buf, sizeof(int16));
+	int16		unused = (int16) pq_getmsgint(buf, sizeof(int16));
+	Embedding  *result;
+
+	if (dim < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("invalid dimension count %d in binary embedding", dim),
+				 errdetail("An embedding must have at least 1 dimension.")));
+	if (unused != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+				 errmsg("invalid reserved field %d in binary embedding", unused),
+				 errdetail("The field after the dimension count must be 0.")));
+	EmbeddingCheckTypmod(dim, typmod);
+	result = EmbeddingNew(dim);
+	for (int i = 0; i < dim; i++)
+	{
+		result->x[i] = pq_getmsgfloat4(buf);
+		EmbeddingCheckElement(result->x[i], i + 1);
+	}
+	PG_RETURN_EMBEDDING_P(result);
+}
+
+PG_FUNCTION_INFO_V1(embedding_send);
+Datum
+embedding_send(PG_FUNCTION_ARGS)
+{
+	Embedding  *emb = PG_GETARG_EMBEDDING_P(0);
+	StringInfoData buf;
+
+	pq_begintypsend(&buf);
+	pq_sendint16(&buf, emb->dim);
+	pq_sendint16(&buf, emb->unused);
+	for (int i = 0; i < emb->dim; i++)
+		pq_sendfloat4(&buf, emb->x[i]);
+	PG_FREE_IF_COPY(emb, 0);
+	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+}
+
+/* Length coercion embedding -> embedding(n), used on assignment and cast. */
+PG_FUNCTION_INFO_V1(embedding);
+Datum
+embedding(PG_FUNCTION_ARGS)
+{
+	Embedding  *emb = PG_GETARG_EMBEDDING_P(0);
+
+	EmbeddingCheckTypmod(emb->dim, PG_GETARG_INT32(1));
+	PG_RETURN_EMBEDDING_P(emb);
+}
+
+/* Casts from arrays: one-dimensional, no NULLs, every element finite and in float4 range. */
+static Embedding *
+EmbeddingFromArray(ArrayType *array, int32 typmod)
+{
+	Oid			elemtype = ARR_ELEMTYPE(array);
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	Embedding  *result;
+
+	if (ARR_NDIM(array) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("array must be one-dimensional"),
+				 errdetail("The array has %d dimensions.", ARR_NDIM(array))));
+
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	deconstruct_array(array, elemtype, typlen, typbyval, typalign, &elems, &nulls, &n);
+	EmbeddingCheckDim(n);
+	EmbeddingCheckTypmod(n, typmod);
+
+	result = EmbeddingNew(n);
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("array must not contain nulls"),
+					 errdetail("Element %d is NULL.", i + 1)));
+		switch (elemtype)
+		{
+			case INT4OID:
+				result->x[i] = (float4) DatumGetInt32(elems[i]);
+				break;
+			case FLOAT4OID:
+				result->x[i] = DatumGetFloat4(elems[i]);
+				EmbeddingCheckElement(result->x[i], i + 1);
+				break;
+			case FLOAT8OID:
+				result->x[i] = EmbeddingElementFromDouble(DatumGetFloat8(elems[i]), i + 1);
+				break;
+			case NUMERICOID:
+				{
+					Numeric		num = DatumGetNumeric(elems[i]);
+
+					/*
+					 * Numeric infinities and values beyond double range both
+					 * become double infinities here; tell them apart.
+					 */
+					double		value = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
+																		   elems[i]));
+
+					if (numeric_is_nan(num))
+						EmbeddingCheckElement(get_float4_nan(), i + 1);
+					if (numeric_is_inf(num))
+						EmbeddingCheckElement((float4) value, i + 1);
+					if (isinf(value))
+						EmbeddingOutOfRange(numeric_out_sci(num, 6), i + 1);
+					result->x[i] = EmbeddingElementFromDouble(value, i + 1);
+					break;
+				}
+			default:
+				elog(ERROR, "unsupported array element type %u for embedding", elemtype);
+		}
+	}
+	return result;
+}
+
+PG_FUNCTION_INFO_V1(embedding_from_integer_array);
+Datum
+embedding_from_integer_array(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_EMBEDDING_P(EmbeddingFromArray(PG_GETARG_ARRAYTYPE_P(0), PG_GETARG_INT32(1)));
+}
+
+PG_FUNCTION_INFO_V1(embedding_from_real_array);
+Datum
+embedding_from_real_array(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_EMBEDDING_P(EmbeddingFromArray(PG_GETARG_ARRAYTYPE_P(0), PG_GETARG_INT32(1)));
+}
+
+PG_FUNCTION_INFO_V1(embedding_from_double_array);
+Datum
+embedding_from_double_array(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_EMBEDDING_P(EmbeddingFromArray(PG_GETARG_ARRAYTYPE_P(0), PG_GETARG_INT32(1)));
+}
+
+PG_FUNCTION_INFO_V1(embedding_from_numeric_array);
+Datum
+embedding_from_numeric_array(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_EMBEDDING_P(EmbeddingFromArray(PG_GETARG_ARRAYTYPE_P(0), PG_GETARG_INT32(1)));
+}
+
+/* Casts to arrays; the element conversion is the only difference. */
+typedef enum EmbeddingArrayKind
+{
+	EMBEDDING_TO_INTEGER,
+	EMBEDDING_TO_REAL,
+	EMBEDDING_TO_DOUBLE,
+	EMBEDDING_TO_NUMERIC,
+} EmbeddingArrayKind;
+
+static ArrayType *
+EmbeddingToArray(const Embedding *emb, EmbeddingArrayKind kind)
+{
+	Datum	   *elems = (Datum *) palloc(sizeof(Datum) * emb->dim);
+
+	for (int i = 0; i < emb->dim; i++)
+	{
+		switch (kind)
+		{
+			case EMBEDDING_TO_INTEGER:
+				/* Rounds to nearest and checks the range, as real::integer does. */
+				elems[i] = DirectFunctionCall1(ftoi4, Float4GetDatum(emb->x[i]));
+				break;
+			case EMBEDDING_TO_REAL:
+				elems[i] = Float4GetDatum(emb->x[i]);
+				break;
+			case EMBEDDING_TO_DOUBLE:
+				elems[i] = Float8GetDatum((float8) emb->x[i]);
+				break;
+			case EMBEDDING_TO_NUMERIC:
+				{
+					/*
+					 * Through the shortest decimal form rather than real's
+					 * numeric cast (6 significant digits), so the cast back
+					 * gives the same embedding.
+					 */
+					char		buf[FLOAT_SHORTEST_DECIMAL_LEN];
+
+					float_to_shortest_decimal_buf(emb->x[i], buf);
+					elems[i] = DirectFunctionCall3(numeric_in, CStringGetDatum(buf),
+												   ObjectIdGetDatum(InvalidOid),
+												   Int32GetDatum(-1));
+					break;
+				}
+		}
+	}
+
+	switch (kind)
+	{
+		case EMBEDDING_TO_INTEGER:
+			return construct_array(elems, emb->dim, INT4OID, sizeof(int32), true, TYPALIGN_INT);
+		case EMBEDDING_TO_REAL:
+			return construct_array(elems, emb->dim, FLOAT4OID, sizeof(float4), true, TYPALIGN_INT);
+		case EMBEDDING_TO_DOUBLE:
+			return construct_array(elems, emb->dim, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL,
+								   TYPALIGN_DOUBLE);
+		case EMBEDDING_TO_NUMERIC:
+			return construct_array(elems, emb->dim, NUMERICOID, -1, false, TYPALIGN_INT);
+	}
+	elog(ERROR, "unexpected embedding array kind %d", (int) kind);
+	return NULL;				/* keep compiler quiet */
+}
+
+PG_FUNCTION_INFO_V1(embedding_to_integer_array);
+Datum
+embedding_to_integer_array(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_ARRAYTYPE_P(EmbeddingToArray(PG_GETARG_EMBEDDING_P(0), EMBEDDING_TO_INTEGER));
+}
+
+PG_FUNCTION_INFO_V1(embedding_to_real_array);
+Datum
+embedding_to_real_array(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_ARRAYTYPE_P(EmbeddingToArray(PG_GETARG_EMBEDDING_P(0), EMBEDDING_TO_REAL));
+}
+
+PG_FUNCTION_INFO_V1(embedding_to_double_array);
+Datum
+embedding_to_double_array(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_ARRAYTYPE_P(EmbeddingToArray(PG_GETARG_EMBEDDING_P(0), EMBEDDING_TO_DOUBLE));
+}
+
+PG_FUNCTION_INFO_V1(embedding_to_numeric_array);
+Datum
+embedding_to_numeric_array(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_ARRAYTYPE_P(EmbeddingToArray(PG_GETARG_EMBEDDING_P(0), EMBEDDING_TO_NUMERIC));
+}
+
+PG_FUNCTION_INFO_V1(dims);
+Datum
+dims(PG_FUNCTION_ARGS)
+{
+	Embedding  *emb = PG_GETARG_EMBEDDING_P(0);
+
+	PG_RETURN_INT32(emb->dim);
+}
+
+/* Euclidean norm, accumulated in double so that no finite input overflows. */
+static double
+EmbeddingNorm(const Embedding *emb)
+{
+	double		sum = 0.0;
+
+	for (int i = 0; i < emb->dim; i++)
+		sum += (double) emb->x[i] * (double) emb->x[i];
+	return sqrt(sum);
+}
+
+PG_FUNCTION_INFO_V1(norm);
+Datum
+norm(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_FLOAT8(EmbeddingNorm(PG_GETARG_EMBEDDING_P(0)));
+}
+
+/* Scales to unit length; the zero embedding is returned unchanged. */
+PG_FUNCTION_INFO_V1(l2_normalize);
+Datum
+l2_normalize(PG_FUNCTION_ARGS)
+{
+	Embedding  *emb = PG_GETARG_EMBEDDING_P(0);
+	double		length = EmbeddingNorm(emb);
+	Embedding  *result = EmbeddingNew(emb->dim);
+
+	for (int i = 0; i < emb->dim; i++)
+		result->x[i] = length > 0.0 ? (float4) (emb->x[i] / length) : emb->x[i];
+	PG_RETURN_EMBEDDING_P(result);
+}
+
+/* Elements start .. start + count - 1 (1-based), clipped to the embedding like substr. */
+PG_FUNCTION_INFO_V1(subvector);
+Datum
+subvector(PG_FUNCTION_ARGS)
+{
+	Embedding  *emb = PG_GETARG_EMBEDDING_P(0);
+	int32		start = PG_GETARG_INT32(1);
+	int32		count = PG_GETARG_INT32(2);
+	int64		first = Max((int64) start, 1);
+	int64		end = Min((int64) start + (int64) count, (int64) emb->dim + 1);
+	Embedding  *result;
+
+	if (count < 1 || end <= first)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("embedding must have at least 1 dimension"),
+				 errdetail("Start %d and count %d select no element of an embedding of %d dimensions.",
+						   start, count, emb->dim)));
+	result = EmbeddingNew((int) (end - first));
+	memcpy(result->x, emb->x + (first - 1), sizeof(float4) * result->dim);
+	PG_RETURN_EMBEDDING_P(result);
+}
+
+/* Element-wise arithmetic; results that leave the float4 range are errors. */
+typedef enum EmbeddingArithmetic
+{
+	EMBEDDING_ADD,
+	EMBEDDING_SUBTRACT,
+	EMBEDDING_MULTIPLY,
+} EmbeddingArithmetic;
+
+static Embedding *
+EmbeddingElementwise(const Embedding *a, const Embedding *b, EmbeddingArithmetic op)
+{
+	Embedding  *result;
+
+	EmbeddingCheckSameDim(a, b);
+	result = EmbeddingNew(a->dim);
+	for (int i = 0; i < a->dim; i++)
+	{
+		float4		value;
+
+		switch (op)
+		{
+			case EMBEDDING_ADD:
+				value = a->x[i] + b->x[i];
+				break;
+			case EMBEDDING_SUBTRACT:
+				value = a->x[i] - b->x[i];
+				break;
+			case EMBEDDING_MULTIPLY:
+				value = a->x[i] * b->x[i];
+				if (value == 0.0f && a->x[i] != 0.0f && b->x[i] != 0.0f)
+					ereport(ERROR,
+							(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+							 errmsg("value out of range: underflow"),
+							 errdetail("Element %d of the product is too small for a real (float4).",
+									   i + 1)));
+				break;
+			default:
+				elog(ERROR, "unexpected embedding operation %d", (int) op);
+				value = 0.0f;	/* keep compiler quiet */
+		}
+		if (isinf(value))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("value out of range: overflow"),
+					 errdetail("Element %d of the result is too large for a real (float4).",
+							   i + 1)));
+		result->x[i] = value;
+	}
+	return result;
+}
+
+PG_FUNCTION_INFO_V1(embedding_add);
+Datum
+embedding_add(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_EMBEDDING_P(EmbeddingElementwise(PG_GETARG_EMBEDDING_P(0),
+											   PG_GETARG_EMBEDDING_P(1), EMBEDDING_ADD));
+}
+
+PG_FUNCTION_INFO_V1(embedding_sub);
+Datum
+embedding_sub(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_EMBEDDING_P(EmbeddingElementwise(PG_GETARG_EMBEDDING_P(0),
+											   PG_GETARG_EMBEDDING_P(1), EMBEDDING_SUBTRACT));
+}
+
+PG_FUNCTION_INFO_V1(embedding_mul);
+Datum
+embedding_mul(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_EMBEDDING_P(EmbeddingElementwise(PG_GETARG_EMBEDDING_P(0),
+											   PG_GETARG_EMBEDDING_P(1), EMBEDDING_MULTIPLY));
+}
+
+/*
+ * Total order for btree: element by element, then the shorter embedding
+ * first when one is a prefix of the other.  -0 and +0 compare equal.
+ */
+static int
+EmbeddingCompare(const Embedding *a, const Embedding *b)
+{
+	int			n = Min(a->dim, b->dim);
+
+	for (int i = 0; i < n; i++)
+	{
+		if (a->x[i] < b->x[i])
+			return -1;
+		if (a->x[i] > b->x[i])
+			return 1;
+	}
+	return (a->dim > b->dim) - (a->dim < b->dim);
+}
+
+#define EMBEDDING_COMPARISON(name, test) \
+PG_FUNCTION_INFO_V1(name); \
+Datum \
+name(PG_FUNCTION_ARGS) \
+{ \
+	Embedding  *a = PG_GETARG_EMBEDDING_P(0); \
+	Embedding  *b = PG_GETARG_EMBEDDING_P(1); \
+	int			cmp = EmbeddingCompare(a, b); \
+\
+	PG_FREE_IF_COPY(a, 0); \
+	PG_FREE_IF_COPY(b, 1); \
+	PG_RETURN_BOOL(test); \
+}
+
+EMBEDDING_COMPARISON(embedding_lt, cmp < 0)
+EMBEDDING_COMPARISON(embedding_le, cmp <= 0)
+EMBEDDING_COMPARISON(embedding_eq, cmp == 0)
+EMBEDDING_COMPARISON(embedding_ne, cmp != 0)
+EMBEDDING_COMPARISON(embedding_ge, cmp >= 0)
+EMBEDDING_COMPARISON(embedding_gt, cmp > 0)
+EMBEDDING_COMPARISON(embedding_cmp, cmp)
+
+/*
+ * Hashes agree with equality: the dimension count and the element bits, with
+ * -0 folded into +0 because they compare equal.
+ */
+static uint64
+EmbeddingHash(const Embedding *emb, uint64 seed, bool extended)
+{
+	float4	   *canonical = (float4 *) palloc(sizeof(float4) * (emb->dim + 1));
+	Size		len = sizeof(float4) * (emb->dim + 1);
+	uint64		result;
+
+	/* The first slot carries the dimension count. */
+	memset(canonical, 0, sizeof(float4));
+	memcpy(canonical, &emb->dim, sizeof(emb->dim));
+	for (int i = 0; i < emb->dim; i++)
+		canonical[i + 1] = emb->x[i] == 0.0f ? 0.0f : emb->x[i];
+	if (extended)
+		result = DatumGetUInt64(hash_any_extended((unsigned char *) canonical, len, seed));
+	else
+		result = DatumGetUInt32(hash_any((unsigned char *) canonical, len));
+	pfree(canonical);
+	return result;
+}
+
+PG_FUNCTION_INFO_V1(embedding_hash);
+Datum
+embedding_hash(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_UINT32((uint32) EmbeddingHash(PG_GETARG_EMBEDDING_P(0), 0, false));
+}
+
+PG_FUNCTION_INFO_V1(embedding_hash_extended);
+Datum
+embedding_hash_extended(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_UINT64(EmbeddingHash(PG_GETARG_EMBEDDING_P(0), PG_GETARG_INT64(1), true));
+}
+
+/*
+ * Aggregates avg(embedding) and sum(embedding).  The transition state keeps
+ * the count and double-precision sums; it is internal, so that each row
+ * updates it in place, and serialises to bytea for parallel aggregation.
+ */
+typedef struct EmbeddingAggState
+{
+	int64		count;
+	int			dim;
+	double		sum[FLEXIBLE_ARRAY_MEMBER];
+} EmbeddingAggState;
+
+static EmbeddingAggState *
+EmbeddingAggStateNew(MemoryContext context, int dim)
+{
+	EmbeddingAggState *state;
+
+	EmbeddingCheckDim(dim);
+	state = (EmbeddingAggState *)
+		MemoryContextAllocZero(context, offsetof(EmbeddingAggState, sum) + sizeof(double) * dim);
+	state->dim = dim;
+	return state;
+}
+
+static MemoryContext
+EmbeddingAggContext(FunctionCallInfo fcinfo, const char *caller)
+{
+	MemoryContext aggcontext;
+
+	if (!AggCheckCallContext(fcinfo, &aggcontext))
+		elog(ERROR, "%s called in non-aggregate context", caller);
+	return aggcontext;
+}
+
+PG_FUNCTION_INFO_V1(embedding_accum);
+Datum
+embedding_accum(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcontext = EmbeddingAggContext(fcinfo, "embedding_accum");
+	EmbeddingAggState *state = PG_ARGISNULL(0) ? NULL : (EmbeddingAggState *) PG_GETARG_POINTER(0);
+	Embedding  *emb;
+
+	if (PG_ARGISNULL(1))
+	{
+		if (state == NULL)
+			PG_RETURN_NULL();
+		PG_RETURN_POINTER(state);
+	}
+	emb = PG_GETARG_EMBEDDING_P(1);
+	if (state == NULL)
+		state = EmbeddingAggStateNew(aggcontext, emb->dim);
+	else if (state->dim != emb->dim)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("different embedding dimensions %d and %d", state->dim, emb->dim)));
+	for (int i = 0; i < emb->dim; i++)
+		state->sum[i] += emb->x[i];
+	state->count++;
+	PG_FREE_IF_COPY(emb, 1);
+	PG_RETURN_POINTER(state);
+}
+
+PG_FUNCTION_INFO_V1(embedding_combine);
+Datum
+embedding_combine(PG_FUNCTION_ARGS)
+{
+	MemoryContext aggcontext = EmbeddingAggContext(fcinfo, "embedding_combine");
+	EmbeddingAggState *state1 = PG_ARGISNULL(0) ? NULL : (EmbeddingAggState *) PG_GETARG_POINTER(0);
+	EmbeddingAggState *state2 = PG_ARGISNULL(1) ? NULL : (EmbeddingAggState *) PG_GETARG_POINTER(1);
+
+	if (state2 == NULL)
+	{
+		if (state1 == NULL)
+			PG_RETURN_NULL();
+		PG_RETURN_POINTER(state1);
+	}
+	if (state1 == NULL)
+	{
+		state1 = EmbeddingAggStateNew(aggcontext, state2->dim);
+		memcpy(state1, state2, offsetof(EmbeddingAggState, sum) + sizeof(double) * state2->dim);
+		PG_RETURN_POINTER(state1);
+	}
+	if (state1->dim != state2->dim)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("different embedding dimensions %d and %d", state1->dim, state2->dim)));
+	for (int i = 0; i < state1->dim; i++)
+		state1->sum[i] += state2->sum[i];
+	state1->count += state2->count;
+	PG_RETURN_POINTER(state1);
+}
+
+PG_FUNCTION_INFO_V1(embedding_serialize);
+Datum
+embedding_serialize(PG_FUNCTION_ARGS)
+{
+	EmbeddingAggState *state = (EmbeddingAggState *) PG_GETARG_POINTER(0);
+	StringInfoData buf;
+
+	EmbeddingAggContext(fcinfo, "embedding_serialize");
+	pq_begintypsend(&buf);
+	pq_sendint64(&buf, state->count);
+	pq_sendint32(&buf, state->dim);
+	for (int i = 0; i < state->dim; i++)
+		pq_sendfloat8(&buf, state->sum[i]);
+	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
+}
+
+PG_FUNCTION_INFO_V1(embedding_deserialize);
+Datum
+embedding_deserialize(PG_FUNCTION_ARGS)
+{
+	bytea	   *data = PG_GETARG_BYTEA_PP(0);
+	MemoryContext aggcontext = EmbeddingAggContext(fcinfo, "embedding_deserialize");
+	StringInfoData buf;
+	int64		count;
+	int			dim;
+	EmbeddingAggState *state;
+
+	/* A read-only view of the bytea; pq_getmsg* needs no terminating zero. */
+	buf.data = VARDATA_ANY(data);
+	buf.len = VARSIZE_ANY_EXHDR(data);
+	buf.maxlen = buf.len;
+	buf.cursor = 0;
+	count = pq_getmsgint64(&buf);
+	dim = pq_getmsgint(&buf, sizeof(int32));
+	if (dim < 1 || dim > EMBEDDING_MAX_DIM ||
+		buf.len - buf.cursor != (int) sizeof(double) * dim)
+		elog(ERROR, "invalid serialized embedding aggregate state");
+	state = EmbeddingAggStateNew(aggcontext, dim);
+	state->count = count;
+	for (int i = 0; i < dim; i++)
+		state->sum[i] = pq_getmsgfloat8(&buf);
+	pq_getmsgend(&buf);
+	PG_RETURN_POINTER(state);
+}
+
+/* Converts the double sums (scaled by 1/divisor) to an embedding, checking float4 range. */
+static Embedding *
+EmbeddingFromSums(const EmbeddingAggState *state, double divisor)
+{
+	Embedding  *result = EmbeddingNew(state->dim);
+
+	for (int i = 0; i < state->dim; i++)
+	{
+		double		value = state->sum[i] / divisor;
+
+		result->x[i] = (float4) value;
+		if (isinf(result->x[i]))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("value out of range: overflow"),
+					 errdetail("Element %d of the result is too large for a real (float4).",
+							   i + 1)));
+	}
+	return result;
+}
+
+PG_FUNCTION_INFO_V1(embedding_avg_final);
+Datum
+embedding_avg_final(PG_FUNCTION_ARGS)
+{
+	EmbeddingAggState *state = (EmbeddingAggState *) PG_GETARG_POINTER(0);
+
+	PG_RETURN_EMBEDDING_P(EmbeddingFromSums(state, (double) state->count));
+}
+
+PG_FUNCTION_INFO_V1(embedding_sum_final);
+Datum
+embedding_sum_final(PG_FUNCTION_ARGS)
+{
+	EmbeddingAggState *state = (EmbeddingAggState *) PG_GETARG_POINTER(0);
+
+	PG_RETURN_EMBEDDING_P(EmbeddingFromSums(state, 1.0));
+}
