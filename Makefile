@@ -19,7 +19,8 @@ DATA = $(sort $(wildcard extension/$(EXTENSION)--*--*.sql))
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
 
-TAP_TESTS = 1
+# Only when there are TAP tests: PGXS would otherwise run prove on nothing and fail installcheck.
+TAP_TESTS := $(if $(wildcard test/t/*.pl),1)
 PROVE_TESTS = $(sort $(wildcard test/t/*.pl))
 
 OPENBLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
