@@ -1,0 +1,90 @@
+/*
+ * config.h
+ *	  A CLIP model's config.json and preprocessor_config.json, parsed and
+ *	  range-checked into plain structs.
+ */
+#ifndef CM_CONFIG_H
+#define CM_CONFIG_H
+
+#include "cm_common.h"
+#include "image.h"
+
+typedef enum cm_activation
+{
+	CM_ACT_QUICK_GELU,			/* x * sigmoid(1.702 x) */
+	CM_ACT_GELU,				/* exact: 0.5 x (1 + erf(x / sqrt 2)) */
+	CM_ACT_GELU_TANH			/* "gelu_new" / "gelu_pytorch_tanh" */
+} cm_activation;
+
+/* What the text and vision transformers share. */
+typedef struct cm_tower_config
+{
+	int			hidden_size;
+	int			intermediate_size;
+	int			num_layers;
+	int			num_heads;		/* divides hidden_size */
+	float		layer_norm_eps;
+	cm_activation act;
+} cm_tower_config;
+
+typedef struct cm_text_config
+{
+	cm_tower_config t;
+	int			vocab_size;
+	int			max_positions;	/* max_position_embeddings */
+	int32_t		bos_token_id;
+	int32_t		eos_token_id;	/* 2 selects the legacy argmax pooling */
+} cm_text_config;
+
+typedef struct cm_vision_config
+{
+	cm_tower_config t;
+	int			image_size;
+	int			patch_size;
+	int			num_channels;	/* always 3 */
+	int			grid;			/* image_size / patch_size */
+	int			n_positions;	/* 1 + grid * grid */
+} cm_vision_config;
+
+typedef struct cm_config
+{
+	cm_text_config text;
+	cm_vision_config vision;
+	int			projection_dim;
+	/* Comma-separated keys that were absent and took transformers' defaults. */
+	char		defaulted[256];
+} cm_config;
+
+/* Hard limits that keep a hostile config from sizing huge buffers. */
+#define CM_CONFIG_MAX_HIDDEN 16384
+#define CM_CONFIG_MAX_INTERMEDIATE 131072
+#define CM_CONFIG_MAX_LAYERS 256
+#define CM_CONFIG_MAX_VOCAB (1 << 21)
+#define CM_CONFIG_MAX_POSITIONS 16384
+#define CM_CONFIG_MAX_IMAGE_SIZE 4096
+#define CM_CONFIG_MAX_PROJECTION 16384
+#define CM_CONFIG_MAX_FILE_BYTES (16u << 20)
+
+/*
+ * Parse config.json text (len bytes, no NUL needed).  label names the file in
+ * messages.  Absent keys take the defaults of transformers' CLIPConfig
+ * (openai/clip-vit-base-patch32) and are listed in out->defaulted.
+ */
+cm_status	cm_config_parse(const char *json, size_t len, const char *label,
+							cm_config *out, cm_error *err);
+
+/*
+ * Parse preprocessor_config.json into *out (max_pixels left 0).  The crop
+ * must match the vision tower's image size.
+ */
+cm_status	cm_preprocessor_parse(const char *json, size_t len, const char *label,
+								  const cm_vision_config *vision,
+								  cm_image_params *out, cm_error *err);
+
+/* Read a whole small file (at most max_bytes) into a malloc'd buffer. */
+cm_status	cm_read_file(const char *path, size_t max_bytes, char **out,
+						 size_t *out_len, cm_error *err);
+
+const char *cm_activation_name(cm_activation act);
+
+#endif							/* CM_CONFIG_H */

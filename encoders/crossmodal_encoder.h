@@ -1,0 +1,154 @@
+/*
+ * crossmodal_encoder.h
+ *	  Public API of the CLIP encoder runtime: load a Hugging Face CLIP model
+ *	  directory, encode texts and images into L2-normalised embeddings.
+ *
+ * Plain C (C99 and later), no PostgreSQL headers.  A loaded cm_model is
+ * immutable and may be shared by any number of threads; each thread (or
+ * call) uses its own cm_state for activations.  Every function reports
+ * failure as a cm_status plus a message in a caller-owned cm_error; nothing
+ * prints, exits or aborts.
+ *
+ * A model directory holds what CLIPModel.save_pretrained writes plus the
+ * tokenizer files: config.json, model.safetensors, vocab.json, merges.txt,
+ * preprocessor_config.json.
+ */
+#ifndef CROSSMODAL_ENCODER_H
+#define CROSSMODAL_ENCODER_H
+
+#include "cm_common.h"
+
+#ifdef __cplusplus
+extern "C"
+{
+#endif
+
+typedef struct cm_model cm_model;
+typedef struct cm_state cm_state;
+
+/* Log levels passed to a cm_log_fn. */
+#define CM_LOG_DEBUG 0
+#define CM_LOG_INFO 1
+#define CM_LOG_WARNING 2
+
+/* Receives diagnostics the runtime would otherwise drop. */
+typedef void (*cm_log_fn) (void *ctx, int level, const char *message);
+
+/* Return true to stop the running call with CM_ERR_CANCELLED. */
+typedef bool (*cm_cancel_fn) (void *ctx);
+
+typedef struct cm_load_options
+{
+	cm_log_fn	log;			/* NULL: no logging */
+	void	   *log_ctx;
+} cm_load_options;
+
+/* Defaults, used where a field is 0. */
+#define CM_DEFAULT_MAX_IMAGE_BYTES ((size_t) 64 << 20)
+#define CM_DEFAULT_MAX_IMAGE_PIXELS ((uint64_t) 89478485)	/* PIL's bomb limit */
+#define CM_DEFAULT_BATCH 32
+#define CM_MAX_BATCH 1024
+
+/*
+ * Per-call options.  A zero-initialised struct (or a NULL pointer) gives the
+ * defaults: no cancel callback, no logging, the default image limits, a batch
+ * of CM_DEFAULT_BATCH, L2-normalised output.
+ */
+typedef struct cm_run_options
+{
+	cm_cancel_fn cancel;		/* polled at least once per transformer layer */
+	void	   *cancel_ctx;
+	cm_log_fn	log;
+	void	   *log_ctx;
+	size_t		max_image_bytes;	/* encoded size limit; 0 = default */
+	uint64_t	max_image_pixels;	/* width * height limit, checked before
+									 * decoding; 0 = default */
+	int			batch_size;		/* inputs per forward pass; 0 = default */
+	bool		raw_features;	/* skip the L2 normalisation (tests, debugging) */
+} cm_run_options;
+
+typedef struct cm_model_info
+{
+	int			embed_dim;		/* projection_dim: length of every embedding */
+	int			image_size;		/* square input side of the vision tower */
+	int			max_tokens;		/* text positions, BOS and EOS included */
+	int			vocab_size;
+	int			text_hidden;
+	int			text_layers;
+	int			vision_hidden;
+	int			vision_layers;
+	int			patch_size;
+	int64_t		n_params;		/* parameters the runtime uses */
+	const char *weight_dtype;	/* of model.safetensors: "F32", "F16", "BF16"
+								 * or "mixed"; owned by the model */
+	float		logit_scale;	/* exp(logit_scale), CLIP's similarity scale */
+} cm_model_info;
+
+/* Load a model directory.  NULL and err filled on failure. */
+cm_model   *cm_model_load(const char *dir, const cm_load_options *options, cm_error *err);
+void		cm_model_free(cm_model *model);
+void		cm_model_get_info(const cm_model *model, cm_model_info *info);
+
+/*
+ * Activation buffers for one thread at a time; grown as needed and reused.
+ * NULL may be passed as state to any encode function: a temporary one is
+ * then made for the call.
+ */
+cm_state   *cm_state_new(const cm_model *model, cm_error *err);
+void		cm_state_free(cm_state *state);
+
+/*
+ * Encode n UTF-8 texts (lens[i] bytes each; lens NULL: NUL-terminated) into
+ * out[n * embed_dim].  Texts longer than the model's positions are truncated
+ * keeping EOS, as CLIPTokenizer does with truncation.
+ */
+cm_status	cm_encode_texts(const cm_model *model, cm_state *state,
+							const char *const *texts, const size_t *lens, int n,
+							const cm_run_options *options, float *out, cm_error *err);
+
+/* Encode n encoded images (PNG, JPEG, GIF, BMP) into out[n * embed_dim]. */
+cm_status	cm_encode_images(const cm_model *model, cm_state *state,
+							 const unsigned char *const *images, const size_t *lens, int n,
+							 const cm_run_options *options, float *out, cm_error *err);
+
+/* Lower-level entry points (tests, offline tools). */
+
+/* Tokenize one text into ids[max_ids] (BOS ... EOS); *n_ids gets the count. */
+cm_status	cm_tokenize(const cm_model *model, const char *text, size_t len,
+						int32_t *ids, int max_ids, int *n_ids, cm_error *err);
+
+/*
+ * Encode n token-id sequences (ids[i] has n_ids[i] entries, 1..max_tokens,
+ * each in [0, vocab_size)).  hidden, when not NULL, receives the final
+ * layer-normed hidden states of every position, sequences one after the
+ * other: sum(n_ids) * text_hidden floats.
+ */
+cm_status	cm_encode_token_ids(const cm_model *model, cm_state *state,
+								const int32_t *const *ids, const int *n_ids, int n,
+								const cm_run_options *options, float *out,
+								float *hidden, cm_error *err);
+
+/* Decode and preprocess one image into out[3 * image_size * image_size]. */
+cm_status	cm_preprocess_image(const cm_model *model, const unsigned char *bytes, size_t len,
+								const cm_run_options *options, float *out, cm_error *err);
+
+/* Encode n preprocessed pixel tensors pixels[n][3][image_size][image_size]. */
+cm_status	cm_encode_pixels(const cm_model *model, cm_state *state,
+							 const float *pixels, int n,
+							 const cm_run_options *options, float *out, cm_error *err);
+
+/*
+ * OpenBLAS's thread count is process-wide; the runtime never changes it by
+ * itself.  These wrap openblas_set_num_threads / openblas_get_num_threads.
+ */
+void		cm_set_num_threads(int n);
+int			cm_get_num_threads(void);
+
+/* A short, static description of a status ("model file invalid", ...). */
+const char *cm_status_name(cm_status status);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif							/* CROSSMODAL_ENCODER_H */

@@ -1,0 +1,105 @@
+/*
+ * text_encoder.c
+ *	  CLIP's text tower: token + position embeddings, causal pre-LN
+ *	  transformer at the real token length, final layer norm, pooling at the
+ *	  EOS position and the text projection.
+ */
+#include "transformer.h"
+
+#include <cblas.h>
+#include <string.h>
+
+/*
+ * The position transformers' CLIPTextTransformer pools at.  Configs with
+ * eos_token_id == 2 (written before the fix) take the argmax of the ids,
+ * which is where EOS sits in the original vocabulary; the others take the
+ * first position holding eos_token_id, or position 0 when there is none.
+ */
+static int
+eos_position(const int32_t *ids, int n, int32_t eos_token_id)
+{
+	int			pos = 0;
+
+	if (eos_token_id == 2)
+	{
+		for (int i = 1; i < n; i++)
+			if (ids[i] > ids[pos])
+				pos = i;		/* first maximum, as torch.argmax */
+		return pos;
+	}
+	for (int i = 0; i < n; i++)
+		if (ids[i] == eos_token_id)
+			return i;
+	return 0;
+}
+
+cm_status
+cm_text_forward(const cm_model *model, cm_state *s,
+				const int32_t *const *ids, const int *n_ids, int n,
+				const cm_run_options *opt, float *out, float *hidden, cm_error *err)
+{
+	const cm_text_config *tc = &model->config.text;
+	const cm_text_weights *w = &model->w.text;
+	int			d = tc->t.hidden_size;
+	int			rows = 0,
+				max_len = 0;
+	cm_batch	batch;
+	cm_status	st;
+
+	if ((st = cm_state_reserve_seqs(s, (size_t) n, err)) != CM_OK)
+		return st;
+	for (int i = 0; i < n; i++)
+	{
+		if (ids[i] == NULL || n_ids[i] < 1 || n_ids[i] > tc->max_positions)
+			return cm_set_error(err, CM_ERR_INPUT, "text %d has %d token ids, expected 1 to %d",
+								i, ids[i] == NULL ? 0 : n_ids[i], tc->max_positions);
+		for (int j = 0; j < n_ids[i]; j++)
+			if (ids[i][j] < 0 || ids[i][j] >= tc->vocab_size)
+				return cm_set_error(err, CM_ERR_INPUT, "text %d: token id %d at position %d is outside the vocabulary of %d",
+									i, (int) ids[i][j], j, tc->vocab_size);
+		s->seq_start[i] = rows;
+		s->seq_len[i] = n_ids[i];
+		rows += n_ids[i];		/* bounded: n <= CM_MAX_BATCH, each <= max_positions */
+		if (n_ids[i] > max_len)
+			max_len = n_ids[i];
+	}
+	batch.n_seqs = n;
+	batch.n_rows = rows;
+	batch.max_len = max_len;
+	batch.start = s->seq_start;
+	batch.len = s->seq_len;
+	if ((st = cm_state_reserve_tower(s, &tc->t, &batch, err)) != CM_OK)
+		return st;
+	if ((st = cm_check_cancel(opt, err)) != CM_OK)
+		return st;
+
+	/* Embeddings */
+	for (int i = 0; i < n; i++)
+		for (int j = 0; j < n_ids[i]; j++)
+		{
+			float	   *x = s->x.p + (size_t) (s->seq_start[i] + j) * d;
+			const float *te = w->token_embedding + (size_t) ids[i][j] * d;
+			const float *pe = w->position_embedding + (size_t) j * d;
+
+			for (int c = 0; c < d; c++)
+				x[c] = te[c] + pe[c];
+		}
+
+	if ((st = cm_transformer_forward(&tc->t, w->layers, s, &batch, true, opt, err)) != CM_OK)
+		return st;
+
+	if (hidden != NULL)
+		cm_layer_norm(s->x.p, hidden, rows, d, w->final_ln_w, w->final_ln_b, tc->t.layer_norm_eps);
+
+	/* The final layer norm is per row: only the pooled rows need it. */
+	for (int i = 0; i < n; i++)
+	{
+		int			pos = eos_position(ids[i], n_ids[i], tc->eos_token_id);
+
+		cm_layer_norm(s->x.p + (size_t) (s->seq_start[i] + pos) * d, s->pooled.p + (size_t) i * d,
+					  1, d, w->final_ln_w, w->final_ln_b, tc->t.layer_norm_eps);
+	}
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, model->config.projection_dim, d,
+				1.0f, s->pooled.p, d, w->projection, d, 0.0f, out, model->config.projection_dim);
+	return CM_OK;
+}

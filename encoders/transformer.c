@@ -1,0 +1,259 @@
+/*
+ * transformer.c
+ *	  The pre-LN transformer encoder layer shared by CLIP's text and vision
+ *	  towers, with all matrix products in cblas_sgemm.
+ *
+ * Layer (as transformers' CLIPEncoderLayer):
+ *	  x += out_proj(attention(layer_norm1(x)))
+ *	  x += fc2(act(fc1(layer_norm2(x))))
+ * Rows of every sequence in a batch are stacked so the projections and the
+ * MLP are single GEMMs over all tokens; attention runs per sequence and head.
+ */
+#include "transformer.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+cm_status
+cm_buf_reserve(cm_buf *b, size_t n_floats, cm_error *err)
+{
+	size_t		bytes;
+	float	   *p;
+
+	if (n_floats <= b->cap)
+		return CM_OK;
+	if (!cm_mul_size(n_floats, sizeof(float), &bytes))
+		return cm_set_error(err, CM_ERR_NOMEM, "activation buffer size overflows");
+	/* The contents need not survive: free first to keep the peak low. */
+	free(b->p);
+	b->cap = 0;
+	p = malloc(bytes);
+	if (p == NULL)
+	{
+		b->p = NULL;
+		return cm_set_error(err, CM_ERR_NOMEM, "out of memory for a %zu-byte activation buffer", bytes);
+	}
+	b->p = p;
+	b->cap = n_floats;
+	return CM_OK;
+}
+
+cm_status
+cm_state_reserve_seqs(cm_state *s, size_t n_seqs, cm_error *err)
+{
+	int		   *a,
+			   *b;
+
+	if (n_seqs <= s->seq_cap)
+		return CM_OK;
+	a = malloc(n_seqs * sizeof(int));
+	b = malloc(n_seqs * sizeof(int));
+	if (a == NULL || b == NULL)
+	{
+		free(a);
+		free(b);
+		return cm_set_error(err, CM_ERR_NOMEM, "out of memory for %zu sequences", n_seqs);
+	}
+	free(s->seq_start);
+	free(s->seq_len);
+	s->seq_start = a;
+	s->seq_len = b;
+	s->seq_cap = n_seqs;
+	return CM_OK;
+}
+
+cm_status
+cm_state_reserve_tower(cm_state *s, const cm_tower_config *cfg, const cm_batch *batch,
+					   cm_error *err)
+{
+	size_t		rows_d,
+				rows_ff,
+				scores,
+				pooled;
+	cm_status	st;
+
+	if (!cm_mul_size((size_t) batch->n_rows, (size_t) cfg->hidden_size, &rows_d) ||
+		!cm_mul_size((size_t) batch->n_rows, (size_t) cfg->intermediate_size, &rows_ff) ||
+		!cm_mul_size((size_t) batch->max_len, (size_t) batch->max_len, &scores) ||
+		!cm_mul_size((size_t) batch->n_seqs, (size_t) cfg->hidden_size, &pooled))
+		return cm_set_error(err, CM_ERR_LIMIT, "batch of %d rows is too large", batch->n_rows);
+	if ((st = cm_buf_reserve(&s->x, rows_d, err)) != CM_OK ||
+		(st = cm_buf_reserve(&s->h, rows_d, err)) != CM_OK ||
+		(st = cm_buf_reserve(&s->q, rows_d, err)) != CM_OK ||
+		(st = cm_buf_reserve(&s->k, rows_d, err)) != CM_OK ||
+		(st = cm_buf_reserve(&s->v, rows_d, err)) != CM_OK ||
+		(st = cm_buf_reserve(&s->attn, rows_d, err)) != CM_OK ||
+		(st = cm_buf_reserve(&s->ff, rows_ff, err)) != CM_OK ||
+		(st = cm_buf_reserve(&s->scores, scores, err)) != CM_OK ||
+		(st = cm_buf_reserve(&s->pooled, pooled, err)) != CM_OK)
+		return st;
+	return CM_OK;
+}
+
+cm_status
+cm_check_cancel(const cm_run_options *opt, cm_error *err)
+{
+	if (opt != NULL && opt->cancel != NULL && opt->cancel(opt->cancel_ctx))
+		return cm_set_error(err, CM_ERR_CANCELLED, "cancelled by the caller");
+	return CM_OK;
+}
+
+void
+cm_layer_norm(const float *x, float *y, int rows, int d, const float *w, const float *b,
+			  float eps)
+{
+	for (int r = 0; r < rows; r++)
+	{
+		const float *xr = x + (size_t) r * d;
+		float	   *yr = y + (size_t) r * d;
+		float		mean = 0.0f,
+					var = 0.0f,
+					inv;
+
+		for (int i = 0; i < d; i++)
+			mean += xr[i];
+		mean /= (float) d;
+		for (int i = 0; i < d; i++)
+		{
+			float		c = xr[i] - mean;
+
+			var += c * c;
+		}
+		var /= (float) d;
+		inv = 1.0f / sqrtf(var + eps);
+		for (int i = 0; i < d; i++)
+			yr[i] = (xr[i] - mean) * inv * w[i] + b[i];
+	}
+}
+
+void
+cm_linear(const float *x, int rows, int in, const float *W, const float *bias,
+		  float *y, int out, bool accumulate)
+{
+	/* Put the bias (plus the residual, if any) in y, then y += x W^T. */
+	for (int r = 0; r < rows; r++)
+	{
+		float	   *yr = y + (size_t) r * out;
+
+		if (accumulate)
+			for (int j = 0; j < out; j++)
+				yr[j] += bias[j];
+		else
+			memcpy(yr, bias, (size_t) out * sizeof(float));
+	}
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in,
+				1.0f, x, in, W, in, 1.0f, y, out);
+}
+
+static void
+activation(float *x, size_t n, cm_activation act)
+{
+	switch (act)
+	{
+		case CM_ACT_QUICK_GELU:
+			for (size_t i = 0; i < n; i++)
+				x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+			break;
+		case CM_ACT_GELU:
+			for (size_t i = 0; i < n; i++)
+				x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float) M_SQRT1_2));
+			break;
+		case CM_ACT_GELU_TANH:
+			for (size_t i = 0; i < n; i++)
+			{
+				float		v = x[i];
+
+				x[i] = 0.5f * v * (1.0f + tanhf(0.7978845608f * (v + 0.044715f * v * v * v)));
+			}
+			break;
+	}
+}
+
+/* Softmax of each row of s[n][n] in place; causal rows stop at the diagonal. */
+static void
+softmax_rows(float *s, int n, bool causal)
+{
+	for (int i = 0; i < n; i++)
+	{
+		float	   *row = s + (size_t) i * n;
+		int			len = causal ? i + 1 : n;
+		float		max = row[0],
+					sum = 0.0f,
+					inv;
+
+		for (int j = 1; j < len; j++)
+			max = row[j] > max ? row[j] : max;
+		for (int j = 0; j < len; j++)
+		{
+			row[j] = expf(row[j] - max);
+			sum += row[j];
+		}
+		inv = 1.0f / sum;
+		for (int j = 0; j < len; j++)
+			row[j] *= inv;
+		for (int j = len; j < n; j++)
+			row[j] = 0.0f;
+	}
+}
+
+/* Multi-head scaled dot-product attention of s->q/k/v into s->attn. */
+static void
+attention(const cm_tower_config *cfg, cm_state *s, const cm_batch *batch, bool causal)
+{
+	int			d = cfg->hidden_size;
+	int			hd = d / cfg->num_heads;
+	float		scale = 1.0f / sqrtf((float) hd);
+
+	for (int q = 0; q < batch->n_seqs; q++)
+	{
+		size_t		r0 = (size_t) batch->start[q] * d;
+		int			n = batch->len[q];
+
+		for (int h = 0; h < cfg->num_heads; h++)
+		{
+			size_t		col = (size_t) h * hd;
+
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd,
+						scale, s->q.p + r0 + col, d, s->k.p + r0 + col, d,
+						0.0f, s->scores.p, n);
+			softmax_rows(s->scores.p, n, causal);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, n,
+						1.0f, s->scores.p, n, s->v.p + r0 + col, d,
+						0.0f, s->attn.p + r0 + col, d);
+		}
+	}
+}
+
+cm_status
+cm_transformer_forward(const cm_tower_config *cfg, const cm_layer_weights *layers,
+					   cm_state *s, const cm_batch *batch, bool causal,
+					   const cm_run_options *opt, cm_error *err)
+{
+	int			d = cfg->hidden_size;
+	int			ff = cfg->intermediate_size;
+	int			rows = batch->n_rows;
+	cm_status	st;
+
+	for (int l = 0; l < cfg->num_layers; l++)
+	{
+		const cm_layer_weights *w = &layers[l];
+
+		if ((st = cm_check_cancel(opt, err)) != CM_OK)
+			return st;
+
+		cm_layer_norm(s->x.p, s->h.p, rows, d, w->ln1_w, w->ln1_b, cfg->layer_norm_eps);
+		cm_linear(s->h.p, rows, d, w->q_w, w->q_b, s->q.p, d, false);
+		cm_linear(s->h.p, rows, d, w->k_w, w->k_b, s->k.p, d, false);
+		cm_linear(s->h.p, rows, d, w->v_w, w->v_b, s->v.p, d, false);
+		attention(cfg, s, batch, causal);
+		cm_linear(s->attn.p, rows, d, w->o_w, w->o_b, s->x.p, d, true);
+
+		cm_layer_norm(s->x.p, s->h.p, rows, d, w->ln2_w, w->ln2_b, cfg->layer_norm_eps);
+		cm_linear(s->h.p, rows, d, w->fc1_w, w->fc1_b, s->ff.p, ff, false);
+		activation(s->ff.p, (size_t) rows * ff, cfg->act);
+		cm_linear(s->ff.p, rows, ff, w->fc2_w, w->fc2_b, s->x.p, d, true);
+	}
+	return CM_OK;
+}

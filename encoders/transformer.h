@@ -1,0 +1,97 @@
+/*
+ * transformer.h
+ *	  Per-call activation state, the shared pre-LN encoder layer and the
+ *	  small row-wise kernels (layer norm, activations) both towers use.
+ */
+#ifndef CM_TRANSFORMER_H
+#define CM_TRANSFORMER_H
+
+#include "cm_common.h"
+#include "crossmodal_encoder.h"
+#include "model.h"
+
+/* A float buffer that only grows. */
+typedef struct cm_buf
+{
+	float	   *p;
+	size_t		cap;			/* in floats */
+} cm_buf;
+
+/*
+ * Activations for one forward pass at a time.  Rows are tokens of all the
+ * sequences of a batch, stacked; d is the running tower's hidden size.
+ */
+struct cm_state
+{
+	cm_buf		x;				/* [rows][d] residual stream */
+	cm_buf		h;				/* [rows][d] layer-normed input of a block */
+	cm_buf		q;				/* [rows][d] */
+	cm_buf		k;				/* [rows][d] */
+	cm_buf		v;				/* [rows][d] */
+	cm_buf		attn;			/* [rows][d] attention output, heads side by side */
+	cm_buf		ff;				/* [rows][ff] MLP hidden */
+	cm_buf		scores;			/* [max_len][max_len] one head's attention */
+	cm_buf		patches;		/* [n_images * grid^2][3 * p * p] im2col */
+	cm_buf		pooled;			/* [n_seqs][d] */
+	cm_buf		pixels;			/* [batch][3][S][S] decoded images */
+	int		   *seq_start;		/* [n_seqs] first row of each sequence */
+	int		   *seq_len;		/* [n_seqs] */
+	size_t		seq_cap;
+	int32_t    *ids;			/* [batch][max_positions] tokenized texts */
+	size_t		ids_cap;
+	const int32_t **id_rows;	/* [batch] */
+	int		   *id_counts;		/* [batch] */
+	size_t		id_rows_cap;
+};
+
+/* Stacked sequences: sequence i is rows start[i] .. start[i] + len[i] - 1. */
+typedef struct cm_batch
+{
+	int			n_seqs;
+	int			n_rows;
+	int			max_len;
+	const int  *start;
+	const int  *len;
+} cm_batch;
+
+cm_status	cm_buf_reserve(cm_buf *b, size_t n_floats, cm_error *err);
+cm_status	cm_state_reserve_seqs(cm_state *s, size_t n_seqs, cm_error *err);
+
+/* Grow every buffer a tower with these sizes needs for this batch. */
+cm_status	cm_state_reserve_tower(cm_state *s, const cm_tower_config *cfg,
+								   const cm_batch *batch, cm_error *err);
+
+/* Poll the caller's cancel callback. */
+cm_status	cm_check_cancel(const cm_run_options *opt, cm_error *err);
+
+/*
+ * Run cfg->num_layers pre-LN encoder layers over s->x (in place).  causal
+ * masks each position from the ones after it (the text tower).
+ */
+cm_status	cm_transformer_forward(const cm_tower_config *cfg, const cm_layer_weights *layers,
+								   cm_state *s, const cm_batch *batch, bool causal,
+								   const cm_run_options *opt, cm_error *err);
+
+/* y[rows][d] = layer_norm(x) * w + b; x and y may be the same. */
+void		cm_layer_norm(const float *x, float *y, int rows, int d,
+						  const float *w, const float *b, float eps);
+
+/*
+ * y[rows][out] = x[rows][in] W^T + bias with W [out][in]; accumulate adds
+ * the result to y instead (a residual connection).
+ */
+void		cm_linear(const float *x, int rows, int in, const float *W, const float *bias,
+					  float *y, int out, bool accumulate);
+
+/* Text tower on token ids (at most the batch the caller chose). */
+cm_status	cm_text_forward(const cm_model *model, cm_state *s,
+							const int32_t *const *ids, const int *n_ids, int n,
+							const cm_run_options *opt, float *out, float *hidden,
+							cm_error *err);
+
+/* Vision tower on preprocessed pixel tensors [n][3][S][S]. */
+cm_status	cm_vision_forward(const cm_model *model, cm_state *s,
+							  const float *pixels, int n,
+							  const cm_run_options *opt, float *out, cm_error *err);
+
+#endif							/* CM_TRANSFORMER_H */
