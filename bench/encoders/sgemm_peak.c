@@ -32,6 +32,8 @@ static const GemmShape shapes[] = {
 	{"text_b32_fc1", 32 * 10, 2048, 512, 1},
 	{"text_b32_fc2", 32 * 10, 512, 2048, 1},
 	{"text_b1_fc1", 10, 2048, 512, 1},          /* bound by reading the weights */
+	{"vit_attn_scores", 50, 50, 64, 1},         /* one head of one image: Q K^T */
+	{"vit_attn_mix", 50, 64, 50, 0},            /* softmax(scores) V */
 };
 
 static double
@@ -138,7 +140,7 @@ main(int argc, char **argv)
 			const GemmShape *s = &shapes[i];
 			double g = measure(s, slice_s, slices);
 
-			if (g > peak)
+			if (g > peak && s->m >= 256)	/* the peak is a large-GEMM figure */
 				peak = g;
 			printf("RESULT sgemm_%s_t%d_gflops %.1f\n", s->name, threads, g);
 			fprintf(stderr, "threads %d  %-14s %5d x %5d x %5d%s  %7.1f GFLOP/s\n",
