@@ -44,22 +44,27 @@ cm_status
 cm_state_reserve_seqs(cm_state *s, size_t n_seqs, cm_error *err)
 {
 	int		   *a,
-			   *b;
+			   *b,
+			   *c;
 
 	if (n_seqs <= s->seq_cap)
 		return CM_OK;
 	a = malloc(n_seqs * sizeof(int));
 	b = malloc(n_seqs * sizeof(int));
-	if (a == NULL || b == NULL)
+	c = malloc(n_seqs * sizeof(int));
+	if (a == NULL || b == NULL || c == NULL)
 	{
 		free(a);
 		free(b);
+		free(c);
 		return cm_set_error(err, CM_ERR_NOMEM, "out of memory for %zu sequences", n_seqs);
 	}
 	free(s->seq_start);
 	free(s->seq_len);
+	free(s->keep_rows);
 	s->seq_start = a;
 	s->seq_len = b;
+	s->keep_rows = c;
 	s->seq_cap = n_seqs;
 	return CM_OK;
 }
@@ -248,6 +253,23 @@ cm_transformer_forward(const cm_tower_config *cfg, const cm_layer_weights *layer
 		cm_linear(s->h.p, rows, d, w->k_w, w->k_b, s->k.p, d, false);
 		cm_linear(s->h.p, rows, d, w->v_w, w->v_b, s->v.p, d, false);
 		attention(cfg, s, batch, causal);
+		if (l == cfg->num_layers - 1 && batch->keep != NULL)
+		{
+			/*
+			 * Past the last attention, rows do not mix: only the rows the
+			 * caller pools need the rest.  Move them to the front (keep is
+			 * ascending, so keep[i] >= i and forward copies are safe).
+			 */
+			for (int i = 0; i < batch->n_keep; i++)
+				if (batch->keep[i] != i)
+				{
+					memcpy(s->attn.p + (size_t) i * d, s->attn.p + (size_t) batch->keep[i] * d,
+						   (size_t) d * sizeof(float));
+					memcpy(s->x.p + (size_t) i * d, s->x.p + (size_t) batch->keep[i] * d,
+						   (size_t) d * sizeof(float));
+				}
+			rows = batch->n_keep;
+		}
 		cm_linear(s->attn.p, rows, d, w->o_w, w->o_b, s->x.p, d, true);
 
 		cm_layer_norm(s->x.p, s->h.p, rows, d, w->ln2_w, w->ln2_b, cfg->layer_norm_eps);

@@ -36,6 +36,7 @@ struct cm_state
 	cm_buf		pixels;			/* [batch][3][S][S] decoded images */
 	int		   *seq_start;		/* [n_seqs] first row of each sequence */
 	int		   *seq_len;		/* [n_seqs] */
+	int		   *keep_rows;		/* [n_seqs] the row each sequence is pooled at */
 	size_t		seq_cap;
 	int32_t    *ids;			/* [batch][max_positions] tokenized texts */
 	size_t		ids_cap;
@@ -52,6 +53,14 @@ typedef struct cm_batch
 	int			max_len;
 	const int  *start;
 	const int  *len;
+
+	/*
+	 * When not NULL: only these rows (ascending) are wanted after the last
+	 * layer, which then leaves them in rows 0 .. n_keep - 1 of s->x and the
+	 * other rows undefined.
+	 */
+	const int  *keep;
+	int			n_keep;
 } cm_batch;
 
 cm_status	cm_buf_reserve(cm_buf *b, size_t n_floats, cm_error *err);
@@ -66,7 +75,8 @@ cm_status	cm_check_cancel(const cm_run_options *opt, cm_error *err);
 
 /*
  * Run cfg->num_layers pre-LN encoder layers over s->x (in place).  causal
- * masks each position from the ones after it (the text tower).
+ * masks each position from the ones after it (the text tower).  See
+ * cm_batch.keep for where the output rows are.
  */
 cm_status	cm_transformer_forward(const cm_tower_config *cfg, const cm_layer_weights *layers,
 								   cm_state *s, const cm_batch *batch, bool causal,
