@@ -5,8 +5,10 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "utils/guc.h"
 
 #include "embedding.h"
+#include "model_registry.h"
 
 PG_MODULE_MAGIC;
 
@@ -19,7 +21,11 @@ _PG_init(void)
 	EmbeddingInit();
 	DistanceInit();
 
-	/* Encoder SQL wrappers: initialised here once that module lands. */
+	/* Encoder settings and the per-backend model registry. */
+	EncoderRegistryInit();
 
 	/* HNSW index access method: initialised here once that module lands. */
+
+	/* Last: every module has defined its crossmodal.* settings. */
+	MarkGUCPrefixReserved("crossmodal");
 }
