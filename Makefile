@@ -71,3 +71,9 @@ uninstall-models:
 	@for dir in $(MODEL_DIRS); do \
 		rm -rf "$(MODELS_INSTALL_DIR)/$$(basename "$$dir")"; \
 	done
+
+# `make prove_installcheck`: the TAP tests alone, against the installed server
+# binaries (test/run.sh runs them as a stage of their own).
+.PHONY: prove_installcheck
+prove_installcheck:
+	$(prove_installcheck)
