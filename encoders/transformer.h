@@ -1,13 +1,14 @@
 /*
  * transformer.h
  *	  Per-call activation state, the shared pre-LN encoder layer and the
- *	  small row-wise kernels (layer norm, activations) both towers use.
+ *	  batch bookkeeping both towers use (row-wise kernels: kernels.h).
  */
 #ifndef CM_TRANSFORMER_H
 #define CM_TRANSFORMER_H
 
 #include "cm_common.h"
 #include "crossmodal_encoder.h"
+#include "kernels.h"
 #include "model.h"
 
 /* A float buffer that only grows. */
@@ -81,10 +82,6 @@ cm_status	cm_check_cancel(const cm_run_options *opt, cm_error *err);
 cm_status	cm_transformer_forward(const cm_tower_config *cfg, const cm_layer_weights *layers,
 								   cm_state *s, const cm_batch *batch, bool causal,
 								   const cm_run_options *opt, cm_error *err);
-
-/* y[rows][d] = layer_norm(x) * w + b; x and y may be the same. */
-void		cm_layer_norm(const float *x, float *y, int rows, int d,
-						  const float *w, const float *b, float eps);
 
 /*
  * y[rows][out] = x[rows][in] W^T + bias with W [out][in]; accumulate adds
