@@ -86,7 +86,7 @@ DefaultModelName(void)
 /* Encode n UTF-8 texts into out[n * dim] (normalised). */
 static void
 EncodeTexts(CmModelEntry *entry, const char *const *texts, const size_t *lens, int n,
-			float *out, bool batch)
+			float *out)
 {
 	CmRun		run;
 	cm_status	s;
@@ -94,21 +94,47 @@ EncodeTexts(CmModelEntry *entry, const char *const *texts, const size_t *lens, i
 
 	CmRunBegin(&run);
 	s = cm_encode_texts(entry->model, state, texts, lens, n, &run.options, out, &run.err);
-	CmRunEnd(&run, s, entry, "text", batch);
+	CmRunEnd(&run, s, entry, "text", 0);
 }
 
-/* Encode n encoded images into out[n * dim] (normalised). */
+/*
+ * Encode n encoded images into out[n * dim] (normalised).  Images are
+ * decoded one at a time, with interrupts served between them, then encoded
+ * CM_DEFAULT_BATCH at a time by the runtime (which polls for cancellation
+ * once per layer).
+ */
 static void
 EncodeImages(CmModelEntry *entry, const unsigned char *const *images, const size_t *lens,
 			 int n, float *out, bool batch)
 {
-	CmRun		run;
-	cm_status	s;
+	int			chunk = Min(n, CM_DEFAULT_BATCH);
+	int			dim = entry->info.embed_dim;
+	size_t		per_image = mul_size(mul_size(3, entry->info.image_size), entry->info.image_size);
+	float	   *pixels;
 	cm_state   *state = CmGetState();
 
-	CmRunBegin(&run);
-	s = cm_encode_images(entry->model, state, images, lens, n, &run.options, out, &run.err);
-	CmRunEnd(&run, s, entry, "image", batch);
+	if (n <= 0)
+		return;
+	pixels = palloc(mul_size(mul_size(per_image, sizeof(float)), chunk));
+	for (int i = 0; i < n; i += chunk)
+	{
+		int			c = Min(chunk, n - i);
+		CmRun		run;
+		cm_status	s;
+
+		for (int j = 0; j < c; j++)
+		{
+			CmRunBegin(&run);
+			s = cm_preprocess_image(entry->model, images[i + j], lens[i + j], &run.options,
+									pixels + (size_t) j * per_image, &run.err);
+			CmRunEnd(&run, s, entry, "image", batch ? i + j + 1 : 0);
+		}
+		CmRunBegin(&run);
+		s = cm_encode_pixels(entry->model, state, pixels, c, &run.options,
+							 out + (size_t) i * dim, &run.err);
+		CmRunEnd(&run, s, entry, "image", 0);
+	}
+	pfree(pixels);
 }
 
 static Datum
@@ -120,7 +146,7 @@ EncodeOneText(const char *model_name, text *input)
 	size_t		len;
 	const char *utf8 = TextToUtf8(input, &len);
 
-	EncodeTexts(entry, &utf8, &len, 1, out, false);
+	EncodeTexts(entry, &utf8, &len, 1, out);
 	PG_RETURN_EMBEDDING_P(EmbeddingFromFloats(out, dim));
 }
 
@@ -195,7 +221,7 @@ EncodeTextArray(FunctionCallInfo fcinfo, const char *model_name, ArrayType *inpu
 		texts[i] = TextToUtf8((text *) DatumGetPointer(elems[i]), &lens[i]);
 	out = palloc(mul_size(sizeof(float) * entry->info.embed_dim, Max(n, 1)));
 	if (n > 0)
-		EncodeTexts(entry, texts, lens, n, out, true);
+		EncodeTexts(entry, texts, lens, n, out);
 	PG_RETURN_ARRAYTYPE_P(EmbeddingArray(fcinfo, out, n, entry->info.embed_dim));
 }
 
@@ -346,7 +372,7 @@ ImageLabels(FunctionCallInfo fcinfo, const char *model_name, bytea *image,
 		texts[i] = TextToUtf8((text *) DatumGetPointer(elems[i]), &lens[i]);
 
 	EncodeImages(entry, &bytes, &image_len, 1, image_emb, false);
-	EncodeTexts(entry, texts, lens, n, label_embs, true);
+	EncodeTexts(entry, texts, lens, n, label_embs);
 
 	/* Both sides are L2-normalised: the dot product is the cosine. */
 	scores = palloc(sizeof(LabelScore) * n);

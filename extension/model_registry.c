@@ -471,11 +471,9 @@ CmRunBegin(CmRun *run)
 
 void
 CmRunEnd(CmRun *run, cm_status status, const CmModelEntry *entry, const char *what,
-		 bool batch)
+		 int element)
 {
 	const char *msg = run->err.message;
-	int			element = -1;
-	int			skip = 0;
 
 	EmitCapturedLog(run);
 	if (status == CM_OK)
@@ -490,25 +488,19 @@ CmRunEnd(CmRun *run, cm_status status, const CmModelEntry *entry, const char *wh
 				 errmsg("canceling statement due to an interrupt during encoding")));
 	}
 
-	/* Batched image calls prefix the failing input's 0-based index. */
-	if (sscanf(msg, "image %d: %n", &element, &skip) == 1 && skip > 0)
-		msg += skip;
-	if (!batch || skip == 0)
-		element = -1;
-
 	switch (status)
 	{
 		case CM_ERR_INPUT:
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 					 errmsg("could not encode %s: %s", what, msg),
-					 element >= 0 ? errdetail("The %s is array element %d.", what, element + 1) : 0));
+					 element > 0 ? errdetail("The %s is array element %d.", what, element) : 0));
 			break;
 		case CM_ERR_LIMIT:
 			ereport(ERROR,
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 					 errmsg("could not encode %s: %s", what, msg),
-					 element >= 0 ? errdetail("The %s is array element %d.", what, element + 1) : 0,
+					 element > 0 ? errdetail("The %s is array element %d.", what, element) : 0,
 					 strstr(msg, "per side") != NULL ?
 					 errhint("No image larger than that on a side is decoded.") :
 					 strstr(msg, "pixels") != NULL ?

@@ -83,11 +83,11 @@ extern void CmRunBegin(CmRun *run);
 /*
  * After a runtime call: emit captured log messages; on failure raise the
  * fitting error (after honouring a pending cancel).  what describes the
- * input for messages ("text", "image"); batch: the inputs came from an
- * array, so a failing one is named by its position.
+ * input for messages ("text", "image"); element, when not 0, is the
+ * failing input's 1-based position in the caller's array.
  */
 extern void CmRunEnd(CmRun *run, cm_status status, const CmModelEntry *entry,
-					 const char *what, bool batch);
+					 const char *what, int element);
 
 /* One row of crossmodal_models(). */
 typedef struct CmModelListing
