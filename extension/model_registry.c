@@ -374,12 +374,12 @@ LoadModel(const char *name, const char *directory)
 	options.log = CaptureLog;
 	options.log_ctx = &capture;
 	entry->model = cm_model_load(directory, &options, &capture.err);
-	EmitCapturedLog(&capture);
 	if (entry->model == NULL)
 	{
 		pfree(entry->name);
 		pfree(entry->directory);
 		pfree(entry);
+		EmitCapturedLog(&capture);
 		ereport(ERROR,
 				(errcode(ModelErrcode(capture.err.status)),
 				 errmsg("could not load model \"%s\": %s", name, capture.err.message)));
@@ -387,6 +387,8 @@ LoadModel(const char *name, const char *directory)
 	cm_model_get_info(entry->model, &entry->info);
 	entry->next = loaded_models;
 	loaded_models = entry;
+	/* Only now that the cache owns the model may anything raise. */
+	EmitCapturedLog(&capture);
 	elog(DEBUG1, "crossmodal: loaded model \"%s\" from \"%s\" (%lld parameters, %s)",
 		 name, directory, (long long) entry->info.n_params, entry->info.weight_dtype);
 	return entry;

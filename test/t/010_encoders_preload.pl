@@ -130,5 +130,27 @@ SELECT cardinality(encode_images(array_agg(i))) FROM inputs, unnest(images) i, g
 isnt($cancelled, 0, 'statement_timeout stops a long batch');
 is($node->safe_psql('postgres', $work), $reference, 'the server encodes as before afterwards');
 
+# pg_cancel_backend and pg_terminate_backend stop an encode in progress.
+my $long = qq{SELECT cardinality(encode_images(array_agg(i))) FROM inputs, unnest(images) i, generate_series(1, 300);};
+for my $case ([ 'pg_cancel_backend', qr/canceling statement due to user request/ ],
+	[ 'pg_terminate_backend', qr/terminating connection due to administrator command/ ])
+{
+	my ($fn, $expect) = @$case;
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start([ 'psql', '-XAtq', '-d', $node->connstr('postgres'), '-c', $long ],
+		'>', \$out, '2>', \$err, IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE '%generate_series(1, 300)%' AND pid <> pg_backend_pid() AND state = 'active'")
+	  or die "the long encode did not start";
+	sleep 1;
+	my $t0 = time;
+	$node->safe_psql('postgres',
+		"SELECT $fn(pid) FROM pg_stat_activity WHERE query LIKE '%generate_series(1, 300)%' AND pid <> pg_backend_pid()");
+	eval { $h->finish; };
+	like($err, $expect, "$fn stops an encode in progress");
+	cmp_ok(time - $t0, '<=', 10, "$fn: stopped within seconds");
+	is($node->safe_psql('postgres', $work), $reference, "$fn: the server encodes as before afterwards");
+}
+
 $node->stop;
 done_testing();
