@@ -245,6 +245,9 @@ ScanModels(void)
 	return found;
 }
 
+/* Most model names a hint lists. */
+#define CM_HINT_MAX_NAMES 20
+
 /* "a, b, c" of the models on the path, for hints. */
 static char *
 AvailableModelNames(void)
@@ -252,13 +255,20 @@ AvailableModelNames(void)
 	List	   *models = ScanModels();
 	StringInfoData buf;
 	ListCell   *lc;
+	int			shown = 0;
 
 	initStringInfo(&buf);
 	foreach(lc, models)
 	{
+		if (shown == CM_HINT_MAX_NAMES)
+		{
+			appendStringInfo(&buf, " and %d more", list_length(models) - shown);
+			break;
+		}
 		if (buf.len > 0)
 			appendStringInfoString(&buf, ", ");
 		appendStringInfoString(&buf, ((CmModelListing *) lfirst(lc))->name);
+		shown++;
 	}
 	return buf.data;
 }
