@@ -358,7 +358,7 @@ static CmModelEntry *
 LoadModel(const char *name, const char *directory)
 {
 	CmModelEntry *entry;
-	cm_load_options options;
+	cm_load_options options = {0};
 	CmRun		capture;
 
 	/* A missing file is worth its own SQLSTATE: check before the runtime. */
