@@ -140,7 +140,8 @@ get_float(json_ctx *c, const cJSON *obj, const char *key, double min, double max
 		return cm_set_error(c->err, CM_ERR_MODEL, "%s: \"%s%s\" must be a number",
 							c->label, c->section, key);
 	v = item->valuedouble;
-	if (!isfinite(v) || v < min || v > max || (min_exclusive && v == min))
+	/* checked as the float it becomes: 1e-50 is 0 for the kernels */
+	if (!isfinite(v) || v < min || v > max || (min_exclusive && (float) v <= (float) min))
 		return cm_set_error(c->err, CM_ERR_MODEL, "%s: \"%s%s\" is %g, expected a value in %c%g, %g]",
 							c->label, c->section, key, v, min_exclusive ? '(' : '[', min, max);
 	*out = (float) v;
