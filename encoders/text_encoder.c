@@ -6,7 +6,6 @@
  */
 #include "transformer.h"
 
-#include <cblas.h>
 #include <string.h>
 
 /*
@@ -104,7 +103,6 @@ cm_text_forward(const cm_model *model, cm_state *s,
 		cm_layer_norm(s->x.p + (size_t) row * d, s->pooled.p + (size_t) i * d,
 					  1, d, w->final_ln_w, w->final_ln_b, tc->t.layer_norm_eps);
 	}
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, model->config.projection_dim, d,
-				1.0f, s->pooled.p, d, w->projection, d, 0.0f, out, model->config.projection_dim);
+	cm_linear(s->pooled.p, n, d, w->projection, NULL, out, model->config.projection_dim, false);
 	return CM_OK;
 }

@@ -85,7 +85,7 @@ cm_status	cm_transformer_forward(const cm_tower_config *cfg, const cm_layer_weig
 
 /*
  * y[rows][out] = x[rows][in] W^T + bias with W [out][in]; accumulate adds
- * the result to y instead (a residual connection).
+ * the result to y instead (a residual connection).  bias may be NULL.
  */
 void		cm_linear(const float *x, int rows, int in, const float *W, const float *bias,
 					  float *y, int out, bool accumulate);

@@ -6,7 +6,6 @@
  */
 #include "transformer.h"
 
-#include <cblas.h>
 #include <string.h>
 
 /*
@@ -79,8 +78,7 @@ cm_vision_forward(const cm_model *model, cm_state *s, const float *pixels, int n
 
 	/* Patch embedding: [n * grid^2][3 p p] x W^T -> s->q as scratch. */
 	im2col(pixels, n, vc->image_size, vc->patch_size, grid, s->patches.p);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n * n_patches, d, k,
-				1.0f, s->patches.p, k, w->patch_embedding, k, 0.0f, s->q.p, d);
+	cm_linear(s->patches.p, n * n_patches, k, w->patch_embedding, NULL, s->q.p, d, false);
 
 	for (int b = 0; b < n; b++)
 	{
@@ -105,7 +103,6 @@ cm_vision_forward(const cm_model *model, cm_state *s, const float *pixels, int n
 
 	/* After the last layer the class tokens are rows 0 .. n-1 (batch.keep). */
 	cm_layer_norm(s->x.p, s->pooled.p, n, d, w->post_ln_w, w->post_ln_b, vc->t.layer_norm_eps);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, model->config.projection_dim, d,
-				1.0f, s->pooled.p, d, w->projection, d, 0.0f, out, model->config.projection_dim);
+	cm_linear(s->pooled.p, n, d, w->projection, NULL, out, model->config.projection_dim, false);
 	return CM_OK;
 }

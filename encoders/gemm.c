@@ -1,0 +1,545 @@
+/*
+ * gemm.c
+ *	  y = x W^T + bias with W [N][K] read in place.
+ *
+ * Why: BLAS packs (copies) the whole of W on every call, which at a handful
+ * of rows (one caption, one image) costs as much as the product itself, and
+ * the weights must stay in the shared read-only mapping.  Here each output
+ * is a dot product of an x row and a W row, both contiguous.  A block of
+ * MR x rows by NR W rows keeps MR * NR vector accumulators in registers;
+ * the loops walk each slice of NR W rows once from memory (the next slice
+ * prefetched meanwhile) and reuse it from L1 for every block of x rows,
+ * which stay in L2 (K and M are cut into passes so that they fit).
+ *
+ * Kernels: AVX2/FMA with 4 x 3 blocks (12 accumulators + 3 W + 1 x = the
+ * 16 ymm registers), AVX-512 with 5 x 4 blocks (20 + 4 + 1 of the 32 zmm),
+ * and portable C.  The best the CPU runs is picked per call from its
+ * feature bits (no global state of our own).  On two threads the W rows are
+ * cut in halves, the second half on a thread started and joined per call.
+ */
+#include "gemm.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define CM_HAVE_X86_GEMM 1
+#include <immintrin.h>
+#endif
+
+#define GEMM_KC 1024			/* K per pass: an NR-row W slice is 12-16 KiB (L1) */
+#define GEMM_MC 96				/* x rows per pass: 96 x 1024 floats, 384 KiB (L2) */
+#define GEMM_PF_SLICES 1		/* W slices ahead that a block prefetches */
+#define DOTS_MAX 8				/* bound on MR and NR */
+
+/*
+ * A second thread takes half of W's rows when there are at least this many
+ * multiply-adds: thread start and join cost some tens of microseconds.
+ */
+#define GEMM_THREAD_MIN_WORK ((size_t) 4 << 20)
+
+/*
+ * dots[i][j] = x row i . W row j over kc floats (i < mr, j < nr); pf, when
+ * not NULL, is a W row block to prefetch (NR rows of kc floats).
+ */
+typedef void (*block_fn) (const float *x, size_t ldx, const float *w, size_t ldw, int kc,
+						  const float *pf, float dots[][DOTS_MAX]);
+
+/* A register-blocked kernel: blocks[(mr - 1) * nr_max + nr - 1]. */
+typedef struct gemm_kernel
+{
+	int			mr_max;
+	int			nr_max;
+	const block_fn *blocks;
+} gemm_kernel;
+
+static inline int
+min_int(int a, int b)
+{
+	return a < b ? a : b;
+}
+
+/*
+ * Write one block's dot products into y: the first K pass starts from the
+ * bias (and y itself when accumulating), later passes add to y.
+ */
+static inline void
+store_block(float *y, size_t ldy, int mr, int nr, float dots[][DOTS_MAX],
+			const float *bias, bool first_pass, bool accumulate)
+{
+	for (int i = 0; i < mr; i++)
+	{
+		float	   *yr = y + (size_t) i * ldy;
+
+		for (int j = 0; j < nr; j++)
+		{
+			float		base;
+
+			if (!first_pass)
+				base = yr[j];
+			else
+			{
+				base = accumulate ? yr[j] : 0.0f;
+				if (bias != NULL)
+					base += bias[j];
+			}
+			yr[j] = base + dots[i][j];
+		}
+	}
+}
+
+/* ---- portable version ---- */
+
+static void
+block_portable(const float *x, size_t ldx, const float *w, size_t ldw, int kc, int mr, int nr,
+			   float dots[][DOTS_MAX])
+{
+	for (int i = 0; i < mr; i++)
+		for (int j = 0; j < nr; j++)
+		{
+			const float *xr = x + (size_t) i * ldx;
+			const float *wr = w + (size_t) j * ldw;
+			float		s = 0.0f;
+
+			for (int k = 0; k < kc; k++)
+				s += xr[k] * wr[k];
+			dots[i][j] = s;
+		}
+}
+
+#ifdef CM_HAVE_X86_GEMM
+
+/*
+ * The block kernels below are written with loops over i < mr and j < nr;
+ * each instance gets constant mr and nr and the loops unrolled, so the
+ * accumulator arrays become registers.
+ */
+#define UNROLL _Pragma("GCC unroll 8")
+
+/* ---- AVX2 + FMA ---- */
+
+#define AVX2 __attribute__((target("avx2,fma")))
+#define AVX2_MR 4
+#define AVX2_NR 3
+
+/* Lanes 0 .. r-1 of the load at mask_lanes + 8 - r are set (r in 0..8). */
+static const int32_t mask_lanes[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+/* Sums of each of a0..a3's lanes, as 4 floats. */
+static inline __attribute__((always_inline)) AVX2 __m128
+hsum4_256(__m256 a0, __m256 a1, __m256 a2, __m256 a3)
+{
+	__m256		t = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+
+	return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+}
+
+static inline __attribute__((always_inline)) AVX2 void
+block_avx2(const int mr, const int nr, const float *x, size_t ldx, const float *w, size_t ldw,
+		   int kc, const float *pf, float dots[][DOTS_MAX])
+{
+	__m256		acc[AVX2_MR][AVX2_NR];
+	__m256		wv[AVX2_NR];
+	int			k = 0;
+
+	UNROLL
+	for (int i = 0; i < mr; i++)
+		UNROLL
+		for (int j = 0; j < nr; j++)
+			acc[i][j] = _mm256_setzero_ps();
+	for (; k + 8 <= kc; k += 8)
+	{
+		UNROLL
+		for (int j = 0; j < nr; j++)
+			wv[j] = _mm256_loadu_ps(w + (size_t) j * ldw + k);
+		if (pf != NULL)
+			UNROLL
+			for (int j = 0; j < AVX2_NR; j++)
+				_mm_prefetch((const char *) (pf + (size_t) j * ldw + k), _MM_HINT_T0);
+		UNROLL
+		for (int i = 0; i < mr; i++)
+		{
+			__m256		xv = _mm256_loadu_ps(x + (size_t) i * ldx + k);
+
+			UNROLL
+			for (int j = 0; j < nr; j++)
+				acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
+		}
+	}
+	if (k < kc)
+	{
+		/* Masked loads read nothing past the rows' ends. */
+		__m256i		mask = _mm256_loadu_si256((const __m256i *) (mask_lanes + 8 - (kc - k)));
+
+		UNROLL
+		for (int j = 0; j < nr; j++)
+			wv[j] = _mm256_maskload_ps(w + (size_t) j * ldw + k, mask);
+		UNROLL
+		for (int i = 0; i < mr; i++)
+		{
+			__m256		xv = _mm256_maskload_ps(x + (size_t) i * ldx + k, mask);
+
+			UNROLL
+			for (int j = 0; j < nr; j++)
+				acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
+		}
+	}
+	UNROLL
+	for (int i = 0; i < mr; i++)
+	{
+		__m256		z = _mm256_setzero_ps();
+
+		_mm_storeu_ps(dots[i], hsum4_256(acc[i][0], nr > 1 ? acc[i][1] : z,
+										 nr > 2 ? acc[i][2] : z, z));
+	}
+}
+
+#define DEFINE_BLOCK_AVX2(MR_, NR_) \
+	static AVX2 void \
+	block_avx2_##MR_##x##NR_(const float *x, size_t ldx, const float *w, size_t ldw, int kc, \
+							 const float *pf, float dots[][DOTS_MAX]) \
+	{ \
+		block_avx2(MR_, NR_, x, ldx, w, ldw, kc, pf, dots); \
+	}
+
+DEFINE_BLOCK_AVX2(1, 1)
+DEFINE_BLOCK_AVX2(1, 2)
+DEFINE_BLOCK_AVX2(1, 3)
+DEFINE_BLOCK_AVX2(2, 1)
+DEFINE_BLOCK_AVX2(2, 2)
+DEFINE_BLOCK_AVX2(2, 3)
+DEFINE_BLOCK_AVX2(3, 1)
+DEFINE_BLOCK_AVX2(3, 2)
+DEFINE_BLOCK_AVX2(3, 3)
+DEFINE_BLOCK_AVX2(4, 1)
+DEFINE_BLOCK_AVX2(4, 2)
+DEFINE_BLOCK_AVX2(4, 3)
+
+static const block_fn blocks_avx2[AVX2_MR * AVX2_NR] = {
+	block_avx2_1x1, block_avx2_1x2, block_avx2_1x3,
+	block_avx2_2x1, block_avx2_2x2, block_avx2_2x3,
+	block_avx2_3x1, block_avx2_3x2, block_avx2_3x3,
+	block_avx2_4x1, block_avx2_4x2, block_avx2_4x3,
+};
+
+static const gemm_kernel kernel_avx2 = {AVX2_MR, AVX2_NR, blocks_avx2};
+
+/* ---- AVX-512 ---- */
+
+#define AVX512 __attribute__((target("avx512f,avx2,fma")))
+#define AVX512_MR 5
+#define AVX512_NR 4
+
+/* 512 -> 256 bits: the sum of the two halves. */
+static inline __attribute__((always_inline)) AVX512 __m256
+fold512(__m512 a)
+{
+	return _mm256_add_ps(_mm512_castps512_ps256(a),
+						 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+}
+
+static inline __attribute__((always_inline)) AVX512 void
+block_avx512(const int mr, const int nr, const float *x, size_t ldx, const float *w, size_t ldw,
+			 int kc, const float *pf, float dots[][DOTS_MAX])
+{
+	__m512		acc[AVX512_MR][AVX512_NR];
+	__m512		wv[AVX512_NR];
+	int			k = 0;
+
+	UNROLL
+	for (int i = 0; i < mr; i++)
+		UNROLL
+		for (int j = 0; j < nr; j++)
+			acc[i][j] = _mm512_setzero_ps();
+	for (; k + 16 <= kc; k += 16)
+	{
+		UNROLL
+		for (int j = 0; j < nr; j++)
+			wv[j] = _mm512_loadu_ps(w + (size_t) j * ldw + k);
+		if (pf != NULL)
+			UNROLL
+			for (int j = 0; j < AVX512_NR; j++)
+				_mm_prefetch((const char *) (pf + (size_t) j * ldw + k), _MM_HINT_T0);
+		UNROLL
+		for (int i = 0; i < mr; i++)
+		{
+			__m512		xv = _mm512_loadu_ps(x + (size_t) i * ldx + k);
+
+			UNROLL
+			for (int j = 0; j < nr; j++)
+				acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+		}
+	}
+	if (k < kc)
+	{
+		/* Masked lanes are neither read nor faulted on. */
+		__mmask16	mask = (__mmask16) ((1u << (kc - k)) - 1u);
+
+		UNROLL
+		for (int j = 0; j < nr; j++)
+			wv[j] = _mm512_maskz_loadu_ps(mask, w + (size_t) j * ldw + k);
+		UNROLL
+		for (int i = 0; i < mr; i++)
+		{
+			__m512		xv = _mm512_maskz_loadu_ps(mask, x + (size_t) i * ldx + k);
+
+			UNROLL
+			for (int j = 0; j < nr; j++)
+				acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+		}
+	}
+	UNROLL
+	for (int i = 0; i < mr; i++)
+	{
+		__m256		z = _mm256_setzero_ps();
+
+		_mm_storeu_ps(dots[i], hsum4_256(fold512(acc[i][0]), nr > 1 ? fold512(acc[i][1]) : z,
+										 nr > 2 ? fold512(acc[i][2]) : z,
+										 nr > 3 ? fold512(acc[i][3]) : z));
+	}
+}
+
+#define DEFINE_BLOCK_AVX512(MR_, NR_) \
+	static AVX512 void \
+	block_avx512_##MR_##x##NR_(const float *x, size_t ldx, const float *w, size_t ldw, int kc, \
+							   const float *pf, float dots[][DOTS_MAX]) \
+	{ \
+		block_avx512(MR_, NR_, x, ldx, w, ldw, kc, pf, dots); \
+	}
+
+DEFINE_BLOCK_AVX512(1, 1)
+DEFINE_BLOCK_AVX512(1, 2)
+DEFINE_BLOCK_AVX512(1, 3)
+DEFINE_BLOCK_AVX512(1, 4)
+DEFINE_BLOCK_AVX512(2, 1)
+DEFINE_BLOCK_AVX512(2, 2)
+DEFINE_BLOCK_AVX512(2, 3)
+DEFINE_BLOCK_AVX512(2, 4)
+DEFINE_BLOCK_AVX512(3, 1)
+DEFINE_BLOCK_AVX512(3, 2)
+DEFINE_BLOCK_AVX512(3, 3)
+DEFINE_BLOCK_AVX512(3, 4)
+DEFINE_BLOCK_AVX512(4, 1)
+DEFINE_BLOCK_AVX512(4, 2)
+DEFINE_BLOCK_AVX512(4, 3)
+DEFINE_BLOCK_AVX512(4, 4)
+DEFINE_BLOCK_AVX512(5, 1)
+DEFINE_BLOCK_AVX512(5, 2)
+DEFINE_BLOCK_AVX512(5, 3)
+DEFINE_BLOCK_AVX512(5, 4)
+
+static const block_fn blocks_avx512[AVX512_MR * AVX512_NR] = {
+	block_avx512_1x1, block_avx512_1x2, block_avx512_1x3, block_avx512_1x4,
+	block_avx512_2x1, block_avx512_2x2, block_avx512_2x3, block_avx512_2x4,
+	block_avx512_3x1, block_avx512_3x2, block_avx512_3x3, block_avx512_3x4,
+	block_avx512_4x1, block_avx512_4x2, block_avx512_4x3, block_avx512_4x4,
+	block_avx512_5x1, block_avx512_5x2, block_avx512_5x3, block_avx512_5x4,
+};
+
+static const gemm_kernel kernel_avx512 = {AVX512_MR, AVX512_NR, blocks_avx512};
+#endif							/* CM_HAVE_X86_GEMM */
+
+/* ---- driver ---- */
+
+/* kernel NULL: portable C. */
+static void
+gemm_nt_driver(const gemm_kernel *kernel, int M, int N, int K, const float *x, size_t ldx,
+			   const float *W, size_t ldw, const float *bias, float *y, size_t ldy,
+			   bool accumulate)
+{
+	int			mr_max = kernel ? kernel->mr_max : 4;
+	int			nr_max = kernel ? kernel->nr_max : 4;
+	size_t		pf_rows = (size_t) GEMM_PF_SLICES * nr_max;
+
+	if (M <= 0 || N <= 0)
+		return;
+	if (K <= 0)
+	{
+		float		zeros[DOTS_MAX][DOTS_MAX] = {{0}};
+
+		for (int m = 0; m < M; m += mr_max)
+			for (int n = 0; n < N; n += nr_max)
+				store_block(y + (size_t) m * ldy + n, ldy, min_int(mr_max, M - m),
+							min_int(nr_max, N - n), zeros, bias ? bias + n : NULL, true, accumulate);
+		return;
+	}
+	for (int k0 = 0; k0 < K; k0 += GEMM_KC)
+	{
+		int			kc = min_int(GEMM_KC, K - k0);
+
+		for (int m0 = 0; m0 < M; m0 += GEMM_MC)
+		{
+			int			m_end = min_int(M, m0 + GEMM_MC);
+
+			for (int n = 0; n < N; n += nr_max)
+			{
+				int			nr = min_int(nr_max, N - n);
+				const float *w = W + (size_t) n * ldw + k0;
+
+				/* The slice GEMM_PF_SLICES ahead, when it is whole. */
+				const float *pf = (size_t) n + pf_rows + nr_max <= (size_t) N ? w + pf_rows * ldw : NULL;
+
+				for (int m = m0; m < m_end; m += mr_max)
+				{
+					int			mr = min_int(mr_max, m_end - m);
+					const float *xb = x + (size_t) m * ldx + k0;
+					float		dots[DOTS_MAX][DOTS_MAX];
+
+					if (kernel != NULL)
+						kernel->blocks[(mr - 1) * nr_max + nr - 1] (xb, ldx, w, ldw, kc, pf, dots);
+					else
+						block_portable(xb, ldx, w, ldw, kc, mr, nr, dots);
+					store_block(y + (size_t) m * ldy + n, ldy, mr, nr, dots,
+								bias ? bias + n : NULL, k0 == 0, accumulate);
+				}
+			}
+		}
+	}
+}
+
+bool
+cm_gemm_path_supported(cm_gemm_path path)
+{
+	switch (path)
+	{
+		case CM_GEMM_PORTABLE:
+			return true;
+#ifdef CM_HAVE_X86_GEMM
+		case CM_GEMM_AVX2:
+			return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+		case CM_GEMM_AVX512:
+			return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") &&
+				__builtin_cpu_supports("fma");
+#else
+		case CM_GEMM_AVX2:
+		case CM_GEMM_AVX512:
+			return false;
+#endif
+	}
+	return false;
+}
+
+cm_gemm_path
+cm_gemm_best_path(void)
+{
+	if (cm_gemm_path_supported(CM_GEMM_AVX512))
+		return CM_GEMM_AVX512;
+	if (cm_gemm_path_supported(CM_GEMM_AVX2))
+		return CM_GEMM_AVX2;
+	return CM_GEMM_PORTABLE;
+}
+
+const char *
+cm_gemm_path_name(cm_gemm_path path)
+{
+	switch (path)
+	{
+		case CM_GEMM_PORTABLE:
+			return "portable C";
+		case CM_GEMM_AVX2:
+			return "AVX2/FMA";
+		case CM_GEMM_AVX512:
+			return "AVX-512";
+	}
+	return "unknown";
+}
+
+static const gemm_kernel *
+kernel_for_path(cm_gemm_path path)
+{
+#ifdef CM_HAVE_X86_GEMM
+	if (path == CM_GEMM_AVX512 && cm_gemm_path_supported(CM_GEMM_AVX512))
+		return &kernel_avx512;
+	if (path != CM_GEMM_PORTABLE && cm_gemm_path_supported(CM_GEMM_AVX2))
+		return &kernel_avx2;
+#else
+	(void) path;
+#endif
+	return NULL;
+}
+
+/* One thread's share of a product: the W rows n_begin .. n_end - 1. */
+typedef struct gemm_share
+{
+	const gemm_kernel *kernel;
+	int			M,
+				K,
+				n_begin,
+				n_end;
+	const float *x;
+	size_t		ldx;
+	const float *W;
+	size_t		ldw;
+	const float *bias;
+	float	   *y;
+	size_t		ldy;
+	bool		accumulate;
+} gemm_share;
+
+static void
+run_share(const gemm_share *sh)
+{
+	gemm_nt_driver(sh->kernel, sh->M, sh->n_end - sh->n_begin, sh->K, sh->x, sh->ldx,
+				   sh->W + (size_t) sh->n_begin * sh->ldw, sh->ldw,
+				   sh->bias ? sh->bias + sh->n_begin : NULL,
+				   sh->y + sh->n_begin, sh->ldy, sh->accumulate);
+}
+
+static void *
+share_thread_main(void *arg)
+{
+	run_share((const gemm_share *) arg);
+	return NULL;
+}
+
+void
+cm_gemm_nt_path(cm_gemm_path path, int n_threads, int M, int N, int K, const float *x,
+				size_t ldx, const float *W, size_t ldw, const float *bias, float *y,
+				size_t ldy, bool accumulate)
+{
+	const gemm_kernel *kernel = kernel_for_path(path);
+	int			nr = kernel ? kernel->nr_max : 4;
+	gemm_share	share[2];
+	pthread_t	helper;
+	bool		helper_running = false;
+
+	share[0] = (gemm_share) {kernel, M, K, 0, N, x, ldx, W, ldw, bias, y, ldy, accumulate};
+	if (n_threads >= 2 && M > 0 && K > 0 && N >= 2 * nr &&
+		(size_t) M * (size_t) N * (size_t) K >= GEMM_THREAD_MIN_WORK)
+	{
+		/*
+		 * Two halves of W's rows, cut at a register block: each thread
+		 * streams its own weights and writes its own columns of y.  The
+		 * helper starts with every signal blocked, so that the caller's
+		 * handlers (a PostgreSQL backend's) never run on it.  It is joined
+		 * before returning: no thread outlives the call (fork-safe).
+		 */
+		int			half = (N / 2 + nr - 1) / nr * nr;
+		sigset_t	all,
+					old;
+
+		share[1] = share[0];
+		share[0].n_end = half;
+		share[1].n_begin = half;
+		sigfillset(&all);
+		if (pthread_sigmask(SIG_SETMASK, &all, &old) == 0)
+		{
+			helper_running = pthread_create(&helper, NULL, share_thread_main, &share[1]) == 0;
+			pthread_sigmask(SIG_SETMASK, &old, NULL);
+		}
+		if (!helper_running)
+			share[0].n_end = N;	/* no thread: do it all here */
+	}
+	run_share(&share[0]);
+	if (helper_running)
+		pthread_join(helper, NULL);
+}
+
+void
+cm_gemm_nt(int n_threads, int M, int N, int K, const float *x, size_t ldx, const float *W,
+		   size_t ldw, const float *bias, float *y, size_t ldy, bool accumulate)
+{
+	cm_gemm_nt_path(cm_gemm_best_path(), n_threads, M, N, K, x, ldx, W, ldw, bias, y, ldy,
+					accumulate);
+}

@@ -1,0 +1,236 @@
+/*
+ * test_gemm.c
+ *	  cm_gemm_nt (y = x W^T + bias with W read in place) against a
+ *	  double-precision reference, on every path the CPU runs (portable C,
+ *	  AVX2/FMA, AVX-512) and the dispatching entry point on one and two
+ *	  threads: every row count from 1 to 70 and beyond one row pass, odd
+ *	  widths, depths that are not a multiple of 8 and beyond one depth pass,
+ *	  bias or none, accumulate or overwrite, unaligned pointers and padded
+ *	  leading dimensions.
+ */
+#include "gemm.h"
+#include "runtime_test_util.h"
+
+#include <float.h>
+#include <stdint.h>
+
+static uint64_t rng = 0x2545f4914f6cdd1dull;
+
+static float
+rand_float(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (float) (rng >> 40) / (float) (1 << 24) * 2.0f - 1.0f;
+}
+
+/* The path under test (cm_gemm_nt itself when dispatching). */
+static cm_gemm_path current_path;
+static bool dispatching;
+static int	n_threads = 1;
+
+static void
+run_gemm(int M, int N, int K, const float *x, size_t ldx, const float *W, size_t ldw,
+		 const float *bias, float *y, size_t ldy, bool accumulate)
+{
+	if (dispatching)
+		cm_gemm_nt(n_threads, M, N, K, x, ldx, W, ldw, bias, y, ldy, accumulate);
+	else
+		cm_gemm_nt_path(current_path, n_threads, M, N, K, x, ldx, W, ldw, bias, y, ldy, accumulate);
+}
+
+#define GUARD 1234.5f			/* value of y's padding, which must stay untouched */
+
+/*
+ * One product; offsets shift the pointers off any alignment and pad adds
+ * to every leading dimension.  Returns the worst error in units of the
+ * error bound.
+ */
+static double
+check_case(const char *path, int M, int N, int K, bool with_bias, bool accumulate,
+		   int offset, int pad)
+{
+	size_t		ldx = (size_t) K + pad,
+				ldw = (size_t) K + pad,
+				ldy = (size_t) N + pad;
+	float	   *xb = malloc(((size_t) M * ldx + 8) * sizeof(float));
+	float	   *wb = malloc(((size_t) N * ldw + 8) * sizeof(float));
+	float	   *yb = malloc(((size_t) M * ldy + 8) * sizeof(float));
+	float	   *bb = malloc(((size_t) N + 8) * sizeof(float));
+	float	   *y0 = malloc(((size_t) M * ldy + 8) * sizeof(float));
+	float	   *x,
+			   *w,
+			   *y,
+			   *bias;
+	double		worst = 0.0;
+
+	if (xb == NULL || wb == NULL || yb == NULL || bb == NULL || y0 == NULL)
+	{
+		RT_CHECK(false, "out of memory");
+		goto done;
+	}
+	x = xb + offset;
+	w = wb + offset;
+	y = yb + offset;
+	bias = with_bias ? bb + offset : NULL;
+	for (size_t i = 0; i < (size_t) M * ldx; i++)
+		x[i] = rand_float();
+	for (size_t i = 0; i < (size_t) N * ldw; i++)
+		w[i] = rand_float();
+	for (int i = 0; i < N; i++)
+		bb[offset + i] = rand_float();
+	for (size_t i = 0; i < (size_t) M * ldy; i++)
+		y[i] = (i % ldy) < (size_t) N ? rand_float() : GUARD;
+	memcpy(y0, y, (size_t) M * ldy * sizeof(float));
+
+	run_gemm(M, N, K, x, ldx, w, ldw, bias, y, ldy, accumulate);
+
+	for (int m = 0; m < M; m++)
+		for (size_t n = 0; n < ldy; n++)
+		{
+			double		ref = 0.0,
+						mag = 0.0,
+						err,
+						bound;
+
+			if (n >= (size_t) N)
+			{
+				RT_CHECK(y[m * ldy + n] == GUARD, "%s M=%d N=%d K=%d: padding of row %d written",
+						 path, M, N, K, m);
+				continue;
+			}
+			for (int k = 0; k < K; k++)
+			{
+				double		p = (double) x[m * ldx + k] * w[n * ldw + k];
+
+				ref += p;
+				mag += fabs(p);
+			}
+			if (bias != NULL)
+			{
+				ref += bias[n];
+				mag += fabs(bias[n]);
+			}
+			if (accumulate)
+			{
+				ref += y0[m * ldy + n];
+				mag += fabs(y0[m * ldy + n]);
+			}
+			/* float sums of K terms in any order: error below about K eps sum|p| */
+			bound = ((double) K + 4.0) * FLT_EPSILON * mag + 1e-30;
+			err = fabs(y[m * ldy + n] - ref);
+			if (err / bound > worst)
+				worst = err / bound;
+			if (!(isfinite(y[m * ldy + n]) && err <= bound))
+			{
+				RT_CHECK(false, "%s M=%d N=%d K=%d bias=%d acc=%d off=%d pad=%d: y[%d][%zu] = %.9g, expected %.9g",
+						 path, M, N, K, with_bias, accumulate, offset, pad, m, n, y[m * ldy + n], ref);
+				goto done;
+			}
+		}
+	RT_CHECK(true, "case passed");
+done:
+	free(xb);
+	free(wb);
+	free(yb);
+	free(bb);
+	free(y0);
+	return worst;
+}
+
+static void
+check_path(const char *path)
+{
+	static const int widths[] = {1, 2, 3, 4, 5, 7, 9, 13, 31, 64};
+	static const int depths[] = {1, 2, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 1030};
+	int			nw = (int) (sizeof(widths) / sizeof(widths[0]));
+	int			nd = (int) (sizeof(depths) / sizeof(depths[0]));
+	double		worst = 0.0,
+				e;
+	int			cases = 0;
+
+	/* Every row count to 70, each with a rotating width, depth and options. */
+	for (int M = 1; M <= 70; M++)
+		for (int t = 0; t < 6; t++)
+		{
+			int			i = M * 6 + t;
+
+			e = check_case(path, M, widths[(i * 7) % nw], depths[(i * 5) % nd],
+						   (i & 1) != 0, (i & 2) != 0, i % 3, (i / 3) % 3);
+			worst = e > worst ? e : worst;
+			cases++;
+		}
+	/* Every width and depth at the row counts of the register blocks' edges. */
+	for (int a = 0; a < nw; a++)
+		for (int b = 0; b < nd; b++)
+		{
+			e = check_case(path, 1 + (a + b) % 9, widths[a], depths[b], true, (a + b) % 2 == 0,
+						   (a + b) % 4, b % 2);
+			worst = e > worst ? e : worst;
+			cases++;
+		}
+	/*
+	 * Beyond one row pass and one depth pass at once; large enough to be
+	 * split between two threads when allowed (odd widths included).
+	 */
+	e = check_case(path, 197, 11, 2051, true, true, 1, 3);
+	worst = e > worst ? e : worst;
+	e = check_case(path, 130, 70, 1024, false, false, 0, 0);
+	worst = e > worst ? e : worst;
+	e = check_case(path, 64, 101, 700, true, false, 2, 1);
+	worst = e > worst ? e : worst;
+	e = check_case(path, 10, 2049, 257, false, true, 3, 0);
+	worst = e > worst ? e : worst;
+	cases += 4;
+	printf("%s: %d cases, worst error %.3f of the bound\n", path, cases, worst);
+}
+
+/* Empty products: no rows or columns leave y alone; K = 0 gives the bias. */
+static void
+check_empty(const char *path)
+{
+	float		x[1] = {1.0f},
+				w[3] = {1.0f, 2.0f, 3.0f},
+				bias[3] = {0.5f, -1.0f, 2.0f},
+				y[6] = {1, 2, 3, 4, 5, 6};
+
+	run_gemm(0, 3, 1, x, 1, w, 1, bias, y, 3, false);
+	run_gemm(2, 0, 1, x, 1, w, 1, bias, y, 3, false);
+	RT_CHECK(y[0] == 1 && y[5] == 6, "%s: an empty product wrote y", path);
+	run_gemm(2, 3, 0, x, 1, w, 1, bias, y, 3, true);
+	RT_CHECK(y[0] == 1.5f && y[1] == 1.0f && y[2] == 5.0f && y[3] == 4.5f && y[5] == 8.0f,
+			 "%s: K = 0 with accumulate is not y + bias", path);
+	run_gemm(2, 3, 0, x, 1, w, 1, NULL, y, 3, false);
+	RT_CHECK(y[0] == 0 && y[4] == 0, "%s: K = 0 without bias is not zero", path);
+}
+
+int
+main(void)
+{
+	static const cm_gemm_path paths[] = {CM_GEMM_PORTABLE, CM_GEMM_AVX2, CM_GEMM_AVX512};
+
+	for (size_t p = 0; p < sizeof(paths) / sizeof(paths[0]); p++)
+	{
+		if (!cm_gemm_path_supported(paths[p]))
+		{
+			printf("%s: not supported by this CPU\n", cm_gemm_path_name(paths[p]));
+			continue;
+		}
+		current_path = paths[p];
+		n_threads = 1;
+		check_path(cm_gemm_path_name(paths[p]));
+		check_empty(cm_gemm_path_name(paths[p]));
+	}
+	dispatching = true;
+	printf("cm_gemm_nt dispatches to %s\n", cm_gemm_path_name(cm_gemm_best_path()));
+	for (n_threads = 1; n_threads <= 2; n_threads++)
+	{
+		char		name[32];
+
+		snprintf(name, sizeof(name), "dispatch, %d thread%s", n_threads, n_threads > 1 ? "s" : "");
+		check_path(name);
+		check_empty(name);
+	}
+	return rt_summary("test_gemm");
+}
