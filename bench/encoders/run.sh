@@ -1,9 +1,10 @@
 #!/bin/bash
 # run.sh: the encoder benchmark in one command: build, make the ViT-B/32-shaped random model if missing,
-# then sgemm peak, the C runtime and the PyTorch reference one after the other (never concurrently: two
-# thread pools on two cores slow each other down), and print the results table.
+# then sgemm peak, the C runtime, the PyTorch reference (as installed, then with a tuned environment) and
+# sgemm peak again, one after the other (never concurrently: two thread pools on two cores slow each other
+# down), and print the results table.
 #
-# usage: bench/encoders/run.sh            (from anywhere; about 5-10 minutes on 2 cores)
+# usage: bench/encoders/run.sh            (from anywhere; about 10 minutes on 2 busy cores)
 #   THREADS=1,2    OpenBLAS threads for C; torch intra-op + OpenBLAS threads for PyTorch
 #   REPEATS=5      timed runs per case (median reported; long cases stop after 3 runs past their budget)
 #   MODEL=DIR      another model directory (default: bench/encoders/work/clip-vit-b32-random)
@@ -55,6 +56,11 @@ $NICE "$BIN/bench_encoders" "$MODEL" --threads "$THREADS" --repeats "$REPEATS" -
 echo "== PyTorch (threads $THREADS)" >&2
 $NICE $PY bench/encoders/torch_clip.py --check-golden "$MODEL" --compare "$FEATURES" \
 	--threads "$THREADS" --repeats "$REPEATS" | tee -a "$RESULTS"
+echo "== PyTorch, tuned environment (threads $THREADS)" >&2
+$NICE $PY bench/encoders/torch_clip.py "$MODEL" --tuned-env --threads "$THREADS" --repeats "$REPEATS" \
+	| tee -a "$RESULTS"
+echo "== sgemm peak again (the best of both is the peak)" >&2
+$NICE "$BIN/sgemm_peak" --threads "$THREADS" | tee -a "$RESULTS"
 echo "RESULT uptime_after $(uptime | sed 's/^ *//')" | tee -a "$RESULTS"
 
 echo "== results ($RESULTS)" >&2
