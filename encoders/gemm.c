@@ -30,8 +30,7 @@
 
 #define GEMM_KC 1024			/* K per pass: an NR-row W slice is 12-16 KiB (L1) */
 #define GEMM_MC 96				/* x rows per pass: 96 x 1024 floats, 384 KiB (L2) */
-#define GEMM_PF_SLICES 1		/* W slices ahead that a block prefetches */
-#define DOTS_MAX 8				/* bound on MR and NR */
+#define GEMM_PF_BYTES 8192		/* W bytes ahead that a block prefetches (whole slices) */
 
 /*
  * A second thread takes half of W's rows when there are at least this many
@@ -40,11 +39,12 @@
 #define GEMM_THREAD_MIN_WORK ((size_t) 4 << 20)
 
 /*
- * dots[i][j] = x row i . W row j over kc floats (i < mr, j < nr); pf, when
- * not NULL, is a W row block to prefetch (NR rows of kc floats).
+ * For i < mr, j < nr: y[i][j] = (load_y ? y[i][j] : 0) + bias[j] + the dot
+ * product of x row i and W row j over kc floats (bias NULL: none).  pf,
+ * when not NULL, is a W row block to prefetch (NR rows of kc floats).
  */
 typedef void (*block_fn) (const float *x, size_t ldx, const float *w, size_t ldw, int kc,
-						  const float *pf, float dots[][DOTS_MAX]);
+						  const float *pf, float *y, size_t ldy, const float *bias, bool load_y);
 
 /* A register-blocked kernel: blocks[(mr - 1) * nr_max + nr - 1]. */
 typedef struct gemm_kernel
@@ -60,51 +60,26 @@ min_int(int a, int b)
 	return a < b ? a : b;
 }
 
-/*
- * Write one block's dot products into y: the first K pass starts from the
- * bias (and y itself when accumulating), later passes add to y.
- */
-static inline void
-store_block(float *y, size_t ldy, int mr, int nr, float dots[][DOTS_MAX],
-			const float *bias, bool first_pass, bool accumulate)
-{
-	for (int i = 0; i < mr; i++)
-	{
-		float	   *yr = y + (size_t) i * ldy;
-
-		for (int j = 0; j < nr; j++)
-		{
-			float		base;
-
-			if (!first_pass)
-				base = yr[j];
-			else
-			{
-				base = accumulate ? yr[j] : 0.0f;
-				if (bias != NULL)
-					base += bias[j];
-			}
-			yr[j] = base + dots[i][j];
-		}
-	}
-}
-
 /* ---- portable version ---- */
 
 static void
 block_portable(const float *x, size_t ldx, const float *w, size_t ldw, int kc, int mr, int nr,
-			   float dots[][DOTS_MAX])
+			   float *y, size_t ldy, const float *bias, bool load_y)
 {
 	for (int i = 0; i < mr; i++)
 		for (int j = 0; j < nr; j++)
 		{
 			const float *xr = x + (size_t) i * ldx;
 			const float *wr = w + (size_t) j * ldw;
-			float		s = 0.0f;
+			float	   *yp = y + (size_t) i * ldy + j;
+			float		s = 0.0f,
+						base = load_y ? *yp : 0.0f;
 
 			for (int k = 0; k < kc; k++)
 				s += xr[k] * wr[k];
-			dots[i][j] = s;
+			if (bias != NULL)
+				base += bias[j];
+			*yp = base + s;
 		}
 }
 
@@ -135,9 +110,24 @@ hsum4_256(__m256 a0, __m256 a1, __m256 a2, __m256 a3)
 	return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
 }
 
+/*
+ * y[0 .. nr-1] = (load_y ? y : 0) + bias + sums[0 .. nr-1]; masked loads and
+ * stores touch nothing past lane nr - 1.
+ */
+static inline __attribute__((always_inline)) AVX2 void
+store_row(float *y, const float *bias, bool load_y, const int nr, __m128 sums)
+{
+	__m128i		mask = _mm_loadu_si128((const __m128i *) (mask_lanes + 8 - nr));
+	__m128		base = load_y ? _mm_maskload_ps(y, mask) : _mm_setzero_ps();
+
+	if (bias != NULL)
+		base = _mm_add_ps(base, _mm_maskload_ps(bias, mask));
+	_mm_maskstore_ps(y, mask, _mm_add_ps(base, sums));
+}
+
 static inline __attribute__((always_inline)) AVX2 void
 block_avx2(const int mr, const int nr, const float *x, size_t ldx, const float *w, size_t ldw,
-		   int kc, const float *pf, float dots[][DOTS_MAX])
+		   int kc, const float *pf, float *y, size_t ldy, const float *bias, bool load_y)
 {
 	__m256		acc[AVX2_MR][AVX2_NR];
 	__m256		wv[AVX2_NR];
@@ -190,17 +180,17 @@ block_avx2(const int mr, const int nr, const float *x, size_t ldx, const float *
 	{
 		__m256		z = _mm256_setzero_ps();
 
-		_mm_storeu_ps(dots[i], hsum4_256(acc[i][0], nr > 1 ? acc[i][1] : z,
-										 nr > 2 ? acc[i][2] : z, z));
+		store_row(y + (size_t) i * ldy, bias, load_y, nr,
+				  hsum4_256(acc[i][0], nr > 1 ? acc[i][1] : z, nr > 2 ? acc[i][2] : z, z));
 	}
 }
 
 #define DEFINE_BLOCK_AVX2(MR_, NR_) \
 	static AVX2 void \
 	block_avx2_##MR_##x##NR_(const float *x, size_t ldx, const float *w, size_t ldw, int kc, \
-							 const float *pf, float dots[][DOTS_MAX]) \
+		const float *pf, float *y, size_t ldy, const float *bias, bool load_y) \
 	{ \
-		block_avx2(MR_, NR_, x, ldx, w, ldw, kc, pf, dots); \
+		block_avx2(MR_, NR_, x, ldx, w, ldw, kc, pf, y, ldy, bias, load_y); \
 	}
 
 DEFINE_BLOCK_AVX2(1, 1)
@@ -241,7 +231,7 @@ fold512(__m512 a)
 
 static inline __attribute__((always_inline)) AVX512 void
 block_avx512(const int mr, const int nr, const float *x, size_t ldx, const float *w, size_t ldw,
-			 int kc, const float *pf, float dots[][DOTS_MAX])
+			 int kc, const float *pf, float *y, size_t ldy, const float *bias, bool load_y)
 {
 	__m512		acc[AVX512_MR][AVX512_NR];
 	__m512		wv[AVX512_NR];
@@ -294,18 +284,18 @@ block_avx512(const int mr, const int nr, const float *x, size_t ldx, const float
 	{
 		__m256		z = _mm256_setzero_ps();
 
-		_mm_storeu_ps(dots[i], hsum4_256(fold512(acc[i][0]), nr > 1 ? fold512(acc[i][1]) : z,
-										 nr > 2 ? fold512(acc[i][2]) : z,
-										 nr > 3 ? fold512(acc[i][3]) : z));
+		store_row(y + (size_t) i * ldy, bias, load_y, nr,
+				  hsum4_256(fold512(acc[i][0]), nr > 1 ? fold512(acc[i][1]) : z,
+							nr > 2 ? fold512(acc[i][2]) : z, nr > 3 ? fold512(acc[i][3]) : z));
 	}
 }
 
 #define DEFINE_BLOCK_AVX512(MR_, NR_) \
 	static AVX512 void \
 	block_avx512_##MR_##x##NR_(const float *x, size_t ldx, const float *w, size_t ldw, int kc, \
-							   const float *pf, float dots[][DOTS_MAX]) \
+		const float *pf, float *y, size_t ldy, const float *bias, bool load_y) \
 	{ \
-		block_avx512(MR_, NR_, x, ldx, w, ldw, kc, pf, dots); \
+		block_avx512(MR_, NR_, x, ldx, w, ldw, kc, pf, y, ldy, bias, load_y); \
 	}
 
 DEFINE_BLOCK_AVX512(1, 1)
@@ -350,48 +340,53 @@ gemm_nt_driver(const gemm_kernel *kernel, int M, int N, int K, const float *x, s
 {
 	int			mr_max = kernel ? kernel->mr_max : 4;
 	int			nr_max = kernel ? kernel->nr_max : 4;
-	size_t		pf_rows = (size_t) GEMM_PF_SLICES * nr_max;
+	int			mc = GEMM_MC / mr_max * mr_max;	/* passes of whole blocks */
 
 	if (M <= 0 || N <= 0)
 		return;
 	if (K <= 0)
 	{
-		float		zeros[DOTS_MAX][DOTS_MAX] = {{0}};
-
-		for (int m = 0; m < M; m += mr_max)
-			for (int n = 0; n < N; n += nr_max)
-				store_block(y + (size_t) m * ldy + n, ldy, min_int(mr_max, M - m),
-							min_int(nr_max, N - n), zeros, bias ? bias + n : NULL, true, accumulate);
+		for (int m = 0; m < M; m++)
+			for (int n = 0; n < N; n++)
+				y[(size_t) m * ldy + n] = (accumulate ? y[(size_t) m * ldy + n] : 0.0f) +
+					(bias ? bias[n] : 0.0f);
 		return;
 	}
 	for (int k0 = 0; k0 < K; k0 += GEMM_KC)
 	{
 		int			kc = min_int(GEMM_KC, K - k0);
+		size_t		slice_bytes = (size_t) nr_max * kc * sizeof(float);
+		size_t		pf_slices = (GEMM_PF_BYTES + slice_bytes - 1) / slice_bytes;
+		size_t		pf_rows = (size_t) nr_max * pf_slices;
 
-		for (int m0 = 0; m0 < M; m0 += GEMM_MC)
+		/* The first pass starts from the bias (and y when accumulating). */
+		const float *pass_bias = k0 == 0 ? bias : NULL;
+		bool		load_y = k0 > 0 || accumulate;
+
+		for (int m0 = 0; m0 < M; m0 += mc)
 		{
-			int			m_end = min_int(M, m0 + GEMM_MC);
+			int			m_end = min_int(M, m0 + mc);
 
 			for (int n = 0; n < N; n += nr_max)
 			{
 				int			nr = min_int(nr_max, N - n);
 				const float *w = W + (size_t) n * ldw + k0;
+				const float *nb = pass_bias ? pass_bias + n : NULL;
 
-				/* The slice GEMM_PF_SLICES ahead, when it is whole. */
+				/* The slice pf_rows ahead, when it is whole. */
 				const float *pf = (size_t) n + pf_rows + nr_max <= (size_t) N ? w + pf_rows * ldw : NULL;
 
 				for (int m = m0; m < m_end; m += mr_max)
 				{
 					int			mr = min_int(mr_max, m_end - m);
 					const float *xb = x + (size_t) m * ldx + k0;
-					float		dots[DOTS_MAX][DOTS_MAX];
+					float	   *yb = y + (size_t) m * ldy + n;
 
 					if (kernel != NULL)
-						kernel->blocks[(mr - 1) * nr_max + nr - 1] (xb, ldx, w, ldw, kc, pf, dots);
+						kernel->blocks[(mr - 1) * nr_max + nr - 1] (xb, ldx, w, ldw, kc, pf,
+																	yb, ldy, nb, load_y);
 					else
-						block_portable(xb, ldx, w, ldw, kc, mr, nr, dots);
-					store_block(y + (size_t) m * ldy + n, ldy, mr, nr, dots,
-								bias ? bias + n : NULL, k0 == 0, accumulate);
+						block_portable(xb, ldx, w, ldw, kc, mr, nr, yb, ldy, nb, load_y);
 				}
 			}
 		}
