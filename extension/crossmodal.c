@@ -7,6 +7,7 @@
 #include "fmgr.h"
 
 #include "embedding.h"
+#include "hnsw.h"
 
 PG_MODULE_MAGIC;
 
@@ -21,5 +22,6 @@ _PG_init(void)
 
 	/* Encoder SQL wrappers: initialised here once that module lands. */
 
-	/* HNSW index access method: initialised here once that module lands. */
+	/* HNSW index access method: options and settings. */
+	HnswInit();
 }

@@ -1,0 +1,691 @@
+/*
+ * hnswbuild.c
+ *	  CREATE INDEX for crossmodal_hnsw: the graph is built in memory, then written out page by page.
+ *
+ * While the graph fits in maintenance_work_mem it lives in local memory:
+ * elements are numbered in heap order, neighbour lists hold element numbers,
+ * and pruning uses the paper's heuristic with exact vectors at hand.  When
+ * the budget is reached, the graph built so far is written to disk (with a
+ * NOTICE) and the remaining rows are inserted one by one as ordinary inserts
+ * would be: slower, but the build completes.  Pages are written through
+ * Generic WAL as full images.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/tableam.h"
+#include "catalog/index.h"
+#include "commands/progress.h"
+#include "hnsw.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/bufmgr.h"
+#include "storage/lmgr.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+typedef struct HnswBuildElement
+{
+	ItemPointerData heaptid;
+	uint8		level;
+	OffsetNumber offno;			/* position on disk, assigned when written */
+	BlockNumber blkno;
+	float4	   *vector;
+	int32	   *nbr;			/* neighbour element numbers, slots as on disk */
+	float4	   *dist;			/* their distances */
+	uint8	   *count;			/* used slots per layer */
+} HnswBuildElement;
+
+typedef struct HnswPair
+{
+	float		dist;
+	int32		idx;
+} HnswPair;
+
+/* Binary heap of (dist, idx) pairs; a min-heap or a max-heap. */
+typedef struct HnswPairHeap
+{
+	HnswPair   *items;
+	int			count;
+	int			capacity;
+	bool		maxHeap;
+} HnswPairHeap;
+
+typedef struct HnswBuildState
+{
+	Relation	heap;
+	Relation	index;
+	IndexInfo  *indexInfo;
+	HnswIndexState state;
+	MemoryContext graphCxt;		/* elements, vectors, lists */
+	MemoryContext tmpCxt;		/* per tuple */
+	Size		memoryLimit;
+	bool		onDisk;			/* the graph no longer fits: insert on disk */
+	pg_prng_state prng;
+	int			maxLevel;
+
+	HnswBuildElement *elements;
+	int			nelements;
+	int			capacity;
+	int			entry;			/* -1 when empty */
+	int			entryLevel;
+
+	uint32	   *visitMark;		/* per element: epoch of the last visit */
+	uint32		epoch;
+	HnswPairHeap candidates;
+	HnswPairHeap results;
+
+	double		heapTuples;
+	double		indexTuples;
+} HnswBuildState;
+
+/* ---------- pair heaps ---------- */
+
+static void
+HnswPairHeapInit(HnswPairHeap *h, int capacity, bool maxHeap)
+{
+	h->capacity = Max(capacity, 16);
+	h->items = palloc(sizeof(HnswPair) * h->capacity);
+	h->count = 0;
+	h->maxHeap = maxHeap;
+}
+
+static inline bool
+HnswPairBefore(const HnswPairHeap *h, float a, float b)
+{
+	return h->maxHeap ? a > b : a < b;
+}
+
+static void
+HnswPairPush(HnswPairHeap *h, float dist, int32 idx)
+{
+	int			i;
+
+	if (h->count == h->capacity)
+	{
+		h->capacity *= 2;
+		h->items = repalloc(h->items, sizeof(HnswPair) * h->capacity);
+	}
+	i = h->count++;
+	while (i > 0)
+	{
+		int			parent = (i - 1) / 2;
+
+		if (!HnswPairBefore(h, dist, h->items[parent].dist))
+			break;
+		h->items[i] = h->items[parent];
+		i = parent;
+	}
+	h->items[i].dist = dist;
+	h->items[i].idx = idx;
+}
+
+static HnswPair
+HnswPairPop(HnswPairHeap *h)
+{
+	HnswPair	top = h->items[0];
+	HnswPair	last = h->items[--h->count];
+	int			i = 0;
+
+	while (true)
+	{
+		int			child = 2 * i + 1;
+
+		if (child >= h->count)
+			break;
+		if (child + 1 < h->count &&
+			HnswPairBefore(h, h->items[child + 1].dist, h->items[child].dist))
+			child++;
+		if (!HnswPairBefore(h, h->items[child].dist, last.dist))
+			break;
+		h->items[i] = h->items[child];
+		i = child;
+	}
+	if (h->count > 0)
+		h->items[i] = last;
+	return top;
+}
+
+static int
+HnswPairCmp(const void *a, const void *b)
+{
+	float		da = ((const HnswPair *) a)->dist;
+	float		db = ((const HnswPair *) b)->dist;
+
+	if (da != db)
+		return da < db ? -1 : 1;
+	return ((const HnswPair *) a)->idx - ((const HnswPair *) b)->idx;
+}
+
+/* ---------- the in-memory graph ---------- */
+
+static inline float
+HnswBuildDistance(HnswBuildState *bs, const float4 *a, const float4 *b)
+{
+	return HnswDistance(&bs->state, a, b);
+}
+
+/*
+ * Layer search over the in-memory graph (Algorithm 2).  Leaves the ef
+ * nearest found in `out`, sorted nearest first; returns how many.
+ */
+static int
+HnswBuildSearchLayer(HnswBuildState *bs, const float4 *q, const HnswPair *entries, int nentries,
+					 int ef, int lc, HnswPair *out)
+{
+	HnswPairHeap *C = &bs->candidates;
+	HnswPairHeap *W = &bs->results;
+	int			m = bs->state.m;
+	int			n;
+
+	if (++bs->epoch == 0)
+	{
+		memset(bs->visitMark, 0, sizeof(uint32) * bs->capacity);
+		bs->epoch = 1;
+	}
+	C->count = 0;
+	W->count = 0;
+	for (int i = 0; i < nentries; i++)
+	{
+		bs->visitMark[entries[i].idx] = bs->epoch;
+		HnswPairPush(C, entries[i].dist, entries[i].idx);
+		HnswPairPush(W, entries[i].dist, entries[i].idx);
+		if (W->count > ef)
+			HnswPairPop(W);
+	}
+	while (C->count > 0)
+	{
+		HnswPair	c = HnswPairPop(C);
+		HnswBuildElement *ce = &bs->elements[c.idx];
+		int			first = HnswLevelFirstSlot(m, lc);
+		int			cnt = ce->count[lc];
+		int32		todo[2 * HNSW_MAX_M];
+		int			ntodo = 0;
+
+		if (W->count >= ef && c.dist > W->items[0].dist)
+			break;
+		for (int i = 0; i < cnt; i++)
+		{
+			int32		e = ce->nbr[first + i];
+
+			if (bs->visitMark[e] == bs->epoch)
+				continue;
+			bs->visitMark[e] = bs->epoch;
+			todo[ntodo++] = e;
+			__builtin_prefetch(bs->elements[e].vector);
+		}
+		for (int i = 0; i < ntodo; i++)
+		{
+			int32		e = todo[i];
+			float		d;
+
+			if (i + 1 < ntodo)
+				__builtin_prefetch(bs->elements[todo[i + 1]].vector + 16);
+			d = HnswBuildDistance(bs, q, bs->elements[e].vector);
+			if (W->count < ef || d < W->items[0].dist)
+			{
+				HnswPairPush(C, d, e);
+				HnswPairPush(W, d, e);
+				if (W->count > ef)
+					HnswPairPop(W);
+			}
+		}
+	}
+	n = W->count;
+	for (int i = n - 1; i >= 0; i--)
+		out[i] = HnswPairPop(W);
+	return n;
+}
+
+/*
+ * The selection heuristic (Algorithm 4) on sorted candidates, then the
+ * nearest passed-over candidates fill any slot left.  Returns the count
+ * written to `out`.
+ */
+static int
+HnswBuildSelect(HnswBuildState *bs, const HnswPair *cands, int ncands, int maxn, HnswPair *out)
+{
+	int			n = 0;
+	bool	   *kept = palloc0(sizeof(bool) * Max(ncands, 1));
+
+	for (int i = 0; i < ncands && n < maxn; i++)
+	{
+		const float4 *v = bs->elements[cands[i].idx].vector;
+		bool		keep = true;
+
+		for (int j = 0; j < n; j++)
+		{
+			if (HnswBuildDistance(bs, v, bs->elements[out[j].idx].vector) < cands[i].dist)
+			{
+				keep = false;
+				break;
+			}
+		}
+		if (keep)
+		{
+			out[n++] = cands[i];
+			kept[i] = true;
+		}
+	}
+	for (int i = 0; i < ncands && n < maxn; i++)
+		if (!kept[i])
+			out[n++] = cands[i];
+	pfree(kept);
+	return n;
+}
+
+/* Adds element q (at distance d) to element n's list on layer lc, pruning if full. */
+static void
+HnswBuildConnect(HnswBuildState *bs, int32 n, int32 q, float d, int lc)
+{
+	HnswBuildElement *ne = &bs->elements[n];
+	int			m = bs->state.m;
+	int			first = HnswLevelFirstSlot(m, lc);
+	int			maxn = HnswLevelSlots(m, lc);
+	int			cnt = ne->count[lc];
+	HnswPair	cands[2 * HNSW_MAX_M + 1];
+	HnswPair	keep[2 * HNSW_MAX_M];
+	int			nkeep;
+
+	if (cnt < maxn)
+	{
+		ne->nbr[first + cnt] = q;
+		ne->dist[first + cnt] = d;
+		ne->count[lc] = cnt + 1;
+		return;
+	}
+	for (int i = 0; i < cnt; i++)
+	{
+		cands[i].idx = ne->nbr[first + i];
+		cands[i].dist = ne->dist[first + i];
+	}
+	cands[cnt].idx = q;
+	cands[cnt].dist = d;
+	qsort(cands, cnt + 1, sizeof(HnswPair), HnswPairCmp);
+	nkeep = HnswBuildSelect(bs, cands, cnt + 1, maxn, keep);
+	for (int i = 0; i < nkeep; i++)
+	{
+		ne->nbr[first + i] = keep[i].idx;
+		ne->dist[first + i] = keep[i].dist;
+	}
+	ne->count[lc] = nkeep;
+}
+
+/* Inserts one vector into the in-memory graph (Algorithm 1). */
+static void
+HnswBuildInsert(HnswBuildState *bs, const float4 *vector, ItemPointer heaptid)
+{
+	int			m = bs->state.m;
+	int			dims = bs->state.dims;
+	int			efc = bs->state.efConstruction;
+	int			level = HnswRandomLevel(m, bs->maxLevel, &bs->prng);
+	int			nslots = HnswElementSlots(m, level);
+	MemoryContext old = MemoryContextSwitchTo(bs->graphCxt);
+	HnswBuildElement *e;
+	int32		q;
+	HnswPair   *W;
+	HnswPair	ep;
+	int			nW;
+
+	if (bs->nelements == bs->capacity)
+	{
+		int			newcap = bs->capacity * 2;
+
+		bs->elements = repalloc_huge(bs->elements, sizeof(HnswBuildElement) * newcap);
+		bs->visitMark = repalloc_huge(bs->visitMark, sizeof(uint32) * newcap);
+		memset(bs->visitMark + bs->capacity, 0, sizeof(uint32) * (newcap - bs->capacity));
+		bs->capacity = newcap;
+	}
+	q = bs->nelements++;
+	e = &bs->elements[q];
+	e->heaptid = *heaptid;
+	e->level = level;
+	e->blkno = InvalidBlockNumber;
+	e->offno = InvalidOffsetNumber;
+	e->vector = palloc(sizeof(float4) * dims);
+	memcpy(e->vector, vector, sizeof(float4) * dims);
+	e->nbr = palloc(sizeof(int32) * nslots);
+	e->dist = palloc(sizeof(float4) * nslots);
+	e->count = palloc0(level + 1);
+	bs->visitMark[q] = 0;
+	MemoryContextSwitchTo(old);
+
+	if (bs->entry < 0)
+	{
+		bs->entry = q;
+		bs->entryLevel = level;
+		return;
+	}
+
+	W = palloc(sizeof(HnswPair) * (efc + 1));
+	ep.idx = bs->entry;
+	ep.dist = HnswBuildDistance(bs, vector, bs->elements[bs->entry].vector);
+	for (int lc = bs->entryLevel; lc > level; lc--)
+	{
+		nW = HnswBuildSearchLayer(bs, vector, &ep, 1, 1, lc, W);
+		ep = W[0];
+	}
+	nW = 1;
+	W[0] = ep;
+	for (int lc = Min(level, bs->entryLevel); lc >= 0; lc--)
+	{
+		HnswPair   *entries = palloc(sizeof(HnswPair) * nW);
+		HnswPair	chosen[2 * HNSW_MAX_M];
+		int			nchosen;
+		int			first = HnswLevelFirstSlot(m, lc);
+
+		memcpy(entries, W, sizeof(HnswPair) * nW);
+		nW = HnswBuildSearchLayer(bs, vector, entries, nW, efc, lc, W);
+		pfree(entries);
+		nchosen = HnswBuildSelect(bs, W, nW, HnswLevelSlots(m, lc), chosen);
+		e = &bs->elements[q];
+		for (int i = 0; i < nchosen; i++)
+		{
+			e->nbr[first + i] = chosen[i].idx;
+			e->dist[first + i] = chosen[i].dist;
+		}
+		e->count[lc] = nchosen;
+		for (int i = 0; i < nchosen; i++)
+			HnswBuildConnect(bs, chosen[i].idx, q, chosen[i].dist, lc);
+	}
+	pfree(W);
+	if (level > bs->entryLevel)
+	{
+		bs->entry = q;
+		bs->entryLevel = level;
+	}
+}
+
+/* ---------- writing the graph ---------- */
+
+/* Element tuples are packed in element order; returns the blocks needed. */
+static BlockNumber
+HnswAssignPositions(HnswBuildState *bs, BlockNumber firstBlock)
+{
+	Size		pageSpace = BLCKSZ - MAXALIGN(sizeof(HnswPageOpaqueData)) - SizeOfPageHeaderData;
+	Size		used = 0;
+	BlockNumber blkno = firstBlock;
+	OffsetNumber offno = FirstOffsetNumber;
+
+	for (int i = 0; i < bs->nelements; i++)
+	{
+		HnswBuildElement *e = &bs->elements[i];
+		Size		need = MAXALIGN(HnswElementTupleSize(bs->state.dims, bs->state.m, e->level))
+			+ sizeof(ItemIdData);
+
+		if (used + need > pageSpace)
+		{
+			blkno++;
+			offno = FirstOffsetNumber;
+			used = 0;
+		}
+		e->blkno = blkno;
+		e->offno = offno++;
+		used += need;
+	}
+	return bs->nelements > 0 ? blkno + 1 - firstBlock : 0;
+}
+
+static HnswElementTuple
+HnswBuildFormTuple(HnswBuildState *bs, HnswBuildElement *e, Size *size)
+{
+	int			m = bs->state.m;
+	int			dims = bs->state.dims;
+	HnswElementTuple etup;
+	ItemPointerData *tids;
+	float4	   *dists;
+
+	*size = HnswElementTupleSize(dims, m, e->level);
+	etup = palloc0(*size);
+	etup->level = e->level;
+	etup->heaptid = e->heaptid;
+	memcpy(HnswElementVector(etup), e->vector, sizeof(float4) * dims);
+	tids = HnswElementTids(etup, dims, m);
+	dists = HnswElementDists(etup, dims);
+	for (int lc = 0; lc <= e->level; lc++)
+	{
+		int			first = HnswLevelFirstSlot(m, lc);
+		int			nslots = HnswLevelSlots(m, lc);
+
+		for (int i = 0; i < nslots; i++)
+		{
+			if (i < e->count[lc])
+			{
+				HnswBuildElement *n = &bs->elements[e->nbr[first + i]];
+
+				ItemPointerSet(&tids[first + i], n->blkno, n->offno);
+				dists[first + i] = e->dist[first + i];
+			}
+			else
+			{
+				ItemPointerSetInvalid(&tids[first + i]);
+				dists[first + i] = 0;
+			}
+		}
+	}
+	return etup;
+}
+
+/* Writes the in-memory graph after the metapage and points the metapage at its entry. */
+static void
+HnswFlushGraph(HnswBuildState *bs)
+{
+	BlockNumber firstBlock = RelationGetNumberOfBlocks(bs->index);
+	BlockNumber npages;
+	int			i = 0;
+
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, HNSW_PHASE_WRITE);
+	npages = HnswAssignPositions(bs, firstBlock);
+	for (BlockNumber p = 0; p < npages; p++)
+	{
+		Buffer		buf;
+		Page		page;
+		GenericXLogState *xlog;
+		MemoryContext old = MemoryContextSwitchTo(bs->tmpCxt);
+
+		CHECK_FOR_INTERRUPTS();
+		buf = ReadBufferExtended(bs->index, MAIN_FORKNUM, P_NEW, RBM_NORMAL, NULL);
+		if (BufferGetBlockNumber(buf) != firstBlock + p)
+			elog(ERROR, "unexpected block %u while writing crossmodal_hnsw index \"%s\"",
+				 BufferGetBlockNumber(buf), RelationGetRelationName(bs->index));
+		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		xlog = GenericXLogStart(bs->index);
+		page = GenericXLogRegisterBuffer(xlog, buf, GENERIC_XLOG_FULL_IMAGE);
+		HnswInitPage(page, HNSW_PAGE_ELEMENTS);
+		for (; i < bs->nelements && bs->elements[i].blkno == firstBlock + p; i++)
+		{
+			Size		size;
+			HnswElementTuple etup = HnswBuildFormTuple(bs, &bs->elements[i], &size);
+
+			if (PageAddItem(page, (Item) etup, size, InvalidOffsetNumber, false, false)
+				!= bs->elements[i].offno)
+				elog(ERROR, "failed to add element tuple to index \"%s\"",
+					 RelationGetRelationName(bs->index));
+		}
+		GenericXLogFinish(xlog);
+		UnlockReleaseBuffer(buf);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(bs->tmpCxt);
+	}
+
+	/* The metapage: dimensions and entry point. */
+	{
+		Buffer		buf = ReadBuffer(bs->index, HNSW_METAPAGE_BLKNO);
+		GenericXLogState *xlog;
+		HnswMetaPage meta;
+
+		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		xlog = GenericXLogStart(bs->index);
+		meta = HnswPageGetMeta(GenericXLogRegisterBuffer(xlog, buf, 0));
+		meta->dims = bs->state.dims;
+		if (bs->entry >= 0)
+		{
+			ItemPointerSet(&meta->entry, bs->elements[bs->entry].blkno,
+						   bs->elements[bs->entry].offno);
+			meta->entryLevel = bs->entryLevel;
+		}
+		GenericXLogFinish(xlog);
+		UnlockReleaseBuffer(buf);
+	}
+}
+
+/* ---------- the heap scan ---------- */
+
+static void
+HnswBuildCallback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
+				  bool tupleIsAlive, void *state)
+{
+	HnswBuildState *bs = (HnswBuildState *) state;
+	MemoryContext old;
+	float4	   *vector;
+	bool		indexable;
+
+	bs->heapTuples += 1;
+	if (isnull[0])
+		return;
+
+	old = MemoryContextSwitchTo(bs->tmpCxt);
+	if (bs->state.dims == 0)
+	{
+		int			dims;
+
+		(void) HnswDatumGetFloats(values[0], &dims);
+		HnswCheckDims(&bs->state, dims);
+		bs->state.dims = dims;
+		bs->maxLevel = HnswMaxLevel(dims, bs->state.m);
+	}
+	vector = HnswPrepareVector(&bs->state, values[0], &indexable);
+	if (indexable)
+	{
+		if (!bs->onDisk && MemoryContextMemAllocated(bs->graphCxt, true) > bs->memoryLimit)
+		{
+			ereport(NOTICE,
+					(errmsg("crossmodal_hnsw graph no longer fits into maintenance_work_mem after %.0f tuples",
+							bs->indexTuples),
+					 errdetail("Building will take significantly longer."),
+					 errhint("Increase maintenance_work_mem to speed up builds.")));
+			HnswFlushGraph(bs);
+			MemoryContextReset(bs->graphCxt);
+			bs->elements = NULL;
+			bs->visitMark = NULL;
+			bs->onDisk = true;
+			pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, HNSW_PHASE_LOAD);
+		}
+		if (bs->onDisk)
+			HnswInsertVector(&bs->state, vector, tid, &bs->prng);
+		else
+			HnswBuildInsert(bs, vector, tid);
+		bs->indexTuples += 1;
+		pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, (int64) bs->indexTuples);
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(bs->tmpCxt);
+}
+
+static void
+HnswWriteMetaPage(Relation index, ForkNumber fork, int dims, int m, int efConstruction)
+{
+	Buffer		buf;
+	GenericXLogState *xlog;
+	Page		page;
+
+	buf = ReadBufferExtended(index, fork, P_NEW, RBM_NORMAL, NULL);
+	Assert(BufferGetBlockNumber(buf) == HNSW_METAPAGE_BLKNO);
+	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+	xlog = GenericXLogStart(index);
+	page = GenericXLogRegisterBuffer(xlog, buf, GENERIC_XLOG_FULL_IMAGE);
+	HnswInitMetaPage(page, dims, m, efConstruction);
+	GenericXLogFinish(xlog);
+	UnlockReleaseBuffer(buf);
+}
+
+IndexBuildResult *
+hnswbuild(Relation heap, Relation index, IndexInfo *indexInfo)
+{
+	IndexBuildResult *result;
+	HnswBuildState bs;
+	HnswMetaPageData meta;
+	int32		typmod = TupleDescAttr(RelationGetDescr(index), 0)->atttypmod;
+	int			m = HnswGetM(index);
+	int			efc = HnswGetEfConstruction(index);
+
+	if (RelationGetNumberOfBlocks(index) != 0)
+		elog(ERROR, "index \"%s\" already contains data", RelationGetRelationName(index));
+
+	memset(&bs, 0, sizeof(bs));
+	bs.heap = heap;
+	bs.index = index;
+	bs.indexInfo = indexInfo;
+	HnswWriteMetaPage(index, MAIN_FORKNUM, typmod > 0 ? typmod : 0, m, efc);
+	HnswReadMeta(index, &meta);
+	HnswInitState(&bs.state, index, &meta);
+	if (bs.state.dims > 0)
+	{
+		HnswCheckDims(&bs.state, bs.state.dims);
+		bs.maxLevel = HnswMaxLevel(bs.state.dims, m);
+	}
+
+	/* A fixed seed: the same table gives the same graph. */
+	pg_prng_seed(&bs.prng, UINT64CONST(0x5eed0f4e5a1c0de));
+	bs.memoryLimit = (Size) maintenance_work_mem * 1024;
+	bs.graphCxt = AllocSetContextCreate(CurrentMemoryContext, "crossmodal_hnsw build graph",
+										ALLOCSET_DEFAULT_SIZES);
+	bs.tmpCxt = AllocSetContextCreate(CurrentMemoryContext, "crossmodal_hnsw build tuple",
+									  ALLOCSET_DEFAULT_SIZES);
+	bs.capacity = 1024;
+	bs.elements = MemoryContextAlloc(bs.graphCxt, sizeof(HnswBuildElement) * bs.capacity);
+	bs.visitMark = MemoryContextAllocZero(bs.graphCxt, sizeof(uint32) * bs.capacity);
+	bs.entry = -1;
+	bs.entryLevel = -1;
+	{
+		MemoryContext old = MemoryContextSwitchTo(bs.graphCxt);
+
+		HnswPairHeapInit(&bs.candidates, efc * 4, false);
+		HnswPairHeapInit(&bs.results, efc + 2, true);
+		MemoryContextSwitchTo(old);
+	}
+
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, HNSW_PHASE_LOAD);
+	if (heap->rd_rel->reltuples > 0)
+		pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL,
+									 (int64) heap->rd_rel->reltuples);
+	table_index_build_scan(heap, index, indexInfo, true, true, HnswBuildCallback, &bs, NULL);
+
+	if (!bs.onDisk)
+		HnswFlushGraph(&bs);
+
+	MemoryContextDelete(bs.graphCxt);
+	MemoryContextDelete(bs.tmpCxt);
+
+	result = palloc(sizeof(IndexBuildResult));
+	result->heap_tuples = bs.heapTuples;
+	result->index_tuples = bs.indexTuples;
+	return result;
+}
+
+/* An unlogged index's init fork: just the metapage. */
+void
+hnswbuildempty(Relation index)
+{
+	int32		typmod = TupleDescAttr(RelationGetDescr(index), 0)->atttypmod;
+
+	HnswWriteMetaPage(index, INIT_FORKNUM, typmod > 0 ? typmod : 0, HnswGetM(index),
+					  HnswGetEfConstruction(index));
+}
+
+char *
+hnswbuildphasename(int64 phasenum)
+{
+	switch (phasenum)
+	{
+		case PROGRESS_CREATEIDX_SUBPHASE_INITIALIZE:
+			return "initializing";
+		case HNSW_PHASE_LOAD:
+			return "building graph";
+		case HNSW_PHASE_WRITE:
+			return "writing graph";
+		default:
+			return NULL;
+	}
+}
