@@ -723,7 +723,19 @@ EMBEDDING_COMPARISON(embedding_eq, cmp == 0)
 EMBEDDING_COMPARISON(embedding_ne, cmp != 0)
 EMBEDDING_COMPARISON(embedding_ge, cmp >= 0)
 EMBEDDING_COMPARISON(embedding_gt, cmp > 0)
-EMBEDDING_COMPARISON(embedding_cmp, cmp)
+
+PG_FUNCTION_INFO_V1(embedding_cmp);
+Datum
+embedding_cmp(PG_FUNCTION_ARGS)
+{
+	Embedding  *a = PG_GETARG_EMBEDDING_P(0);
+	Embedding  *b = PG_GETARG_EMBEDDING_P(1);
+	int			cmp = EmbeddingCompare(a, b);
+
+	PG_FREE_IF_COPY(a, 0);
+	PG_FREE_IF_COPY(b, 1);
+	PG_RETURN_INT32(cmp);
+}
 
 /*
  * Hashes agree with equality: the dimension count and the element bits, with

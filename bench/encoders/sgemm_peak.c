@@ -1,0 +1,153 @@
+/*
+ * sgemm_peak.c: cblas_sgemm throughput on this machine, the yardstick for the encoder benchmark.
+ *
+ * Times a large square product and the GEMM shapes of the ViT-B/32 forward at batch 32 (activations
+ * [rows x in] times a weight stored [out x in], i.e. B transposed, as a Hugging Face Linear layer is laid out),
+ * plus the text tower's shapes, at each requested OpenBLAS thread count. Each case is run repeatedly for a
+ * fixed time slice and the best slice is kept: the machine is shared, and the best slice is the closest to
+ * what the hardware can do. Prints "RESULT key value" lines (read by run.sh) and a readable table on stderr.
+ *
+ * usage: sgemm_peak [--threads 1,2] [--seconds 0.4]
+ */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct
+{
+	const char *name;
+	int m, n, k;
+	int trans_b;
+} GemmShape;
+
+static const GemmShape shapes[] = {
+	{"square_2048", 2048, 2048, 2048, 0},
+	{"vit_b32_patch", 32 * 49, 768, 3072, 1},   /* patch embedding as one GEMM */
+	{"vit_b32_qkv", 32 * 50, 3 * 768, 768, 1},  /* q, k, v fused */
+	{"vit_b32_proj", 32 * 50, 768, 768, 1},     /* one of q/k/v/out separately */
+	{"vit_b32_fc1", 32 * 50, 3072, 768, 1},
+	{"vit_b32_fc2", 32 * 50, 768, 3072, 1},
+	{"text_b32_fc1", 32 * 10, 2048, 512, 1},
+	{"text_b32_fc2", 32 * 10, 512, 2048, 1},
+	{"text_b1_fc1", 10, 2048, 512, 1},          /* bound by reading the weights */
+	{"vit_attn_scores", 50, 50, 64, 1},         /* one head of one image: Q K^T */
+	{"vit_attn_mix", 50, 64, 50, 0},            /* softmax(scores) V */
+};
+
+static double
+now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static float *
+random_matrix(size_t count, unsigned *seed)
+{
+	float *m = malloc(count * sizeof(float));
+
+	if (m == NULL)
+	{
+		fprintf(stderr, "sgemm_peak: out of memory\n");
+		exit(1);
+	}
+	for (size_t i = 0; i < count; i++)
+	{
+		*seed = *seed * 1103515245u + 12345u;
+		m[i] = (float) ((*seed >> 8) & 0xffff) / 65536.0f - 0.5f;
+	}
+	return m;
+}
+
+/* Best GFLOP/s over `slices` time slices of `slice_s` seconds each. */
+static double
+measure(const GemmShape *s, double slice_s, int slices)
+{
+	unsigned seed = 12345;
+	float *a = random_matrix((size_t) s->m * s->k, &seed);
+	float *b = random_matrix((size_t) s->n * s->k, &seed);
+	float *c = random_matrix((size_t) s->m * s->n, &seed);
+	double flops = 2.0 * s->m * s->n * s->k;
+	double best = 0.0;
+	int ldb = s->trans_b ? s->k : s->n;
+
+	/* warm-up: thread pool start, page faults, caches */
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, s->trans_b ? CblasTrans : CblasNoTrans,
+				s->m, s->n, s->k, 1.0f, a, s->k, b, ldb, 0.0f, c, s->n);
+	for (int slice = 0; slice < slices; slice++)
+	{
+		double t0 = now_seconds(), t;
+		long calls = 0;
+
+		do
+		{
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, s->trans_b ? CblasTrans : CblasNoTrans,
+						s->m, s->n, s->k, 1.0f, a, s->k, b, ldb, 0.0f, c, s->n);
+			calls++;
+			t = now_seconds() - t0;
+		} while (t < slice_s);
+		if (flops * calls / t / 1e9 > best)
+			best = flops * calls / t / 1e9;
+	}
+	free(a);
+	free(b);
+	free(c);
+	return best;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *thread_list = "1,2";
+	double slice_s = 0.4;
+	int slices = 3;
+
+	for (int i = 1; i < argc; i++)
+	{
+		if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
+			thread_list = argv[++i];
+		else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
+			slice_s = atof(argv[++i]);
+		else
+		{
+			fprintf(stderr, "usage: %s [--threads 1,2] [--seconds SLICE]\n", argv[0]);
+			return 2;
+		}
+	}
+	printf("RESULT openblas_config %s\n", openblas_get_config());
+	fprintf(stderr, "OpenBLAS: %s; best of %d slices of %.2f s per case\n",
+			openblas_get_config(), slices, slice_s);
+
+	for (const char *p = thread_list; *p;)
+	{
+		char *end;
+		int threads = (int) strtol(p, &end, 10);
+		double peak = 0.0;
+
+		if (end == p || threads < 1)
+		{
+			fprintf(stderr, "sgemm_peak: bad --threads list \"%s\"\n", thread_list);
+			return 2;
+		}
+		p = (*end == ',') ? end + 1 : end;
+		openblas_set_num_threads(threads);
+		for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
+		{
+			const GemmShape *s = &shapes[i];
+			double g = measure(s, slice_s, slices);
+
+			if (g > peak && s->m >= 256)	/* the peak is a large-GEMM figure */
+				peak = g;
+			printf("RESULT sgemm_%s_t%d_gflops %.1f\n", s->name, threads, g);
+			fprintf(stderr, "threads %d  %-14s %5d x %5d x %5d%s  %7.1f GFLOP/s\n",
+					threads, s->name, s->m, s->n, s->k, s->trans_b ? " (B^T)" : "      ", g);
+		}
+		printf("RESULT sgemm_peak_t%d_gflops %.1f\n", threads, peak);
+		fprintf(stderr, "threads %d  peak %.1f GFLOP/s\n", threads, peak);
+	}
+	return 0;
+}
