@@ -98,10 +98,11 @@ HnswGetEfConstruction(Relation index)
 /*
  * Cost model.  The whole first search runs before the first row comes back,
  * so it is startup cost: about ef_search * m elements are read, each one a
- * distance and a (usually cached) page access.  Every further row costs a
- * share of a further batch: about 2*m more distances.  With LIMIT k the
- * planner charges startup + k/N of the rest, so small LIMITs favour the
- * index and a LIMIT near N favours a sequential scan and a sort.
+ * distance (at the ordering function's own cost) and a mostly cached page
+ * access.  Every further row costs a share of a further batch: about m more
+ * distances.  With LIMIT k the planner charges startup + k/N of the rest, so
+ * small LIMITs favour the index and a LIMIT near N favours a sequential scan
+ * and a sort.
  */
 static void
 hnswcostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
@@ -114,8 +115,10 @@ hnswcostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
 	double		ntuples = Max(index->tuples, 1.0);
 	int			m = HNSW_DEFAULT_M;
 	double		visited;
+	double		distCost = cpu_operator_cost;
 	double		perElement;
 	double		pagesPerElement;
+	Expr	   *orderby;
 
 	if (path->indexorderbys == NIL)
 	{
@@ -134,19 +137,23 @@ hnswcostestimate(PlannerInfo *root, IndexPath *path, double loop_count,
 		m = HnswGetM(rel);
 		index_close(rel, NoLock);
 	}
+	orderby = (Expr *) linitial(path->indexorderbys);
+	{
+		QualCost	qc;
+
+		cost_qual_eval_node(&qc, (Node *) orderby, root);
+		distCost = Max(qc.per_tuple, cpu_operator_cost);
+	}
 
 	MemSet(&costs, 0, sizeof(costs));
 	genericcostestimate(root, path, loop_count, &costs);
 
 	visited = Min(ntuples, (double) hnsw_ef_search * m);
-	pagesPerElement = index->pages > 1 ? (double) index->pages / ntuples : 1.0;
-	/* a distance over the vector plus reading the element */
-	perElement = cpu_operator_cost * 2 + cpu_index_tuple_cost +
-		pagesPerElement * seq_page_cost;
+	pagesPerElement = Min(1.0, (double) index->pages / ntuples);
+	perElement = distCost + cpu_index_tuple_cost + pagesPerElement * seq_page_cost;
 
 	*indexStartupCost = visited * perElement;
-	*indexTotalCost = *indexStartupCost + ntuples * 2 * m * cpu_operator_cost +
-		ntuples * cpu_index_tuple_cost;
+	*indexTotalCost = *indexStartupCost + ntuples * (m * distCost + cpu_index_tuple_cost);
 	*indexSelectivity = costs.indexSelectivity;
 	*indexCorrelation = 0;
 	*indexPages = costs.numIndexPages;

@@ -88,64 +88,259 @@ HnswPlaceTuple(Relation index, HnswElementTuple etup, Size size, ItemPointer tid
 	}
 }
 
-/*
- * Adds newtid (at distance dist) to the layer-lc list of the element at
- * `tid`, provided that slot still holds the element we searched (same heap
- * TID).  A full list keeps its nearest entries: the farthest is replaced when
- * the new element is closer.
- */
-static void
-HnswAddConnection(HnswIndexState *state, ItemPointer tid, ItemPointer heaptid, int lc,
-				  ItemPointer newtid, float dist)
+/* Vectors already read by this insert's search, by index TID. */
+typedef struct HnswVectorCache
 {
-	Buffer		buf = ReadBuffer(state->index, ItemPointerGetBlockNumber(tid));
-	OffsetNumber offno = ItemPointerGetOffsetNumber(tid);
-	GenericXLogState *xlog;
+	uint64	   *slotKeys;
+	float4	  **slotVectors;
+	uint32		mask;
+} HnswVectorCache;
+
+static void
+HnswVectorCacheInit(HnswVectorCache *cache, const HnswSearch *search)
+{
+	uint32		size = 64;
+
+	while (size < (uint32) search->npool * 2)
+		size *= 2;
+	cache->slotKeys = palloc0(sizeof(uint64) * size);
+	cache->slotVectors = palloc0(sizeof(float4 *) * size);
+	cache->mask = size - 1;
+	for (int i = 0; i < search->npool; i++)
+	{
+		uint64		key = HnswTidKey((ItemPointer) &search->pool[i].tid) + 1;
+		uint32		pos = (uint32) (key * UINT64CONST(0x9E3779B97F4A7C15) >> 32) & cache->mask;
+
+		if (search->pool[i].vector == NULL)
+			continue;
+		while (cache->slotKeys[pos] != 0 && cache->slotKeys[pos] != key)
+			pos = (pos + 1) & cache->mask;
+		cache->slotKeys[pos] = key;
+		cache->slotVectors[pos] = search->pool[i].vector;
+	}
+}
+
+static float4 *
+HnswVectorCacheGet(const HnswVectorCache *cache, ItemPointer tid)
+{
+	uint64		key = HnswTidKey(tid) + 1;
+	uint32		pos = (uint32) (key * UINT64CONST(0x9E3779B97F4A7C15) >> 32) & cache->mask;
+
+	while (cache->slotKeys[pos] != 0)
+	{
+		if (cache->slotKeys[pos] == key)
+			return cache->slotVectors[pos];
+		pos = (pos + 1) & cache->mask;
+	}
+	return NULL;
+}
+
+/* Copies the vector of the element at tid (NULL if the slot holds none). */
+static float4 *
+HnswLoadVector(HnswIndexState *state, ItemPointer tid)
+{
+	Buffer		buf;
 	Page		page;
+	OffsetNumber offno = ItemPointerGetOffsetNumber(tid);
+	float4	   *v = NULL;
+
+	if (ItemPointerGetBlockNumber(tid) == HNSW_METAPAGE_BLKNO)
+		return NULL;
+	buf = ReadBuffer(state->index, ItemPointerGetBlockNumber(tid));
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	if (!PageIsNew(page) && (HnswPageGetOpaque(page)->flags & HNSW_PAGE_ELEMENTS) &&
+		offno <= PageGetMaxOffsetNumber(page) && ItemIdIsNormal(PageGetItemId(page, offno)))
+	{
+		HnswElementTuple etup = (HnswElementTuple) PageGetItem(page, PageGetItemId(page, offno));
+
+		v = palloc(sizeof(float4) * state->dims);
+		memcpy(v, HnswElementVector(etup), sizeof(float4) * state->dims);
+	}
+	UnlockReleaseBuffer(buf);
+	return v;
+}
+
+/*
+ * Opens the element at tid for a change to its layer-lc list: locks its page
+ * (exclusively, or shared for a read) and returns the element, or NULL when
+ * the slot no longer holds the element we searched (same heap TID).
+ */
+static HnswElementTuple
+HnswOpenNeighbor(HnswIndexState *state, Buffer buf, Page page, ItemPointer tid,
+				 ItemPointer heaptid, int lc)
+{
+	OffsetNumber offno = ItemPointerGetOffsetNumber(tid);
 	ItemId		itemid;
 	HnswElementTuple etup;
-	ItemPointerData *tids;
-	float4	   *dists;
-	int			first = HnswLevelFirstSlot(state->m, lc);
-	int			nslots = HnswLevelSlots(state->m, lc);
-	int			target = -1;
 
-	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-	xlog = GenericXLogStart(state->index);
-	page = GenericXLogRegisterBuffer(xlog, buf, 0);
 	if (offno > PageGetMaxOffsetNumber(page))
-		goto skip;
+		return NULL;
 	itemid = PageGetItemId(page, offno);
 	if (!ItemIdIsNormal(itemid))
-		goto skip;
+		return NULL;
 	etup = (HnswElementTuple) PageGetItem(page, itemid);
 	if (etup->level < lc || !ItemPointerEquals(&etup->heaptid, heaptid))
-		goto skip;
-	tids = HnswElementTids(etup, state->dims, state->m) + first;
-	dists = HnswElementDists(etup, state->dims) + first;
-	for (int i = 0; i < nslots; i++)
+		return NULL;
+	return etup;
+}
+
+/*
+ * Adds newtid (at distance dist) to the layer-lc list of the element at
+ * `tid`.  A list with a free slot just takes it.  A full list is re-chosen
+ * with the selection heuristic over its members and the new element, which
+ * needs the members' vectors: they are read with no other lock held, and the
+ * result is written only if the list has not changed meanwhile (else we try
+ * again, and after a few tries keep the nearest, dropping the farthest).
+ */
+static void
+HnswAddConnection(HnswIndexState *state, HnswVectorCache *cache, ItemPointer tid,
+				  ItemPointer heaptid, int lc, ItemPointer newtid, const float4 *newvec,
+				  float dist)
+{
+	int			first = HnswLevelFirstSlot(state->m, lc);
+	int			nslots = HnswLevelSlots(state->m, lc);
+	ItemPointerData oldtids[2 * HNSW_MAX_M];
+	float4		olddists[2 * HNSW_MAX_M];
+	ItemPointerData newtids[2 * HNSW_MAX_M];
+	float4		newdists[2 * HNSW_MAX_M];
+	bool		haveNew = false;
+
+	for (int attempt = 0; attempt < 4; attempt++)
 	{
-		if (!ItemPointerIsValid(&tids[i]))
-		{
-			target = i;
-			break;
-		}
-		if (ItemPointerEquals(&tids[i], newtid))
+		Buffer		buf = ReadBuffer(state->index, ItemPointerGetBlockNumber(tid));
+		GenericXLogState *xlog;
+		Page		page;
+		HnswElementTuple etup;
+		ItemPointerData *tids;
+		float4	   *dists;
+		int			target = -1;
+		bool		full = true;
+		float4	   *selfvec;
+
+		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		xlog = GenericXLogStart(state->index);
+		page = GenericXLogRegisterBuffer(xlog, buf, 0);
+		etup = HnswOpenNeighbor(state, buf, page, tid, heaptid, lc);
+		if (etup == NULL)
 			goto skip;
-		if (dists[i] > dist && (target < 0 || dists[i] > dists[target]))
-			target = i;
-	}
-	if (target < 0)
-		goto skip;
-	tids[target] = *newtid;
-	dists[target] = dist;
-	GenericXLogFinish(xlog);
-	UnlockReleaseBuffer(buf);
-	return;
+		tids = HnswElementTids(etup, state->dims, state->m) + first;
+		dists = HnswElementDists(etup, state->dims) + first;
+		for (int i = 0; i < nslots; i++)
+		{
+			if (!ItemPointerIsValid(&tids[i]))
+			{
+				target = i;
+				full = false;
+				break;
+			}
+			if (ItemPointerEquals(&tids[i], newtid))
+				goto skip;
+		}
+		if (!full)
+		{
+			tids[target] = *newtid;
+			dists[target] = dist;
+			GenericXLogFinish(xlog);
+			UnlockReleaseBuffer(buf);
+			return;
+		}
+		if (haveNew && memcmp(oldtids, tids, sizeof(ItemPointerData) * nslots) == 0)
+		{
+			/* Unchanged since we chose: write the chosen list. */
+			memcpy(tids, newtids, sizeof(ItemPointerData) * nslots);
+			memcpy(dists, newdists, sizeof(float4) * nslots);
+			GenericXLogFinish(xlog);
+			UnlockReleaseBuffer(buf);
+			return;
+		}
+		if (attempt == 3)
+		{
+			/* Contended: keep the nearest. */
+			for (int i = 0; i < nslots; i++)
+				if (dists[i] > dist && (target < 0 || dists[i] > dists[target]))
+					target = i;
+			if (target < 0)
+				goto skip;
+			tids[target] = *newtid;
+			dists[target] = dist;
+			GenericXLogFinish(xlog);
+			UnlockReleaseBuffer(buf);
+			return;
+		}
+
+		/* Full: copy the list and the element's vector, then choose unlocked. */
+		memcpy(oldtids, tids, sizeof(ItemPointerData) * nslots);
+		memcpy(olddists, dists, sizeof(float4) * nslots);
+		selfvec = palloc(sizeof(float4) * state->dims);
+		memcpy(selfvec, HnswElementVector(etup), sizeof(float4) * state->dims);
+		GenericXLogAbort(xlog);
+		UnlockReleaseBuffer(buf);
+
+		{
+			HnswCandidate cands[2 * HNSW_MAX_M + 1];
+			int			selected[2 * HNSW_MAX_M];
+			int			ncands = 0;
+			int			nselected;
+			bool		newKept = false;
+
+			for (int i = 0; i < nslots; i++)
+			{
+				float4	   *v = HnswVectorCacheGet(cache, &oldtids[i]);
+
+				if (v == NULL)
+					v = HnswLoadVector(state, &oldtids[i]);
+				if (v == NULL)
+					continue;	/* freed by vacuum: drop the link */
+				cands[ncands].tid = oldtids[i];
+				cands[ncands].dist = olddists[i];
+				cands[ncands].vector = v;
+				ncands++;
+			}
+			cands[ncands].tid = *newtid;
+			cands[ncands].dist = dist;
+			cands[ncands].vector = (float4 *) newvec;
+			ncands++;
+			/* insertion sort by distance: at most 2m + 1 entries */
+			for (int i = 1; i < ncands; i++)
+			{
+				HnswCandidate c = cands[i];
+				int			j = i - 1;
+
+				while (j >= 0 && cands[j].dist > c.dist)
+				{
+					cands[j + 1] = cands[j];
+					j--;
+				}
+				cands[j + 1] = c;
+			}
+			nselected = HnswSelectNeighbors(state, cands, ncands, nslots, selected);
+			for (int i = 0; i < nslots; i++)
+			{
+				if (i < nselected)
+				{
+					newtids[i] = cands[selected[i]].tid;
+					newdists[i] = cands[selected[i]].dist;
+					newKept |= ItemPointerEquals(&newtids[i], newtid);
+				}
+				else
+				{
+					ItemPointerSetInvalid(&newtids[i]);
+					newdists[i] = 0;
+				}
+			}
+			pfree(selfvec);
+			if (!newKept)
+				return;			/* the list stays as it is */
+			haveNew = true;
+		}
+		continue;
 
 skip:
-	GenericXLogAbort(xlog);
-	UnlockReleaseBuffer(buf);
+		GenericXLogAbort(xlog);
+		UnlockReleaseBuffer(buf);
+		return;
+	}
 }
 
 /* Builds an element tuple with the given neighbours per layer. */
@@ -248,6 +443,7 @@ HnswInsertVector(HnswIndexState *state, const float4 *vector, ItemPointer heapti
 	HnswElementTuple etup;
 	Size		size;
 	ItemPointerData tid;
+	HnswVectorCache cache;
 
 	level = HnswRandomLevel(state->m, HnswMaxLevel(state->dims, state->m), prng);
 
@@ -304,7 +500,9 @@ HnswInsertVector(HnswIndexState *state, const float4 *vector, ItemPointer heapti
 		ItemPointerData next;
 
 		HnswSearchLayer(&search, lc, 1, 0);
-		HnswSearchResults(&search, &best);
+		if (HnswSearchResults(&search, &best) != 1)
+			elog(ERROR, "crossmodal_hnsw index \"%s\" lost its path on layer %d",
+				 RelationGetRelationName(state->index), lc);
 		next = search.pool[best].tid;
 		HnswSearchBeginLayer(&search, lc - 1);
 		HnswSearchAddEntry(&search, &next, lc - 1);
@@ -314,13 +512,14 @@ HnswInsertVector(HnswIndexState *state, const float4 *vector, ItemPointer heapti
 	for (int lc = Min(level, entryLevel); lc >= 0; lc--)
 	{
 		int			maxn = HnswLevelSlots(state->m, lc);
-		int		   *order = palloc(sizeof(int) * (search.results.count + 1));
+		int		   *order;
 		int			nfound;
 		HnswCandidate *found;
 		int		   *selected = palloc(sizeof(int) * maxn);
 		int			nselected;
 
 		HnswSearchLayer(&search, lc, state->efConstruction, 0);
+		order = palloc(sizeof(int) * (search.results.count + 1));
 		nfound = HnswSearchResults(&search, order);
 		found = palloc(sizeof(HnswCandidate) * Max(nfound, 1));
 		for (int i = 0; i < nfound; i++)
@@ -345,10 +544,11 @@ HnswInsertVector(HnswIndexState *state, const float4 *vector, ItemPointer heapti
 	HnswPlaceTuple(state->index, etup, size, &tid);
 
 	/* Link back from every chosen neighbour. */
+	HnswVectorCacheInit(&cache, &search);
 	for (int lc = Min(level, entryLevel); lc >= 0; lc--)
 		for (int i = 0; i < nneighbors[lc]; i++)
-			HnswAddConnection(state, &neighbors[lc][i].tid, &neighbors[lc][i].heaptid, lc,
-							  &tid, neighbors[lc][i].dist);
+			HnswAddConnection(state, &cache, &neighbors[lc][i].tid, &neighbors[lc][i].heaptid,
+							  lc, &tid, vector, neighbors[lc][i].dist);
 
 	if (level > entryLevel)
 		HnswUpdateEntry(state, &tid, level, false);
@@ -370,8 +570,16 @@ hnswinsert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 	if (isnull[0])
 		return false;
 
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "crossmodal_hnsw insert",
-								ALLOCSET_DEFAULT_SIZES);
+	/*
+	 * One context per statement, reset after each row: its large first block
+	 * is kept, so a multi-row insert does not map fresh memory for every row.
+	 */
+	if (indexInfo->ii_AmCache == NULL)
+		indexInfo->ii_AmCache = AllocSetContextCreate(indexInfo->ii_Context,
+													  "crossmodal_hnsw insert",
+													  4 * 1024 * 1024, 4 * 1024 * 1024,
+													  ALLOCSET_DEFAULT_MAXSIZE);
+	cxt = (MemoryContext) indexInfo->ii_AmCache;
 	old = MemoryContextSwitchTo(cxt);
 
 	LockPage(index, HNSW_SCAN_LOCK, ShareLock);
@@ -397,6 +605,6 @@ hnswinsert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 	UnlockPage(index, HNSW_SCAN_LOCK, ShareLock);
 
 	MemoryContextSwitchTo(old);
-	MemoryContextDelete(cxt);
+	MemoryContextReset(cxt);
 	return false;
 }
