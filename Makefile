@@ -43,3 +43,8 @@ include $(PGXS)
 
 $(EXTENSION_SCRIPT): $(sort $(wildcard extension/sql/*.sql))
 	cat $^ > $@
+
+# The TAP tests alone (test/run.sh runs them as their own stage, after pg_regress).
+.PHONY: prove_installcheck
+prove_installcheck:
+	$(prove_installcheck)

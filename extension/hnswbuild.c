@@ -275,9 +275,13 @@ HnswBuildSelect(HnswBuildState *bs, const HnswPair *cands, int ncands, int maxn,
 	return n;
 }
 
-/* Adds element q (at distance d) to element n's list on layer lc, pruning if full. */
-static void
-HnswBuildConnect(HnswBuildState *bs, int32 n, int32 q, float d, int lc)
+/*
+ * Adds element q (at distance d) to element n's list on layer lc, pruning
+ * with the heuristic if full; with `force`, a full list drops its farthest
+ * link instead.  Returns whether q is now linked from n.
+ */
+static bool
+HnswBuildConnect(HnswBuildState *bs, int32 n, int32 q, float d, int lc, bool force)
 {
 	HnswBuildElement *ne = &bs->elements[n];
 	int			m = bs->state.m;
@@ -287,13 +291,25 @@ HnswBuildConnect(HnswBuildState *bs, int32 n, int32 q, float d, int lc)
 	HnswPair	cands[2 * HNSW_MAX_M + 1];
 	HnswPair	keep[2 * HNSW_MAX_M];
 	int			nkeep;
+	bool		kept = false;
 
 	if (cnt < maxn)
 	{
 		ne->nbr[first + cnt] = q;
 		ne->dist[first + cnt] = d;
 		ne->count[lc] = cnt + 1;
-		return;
+		return true;
+	}
+	if (force)
+	{
+		int			far = 0;
+
+		for (int i = 1; i < cnt; i++)
+			if (ne->dist[first + i] > ne->dist[first + far])
+				far = i;
+		ne->nbr[first + far] = q;
+		ne->dist[first + far] = d;
+		return true;
 	}
 	for (int i = 0; i < cnt; i++)
 	{
@@ -308,8 +324,10 @@ HnswBuildConnect(HnswBuildState *bs, int32 n, int32 q, float d, int lc)
 	{
 		ne->nbr[first + i] = keep[i].idx;
 		ne->dist[first + i] = keep[i].dist;
+		kept |= keep[i].idx == q;
 	}
 	ne->count[lc] = nkeep;
+	return kept;
 }
 
 /* Inserts one vector into the in-memory graph (Algorithm 1). */
@@ -386,8 +404,15 @@ HnswBuildInsert(HnswBuildState *bs, const float4 *vector, ItemPointer heaptid)
 			e->dist[first + i] = chosen[i].dist;
 		}
 		e->count[lc] = nchosen;
-		for (int i = 0; i < nchosen; i++)
-			HnswBuildConnect(bs, chosen[i].idx, q, chosen[i].dist, lc);
+		{
+			bool		linked = false;
+
+			for (int i = 0; i < nchosen; i++)
+				linked |= HnswBuildConnect(bs, chosen[i].idx, q, chosen[i].dist, lc, false);
+			/* Never leave the new element without a way in. */
+			if (!linked && lc == 0 && nchosen > 0)
+				HnswBuildConnect(bs, chosen[0].idx, q, chosen[0].dist, lc, true);
+		}
 	}
 	pfree(W);
 	if (level > bs->entryLevel)

@@ -192,11 +192,13 @@ HnswOpenNeighbor(HnswIndexState *state, Buffer buf, Page page, ItemPointer tid,
  * needs the members' vectors: they are read with no other lock held, and the
  * result is written only if the list has not changed meanwhile (else we try
  * again, and after a few tries keep the nearest, dropping the farthest).
+ * With `force`, a full list drops its farthest link for the new element
+ * whatever the heuristic says.  Returns whether the link was made.
  */
-static void
+static bool
 HnswAddConnection(HnswIndexState *state, HnswVectorCache *cache, ItemPointer tid,
 				  ItemPointer heaptid, int lc, ItemPointer newtid, const float4 *newvec,
-				  float dist)
+				  float dist, bool force)
 {
 	int			first = HnswLevelFirstSlot(state->m, lc);
 	int			nslots = HnswLevelSlots(state->m, lc);
@@ -243,7 +245,7 @@ HnswAddConnection(HnswIndexState *state, HnswVectorCache *cache, ItemPointer tid
 			dists[target] = dist;
 			GenericXLogFinish(xlog);
 			UnlockReleaseBuffer(buf);
-			return;
+			return true;
 		}
 		if (haveNew && memcmp(oldtids, tids, sizeof(ItemPointerData) * nslots) == 0)
 		{
@@ -252,13 +254,13 @@ HnswAddConnection(HnswIndexState *state, HnswVectorCache *cache, ItemPointer tid
 			memcpy(dists, newdists, sizeof(float4) * nslots);
 			GenericXLogFinish(xlog);
 			UnlockReleaseBuffer(buf);
-			return;
+			return true;
 		}
-		if (attempt == 3)
+		if (attempt == 3 || force)
 		{
-			/* Contended: keep the nearest. */
+			/* Contended (keep the nearest), or forced (drop the farthest). */
 			for (int i = 0; i < nslots; i++)
-				if (dists[i] > dist && (target < 0 || dists[i] > dists[target]))
+				if ((force || dists[i] > dist) && (target < 0 || dists[i] > dists[target]))
 					target = i;
 			if (target < 0)
 				goto skip;
@@ -266,7 +268,7 @@ HnswAddConnection(HnswIndexState *state, HnswVectorCache *cache, ItemPointer tid
 			dists[target] = dist;
 			GenericXLogFinish(xlog);
 			UnlockReleaseBuffer(buf);
-			return;
+			return true;
 		}
 
 		/* Full: copy the list and the element's vector, then choose unlocked. */
@@ -331,7 +333,7 @@ HnswAddConnection(HnswIndexState *state, HnswVectorCache *cache, ItemPointer tid
 			}
 			pfree(selfvec);
 			if (!newKept)
-				return;			/* the list stays as it is */
+				return false;	/* the list stays as it is */
 			haveNew = true;
 		}
 		continue;
@@ -339,8 +341,9 @@ HnswAddConnection(HnswIndexState *state, HnswVectorCache *cache, ItemPointer tid
 skip:
 		GenericXLogAbort(xlog);
 		UnlockReleaseBuffer(buf);
-		return;
+		return false;
 	}
+	return false;
 }
 
 /* Builds an element tuple with the given neighbours per layer. */
@@ -546,9 +549,22 @@ HnswInsertVector(HnswIndexState *state, const float4 *vector, ItemPointer heapti
 	/* Link back from every chosen neighbour. */
 	HnswVectorCacheInit(&cache, &search);
 	for (int lc = Min(level, entryLevel); lc >= 0; lc--)
+	{
+		bool		linked = false;
+
 		for (int i = 0; i < nneighbors[lc]; i++)
-			HnswAddConnection(state, &cache, &neighbors[lc][i].tid, &neighbors[lc][i].heaptid,
-							  lc, &tid, vector, neighbors[lc][i].dist);
+			linked |= HnswAddConnection(state, &cache, &neighbors[lc][i].tid,
+										&neighbors[lc][i].heaptid, lc, &tid, vector,
+										neighbors[lc][i].dist, false);
+
+		/*
+		 * If no neighbour wanted the new element, it would be unreachable:
+		 * make its nearest neighbour link to it anyway.
+		 */
+		if (!linked && lc == 0 && nneighbors[0] > 0)
+			HnswAddConnection(state, &cache, &neighbors[0][0].tid, &neighbors[0][0].heaptid,
+							  0, &tid, vector, neighbors[0][0].dist, true);
+	}
 
 	if (level > entryLevel)
 		HnswUpdateEntry(state, &tid, level, false);

@@ -16,7 +16,9 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "commands/defrem.h"
 #include "commands/vacuum.h"
+#include "funcapi.h"
 #include "hnsw.h"
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
@@ -25,6 +27,7 @@
 #include "storage/lmgr.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/tuplestore.h"
 
 typedef struct HnswVacuumState
 {
@@ -126,25 +129,40 @@ HnswReadElement(HnswVacuumState *vs, ItemPointer tid)
 	return copy;
 }
 
-typedef struct HnswRepairLink
+/* Copies the vector of the element at tid, or NULL (no element, or dead). */
+static float4 *
+HnswRepairVector(HnswVacuumState *vs, ItemPointer tid, int lc)
 {
-	ItemPointerData tid;
-	float		dist;
-} HnswRepairLink;
+	HnswElementTuple etup;
+	float4	   *v;
+
+	if (HnswIsDead(vs, tid))
+		return NULL;
+	etup = HnswReadElement(vs, tid);
+	if (etup == NULL || etup->level < lc)
+		return NULL;
+	v = palloc(sizeof(float4) * vs->state.dims);
+	memcpy(v, HnswElementVector(etup), sizeof(float4) * vs->state.dims);
+	pfree(etup);
+	return v;
+}
 
 static int
-HnswRepairLinkCmp(const void *a, const void *b)
+HnswCandidateCmp(const void *a, const void *b)
 {
-	float		da = ((const HnswRepairLink *) a)->dist;
-	float		db = ((const HnswRepairLink *) b)->dist;
+	float		da = ((const HnswCandidate *) a)->dist;
+	float		db = ((const HnswCandidate *) b)->dist;
 
 	return (da > db) - (da < db);
 }
 
 /*
  * Repairs one live element (a copy in `etup`, living at `tid`) that links to
- * dead elements, then writes the new lists under the page's lock, merged
- * with whatever concurrent inserts added since the copy was taken.
+ * dead elements.  On each affected layer the new list is chosen with the
+ * same selection heuristic as inserts, over the live neighbours and the live
+ * neighbours of the dead ones: the heuristic keeps the long links between
+ * clusters that a nearest-only refill would lose.  The list is written under
+ * the page's lock, keeping links that concurrent inserts added meanwhile.
  */
 static void
 HnswRepairElement(HnswVacuumState *vs, ItemPointer tid, HnswElementTuple etup)
@@ -152,13 +170,16 @@ HnswRepairElement(HnswVacuumState *vs, ItemPointer tid, HnswElementTuple etup)
 	HnswIndexState *state = &vs->state;
 	int			m = state->m;
 	int			dims = state->dims;
-	HnswRepairLink *fill[HNSW_MAX_LEVEL + 1];
-	int			nfill[HNSW_MAX_LEVEL + 1];
+	ItemPointerData *chosenTids[HNSW_MAX_LEVEL + 1];
+	float4	   *chosenDists[HNSW_MAX_LEVEL + 1];
+	int			nchosen[HNSW_MAX_LEVEL + 1];
+	ItemPointerData *origTids[HNSW_MAX_LEVEL + 1];
 	Buffer		buf;
 	GenericXLogState *xlog;
 	Page		page;
 	ItemId		itemid;
 	OffsetNumber offno = ItemPointerGetOffsetNumber(tid);
+	const float4 *self = HnswElementVector(etup);
 
 	for (int lc = 0; lc <= etup->level; lc++)
 	{
@@ -167,56 +188,77 @@ HnswRepairElement(HnswVacuumState *vs, ItemPointer tid, HnswElementTuple etup)
 		ItemPointerData *tids = HnswElementTids(etup, dims, m) + first;
 		HnswKeySet	seen;
 		int			cap = nslots * 4;
+		int			ncands = 0;
+		HnswCandidate *cands;
+		int		   *selected;
+		int			nsel;
 		bool		anyDead = false;
 
-		nfill[lc] = 0;
-		fill[lc] = NULL;
+		nchosen[lc] = -1;		/* layer untouched */
+		origTids[lc] = tids;
 		for (int i = 0; i < nslots && ItemPointerIsValid(&tids[i]); i++)
 			anyDead |= HnswIsDead(vs, &tids[i]);
 		if (!anyDead)
 			continue;
 
-		/* Candidates: live neighbours of the dead neighbours. */
 		HnswKeySetInit(&seen, nslots * 8);
 		HnswKeySetAdd(&seen, HnswTidKey(tid));
-		for (int i = 0; i < nslots && ItemPointerIsValid(&tids[i]); i++)
-			HnswKeySetAdd(&seen, HnswTidKey(&tids[i]));
-		fill[lc] = palloc(sizeof(HnswRepairLink) * cap);
-		for (int i = 0; i < nslots && ItemPointerIsValid(&tids[i]); i++)
+		cands = palloc(sizeof(HnswCandidate) * cap);
+		for (int pass = 0; pass < 2; pass++)
 		{
-			HnswElementTuple dead;
-			ItemPointerData *dtids;
-			int			dn;
-
-			if (!HnswIsDead(vs, &tids[i]))
-				continue;
-			dead = HnswReadElement(vs, &tids[i]);
-			if (dead == NULL || dead->level < lc)
-				continue;
-			dtids = HnswElementTids(dead, dims, m) + first;
-			for (dn = 0; dn < nslots && ItemPointerIsValid(&dtids[dn]); dn++)
+			for (int i = 0; i < nslots && ItemPointerIsValid(&tids[i]); i++)
 			{
-				HnswElementTuple cand;
+				ItemPointerData *list = &tids[i];
+				int			nlist = 1;
+				HnswElementTuple dead = NULL;
 
-				if (HnswIsDead(vs, &dtids[dn]) || !HnswKeySetAdd(&seen, HnswTidKey(&dtids[dn])))
+				/* pass 0: live neighbours; pass 1: neighbours of dead ones */
+				if (HnswIsDead(vs, &tids[i]) != (pass == 1))
 					continue;
-				cand = HnswReadElement(vs, &dtids[dn]);
-				if (cand == NULL || cand->level < lc)
-					continue;
-				if (nfill[lc] == cap)
+				if (pass == 1)
 				{
-					cap *= 2;
-					fill[lc] = repalloc(fill[lc], sizeof(HnswRepairLink) * cap);
+					dead = HnswReadElement(vs, &tids[i]);
+					if (dead == NULL || dead->level < lc)
+						continue;
+					list = HnswElementTids(dead, dims, m) + first;
+					for (nlist = 0; nlist < nslots && ItemPointerIsValid(&list[nlist]); nlist++)
+						;
 				}
-				fill[lc][nfill[lc]].tid = dtids[dn];
-				fill[lc][nfill[lc]].dist = HnswDistance(state, HnswElementVector(etup),
-														 HnswElementVector(cand));
-				nfill[lc]++;
-				pfree(cand);
+				for (int j = 0; j < nlist; j++)
+				{
+					float4	   *v;
+
+					if (!HnswKeySetAdd(&seen, HnswTidKey(&list[j])))
+						continue;
+					v = HnswRepairVector(vs, &list[j], lc);
+					if (v == NULL)
+						continue;
+					if (ncands == cap)
+					{
+						cap *= 2;
+						cands = repalloc(cands, sizeof(HnswCandidate) * cap);
+					}
+					memset(&cands[ncands], 0, sizeof(HnswCandidate));
+					cands[ncands].tid = list[j];
+					cands[ncands].vector = v;
+					cands[ncands].dist = HnswDistance(state, self, v);
+					ncands++;
+				}
+				if (dead != NULL)
+					pfree(dead);
 			}
-			pfree(dead);
 		}
-		qsort(fill[lc], nfill[lc], sizeof(HnswRepairLink), HnswRepairLinkCmp);
+		qsort(cands, ncands, sizeof(HnswCandidate), HnswCandidateCmp);
+		selected = palloc(sizeof(int) * nslots);
+		nsel = HnswSelectNeighbors(state, cands, ncands, nslots, selected);
+		chosenTids[lc] = palloc(sizeof(ItemPointerData) * Max(nsel, 1));
+		chosenDists[lc] = palloc(sizeof(float4) * Max(nsel, 1));
+		for (int i = 0; i < nsel; i++)
+		{
+			chosenTids[lc][i] = cands[selected[i]].tid;
+			chosenDists[lc][i] = cands[selected[i]].dist;
+		}
+		nchosen[lc] = nsel;
 	}
 
 	buf = ReadBufferExtended(vs->index, MAIN_FORKNUM, ItemPointerGetBlockNumber(tid),
@@ -237,28 +279,36 @@ HnswRepairElement(HnswVacuumState *vs, ItemPointer tid, HnswElementTuple etup)
 			int			nslots = HnswLevelSlots(m, lc);
 			ItemPointerData *tids = HnswElementTids(cur, dims, m) + first;
 			float4	   *dists = HnswElementDists(cur, dims) + first;
-			int			n = 0;
+			ItemPointerData added[2 * HNSW_MAX_M];
+			float4		addedDists[2 * HNSW_MAX_M];
+			int			nadded = 0;
+			int			n;
 
-			/* Keep live links in order, then append repair links not present. */
+			if (nchosen[lc] < 0)
+				continue;
+			/* Links that concurrent inserts made since our copy. */
 			for (int i = 0; i < nslots && ItemPointerIsValid(&tids[i]); i++)
 			{
-				if (HnswIsDead(vs, &tids[i]))
-					continue;
-				tids[n] = tids[i];
-				dists[n] = dists[i];
-				n++;
-			}
-			for (int f = 0; f < nfill[lc] && n < nslots; f++)
-			{
-				bool		present = false;
+				bool		known = false;
 
-				for (int i = 0; i < n; i++)
-					present |= ItemPointerEquals(&tids[i], &fill[lc][f].tid);
-				if (present)
-					continue;
-				tids[n] = fill[lc][f].tid;
-				dists[n] = fill[lc][f].dist;
-				n++;
+				for (int j = 0; j < nslots && ItemPointerIsValid(&origTids[lc][j]); j++)
+					known |= ItemPointerEquals(&origTids[lc][j], &tids[i]);
+				if (!known && !HnswIsDead(vs, &tids[i]))
+				{
+					added[nadded] = tids[i];
+					addedDists[nadded++] = dists[i];
+				}
+			}
+			n = 0;
+			for (int i = 0; i < nchosen[lc] && n < nslots; i++)
+			{
+				tids[n] = chosenTids[lc][i];
+				dists[n++] = chosenDists[lc][i];
+			}
+			for (int i = 0; i < nadded && n < nslots; i++)
+			{
+				tids[n] = added[i];
+				dists[n++] = addedDists[i];
 			}
 			for (int i = n; i < nslots; i++)
 				ItemPointerSetInvalid(&tids[i]);
@@ -492,4 +542,57 @@ hnswvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 		FreeSpaceMapVacuum(info->index);
 	}
 	return stats;
+}
+
+/*
+ * crossmodal_hnsw_heap_tids(index regclass) RETURNS SETOF tid: the heap TIDs
+ * of every element stored in the index, read page by page (not through the
+ * graph).  For tests and diagnosis: together with a graph scan it tells an
+ * element that is missing from one that is unreachable.
+ */
+PG_FUNCTION_INFO_V1(crossmodal_hnsw_heap_tids);
+Datum
+crossmodal_hnsw_heap_tids(PG_FUNCTION_ARGS)
+{
+	Oid			indexoid = PG_GETARG_OID(0);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Relation	index;
+	BlockNumber nblocks;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	index = index_open(indexoid, AccessShareLock);
+	if (index->rd_rel->relam != get_index_am_oid("crossmodal_hnsw", false))
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a crossmodal_hnsw index", RelationGetRelationName(index))));
+	nblocks = RelationGetNumberOfBlocks(index);
+	for (BlockNumber blkno = HNSW_METAPAGE_BLKNO + 1; blkno < nblocks; blkno++)
+	{
+		Buffer		buf = ReadBuffer(index, blkno);
+		Page		page;
+
+		CHECK_FOR_INTERRUPTS();
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		if (!PageIsNew(page) && (HnswPageGetOpaque(page)->flags & HNSW_PAGE_ELEMENTS))
+		{
+			for (OffsetNumber off = FirstOffsetNumber; off <= PageGetMaxOffsetNumber(page); off++)
+			{
+				ItemId		itemid = PageGetItemId(page, off);
+				ItemPointer heaptid;
+				Datum		value;
+				bool		isnull = false;
+
+				if (!ItemIdIsNormal(itemid))
+					continue;
+				heaptid = palloc(sizeof(ItemPointerData));
+				*heaptid = ((HnswElementTuple) PageGetItem(page, itemid))->heaptid;
+				value = PointerGetDatum(heaptid);
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
+			}
+		}
+		UnlockReleaseBuffer(buf);
+	}
+	index_close(index, AccessShareLock);
+	return (Datum) 0;
 }

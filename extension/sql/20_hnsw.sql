@@ -24,3 +24,8 @@ CREATE OPERATOR CLASS embedding_ip_ops
 	FOR TYPE embedding USING crossmodal_hnsw AS
 	OPERATOR 1 <#> (embedding, embedding) FOR ORDER BY float_ops,
 	FUNCTION 1 embedding_negative_inner_product(embedding, embedding);
+
+-- Diagnosis: the heap TIDs of every element stored in a crossmodal_hnsw index,
+-- read page by page rather than through the graph.
+CREATE FUNCTION crossmodal_hnsw_heap_tids(regclass) RETURNS SETOF tid
+	AS 'MODULE_PATHNAME' LANGUAGE C STRICT PARALLEL SAFE;
