@@ -79,8 +79,8 @@ CREATE INDEX nullable_cos ON nullable USING crossmodal_hnsw (emb embedding_cosin
 CREATE INDEX nullable_l2 ON nullable USING crossmodal_hnsw (emb embedding_l2_ops);
 INSERT INTO nullable VALUES (5, NULL), (6, '[0,0,0]'), (7, '[0,0,1]');
 SET enable_seqscan = off;
-SELECT id FROM nullable ORDER BY emb <=> '[1,1,0]' LIMIT 10;
-SELECT id FROM nullable ORDER BY emb <-> '[1,1,0]' LIMIT 10;
+SELECT array_agg(id ORDER BY id) FROM (SELECT id FROM nullable ORDER BY emb <=> '[1,1,0]' LIMIT 10) s;
+SELECT array_agg(id ORDER BY id) FROM (SELECT id FROM nullable ORDER BY emb <-> '[1,1,0]' LIMIT 10) s;
 RESET enable_seqscan;
 
 -- Dimensions: an unconstrained column takes the index's from the first row.
