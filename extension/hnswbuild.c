@@ -147,17 +147,6 @@ HnswPairPop(HnswPairHeap *h)
 	return top;
 }
 
-static int
-HnswPairCmp(const void *a, const void *b)
-{
-	float		da = ((const HnswPair *) a)->dist;
-	float		db = ((const HnswPair *) b)->dist;
-
-	if (da != db)
-		return da < db ? -1 : 1;
-	return ((const HnswPair *) a)->idx - ((const HnswPair *) b)->idx;
-}
-
 /* ---------- the in-memory graph ---------- */
 
 static inline float
@@ -239,9 +228,10 @@ HnswBuildSearchLayer(HnswBuildState *bs, const float4 *q, const HnswPair *entrie
 }
 
 /*
- * The selection heuristic (Algorithm 4) on sorted candidates, then the
- * nearest passed-over candidates fill any slot left.  Returns the count
- * written to `out`.
+ * The selection heuristic (Algorithm 4) on sorted candidates.  Slots it
+ * leaves free stay free: a list that is not full takes later links without
+ * a new selection, which keeps builds fast and searches short.  Returns the
+ * count written to `out` (sorted by distance, like the input).
  */
 static int
 HnswBuildSelect(HnswBuildState *bs, const HnswPair *cands, int ncands, int maxn, HnswPair *out)
@@ -268,9 +258,6 @@ HnswBuildSelect(HnswBuildState *bs, const HnswPair *cands, int ncands, int maxn,
 			kept[i] = true;
 		}
 	}
-	for (int i = 0; i < ncands && n < maxn; i++)
-		if (!kept[i])
-			out[n++] = cands[i];
 	pfree(kept);
 	return n;
 }
@@ -295,30 +282,56 @@ HnswBuildConnect(HnswBuildState *bs, int32 n, int32 q, float d, int lc, bool for
 
 	if (cnt < maxn)
 	{
-		ne->nbr[first + cnt] = q;
-		ne->dist[first + cnt] = d;
+		int			i = cnt;
+
+		while (i > 0 && ne->dist[first + i - 1] > d)
+		{
+			ne->nbr[first + i] = ne->nbr[first + i - 1];
+			ne->dist[first + i] = ne->dist[first + i - 1];
+			i--;
+		}
+		ne->nbr[first + i] = q;
+		ne->dist[first + i] = d;
 		ne->count[lc] = cnt + 1;
 		return true;
 	}
 	if (force)
 	{
-		int			far = 0;
+		/* drop the farthest (the last), insert in order */
+		int			i = cnt - 1;
 
-		for (int i = 1; i < cnt; i++)
-			if (ne->dist[first + i] > ne->dist[first + far])
-				far = i;
-		ne->nbr[first + far] = q;
-		ne->dist[first + far] = d;
+		while (i > 0 && ne->dist[first + i - 1] > d)
+		{
+			ne->nbr[first + i] = ne->nbr[first + i - 1];
+			ne->dist[first + i] = ne->dist[first + i - 1];
+			i--;
+		}
+		ne->nbr[first + i] = q;
+		ne->dist[first + i] = d;
 		return true;
 	}
-	for (int i = 0; i < cnt; i++)
+	/* Lists are kept sorted by distance: merge the new element in. */
 	{
-		cands[i].idx = ne->nbr[first + i];
-		cands[i].dist = ne->dist[first + i];
+		int			j = 0;
+		bool		placed = false;
+
+		for (int i = 0; i < cnt; i++)
+		{
+			if (!placed && d < ne->dist[first + i])
+			{
+				cands[j].idx = q;
+				cands[j++].dist = d;
+				placed = true;
+			}
+			cands[j].idx = ne->nbr[first + i];
+			cands[j++].dist = ne->dist[first + i];
+		}
+		if (!placed)
+		{
+			cands[j].idx = q;
+			cands[j].dist = d;
+		}
 	}
-	cands[cnt].idx = q;
-	cands[cnt].dist = d;
-	qsort(cands, cnt + 1, sizeof(HnswPair), HnswPairCmp);
 	nkeep = HnswBuildSelect(bs, cands, cnt + 1, maxn, keep);
 	for (int i = 0; i < nkeep; i++)
 	{

@@ -497,25 +497,24 @@ HnswSearchBeginLayer(HnswSearch *search, int level)
  * layer (a slot freed by vacuum, or reused by an element on fewer layers).
  */
 static int
-HnswSearchLoad(HnswSearch *search, ItemPointer tid)
+HnswSearchLoadPinned(HnswSearch *search, ItemPointer tid, Buffer buf)
 {
 	HnswIndexState *state = search->state;
-	BlockNumber blkno = ItemPointerGetBlockNumber(tid);
 	OffsetNumber offno = ItemPointerGetOffsetNumber(tid);
-	Buffer		buf;
 	Page		page;
 	ItemId		itemid;
 	HnswElementTuple etup;
 	HnswCandidate *c;
 	int			idx = -1;
 
-	if (blkno == HNSW_METAPAGE_BLKNO)
-		return -1;
-	buf = ReadBuffer(state->index, blkno);
+	/*
+	 * Links only ever point at element pages (block 0, the metapage, is
+	 * never linked and pages never change kind), so the page's special
+	 * space, a cache line of its own, is not looked at here.
+	 */
 	LockBuffer(buf, BUFFER_LOCK_SHARE);
 	page = BufferGetPage(buf);
-	if (PageIsNew(page) || !(HnswPageGetOpaque(page)->flags & HNSW_PAGE_ELEMENTS) ||
-		offno > PageGetMaxOffsetNumber(page))
+	if (PageIsNew(page) || offno > PageGetMaxOffsetNumber(page))
 		goto done;
 	itemid = PageGetItemId(page, offno);
 	if (!ItemIdIsNormal(itemid))
@@ -560,6 +559,15 @@ HnswSearchLoad(HnswSearch *search, ItemPointer tid)
 done:
 	UnlockReleaseBuffer(buf);
 	return idx;
+}
+
+static int
+HnswSearchLoad(HnswSearch *search, ItemPointer tid)
+{
+	if (ItemPointerGetBlockNumber(tid) == HNSW_METAPAGE_BLKNO)
+		return -1;
+	return HnswSearchLoadPinned(search, tid,
+								ReadBuffer(search->state->index, ItemPointerGetBlockNumber(tid)));
 }
 
 static void
@@ -638,17 +646,41 @@ HnswSearchLayer(HnswSearch *search, int level, int ef, int64 maxVisited)
 		neighbors = c->neighbors;
 
 		CHECK_FOR_INTERRUPTS();
-		for (int i = 0; i < nneighbors; i++)
-		{
-			int			eidx;
 
-			if (!HnswKeySetAdd(&search->visited, HnswTidKey(&neighbors[i])))
-				continue;
-			eidx = HnswSearchLoad(search, &neighbors[i]);	/* may move pool */
-			if (eidx < 0)
-				continue;
-			search->nvisited++;
-			HnswSearchConsider(search, eidx, ef);
+		/*
+		 * Pin the pages of all unvisited neighbours first and prefetch their
+		 * headers, so the cache misses of one element overlap the others'.
+		 */
+		{
+			Buffer		bufs[2 * HNSW_MAX_M];
+			ItemPointerData tids[2 * HNSW_MAX_M];
+			int			ntodo = 0;
+
+			for (int i = 0; i < nneighbors; i++)
+			{
+				Page		page;
+
+				if (!HnswKeySetAdd(&search->visited, HnswTidKey(&neighbors[i])) ||
+					ItemPointerGetBlockNumber(&neighbors[i]) == HNSW_METAPAGE_BLKNO)
+					continue;
+				tids[ntodo] = neighbors[i];
+				bufs[ntodo] = ReadBuffer(search->state->index,
+										 ItemPointerGetBlockNumber(&neighbors[i]));
+				page = BufferGetPage(bufs[ntodo]);
+				__builtin_prefetch(page);
+				__builtin_prefetch((char *) page + SizeOfPageHeaderData +
+								   sizeof(ItemIdData) * (ItemPointerGetOffsetNumber(&neighbors[i]) - 1));
+				ntodo++;
+			}
+			for (int i = 0; i < ntodo; i++)
+			{
+				int			eidx = HnswSearchLoadPinned(search, &tids[i], bufs[i]);	/* may move pool */
+
+				if (eidx < 0)
+					continue;
+				search->nvisited++;
+				HnswSearchConsider(search, eidx, ef);
+			}
 		}
 	}
 }
