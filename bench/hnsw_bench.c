@@ -337,6 +337,7 @@ main(int argc, char **argv)
 	int			workers[8];
 	int			nworkers;
 
+	setvbuf(stdout, NULL, _IOLBF, 0);	/* progress as it happens */
 	for (int i = 1; i < argc; i++)
 	{
 		const char *a = argv[i];
