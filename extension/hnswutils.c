@@ -549,7 +549,14 @@ HnswSearchLoadPinned(HnswSearch *search, ItemPointer tid, Buffer buf)
 		if (n > 0)
 			memcpy(c->neighbors, tids, sizeof(ItemPointerData) * n);
 	}
-	if (search->keepVectors)
+	/*
+	 * Keep a copy of the vector only for an element that enters the current
+	 * batch: only those can become neighbours (the heuristic needs their
+	 * vectors); copying every visited vector would cost more than the search.
+	 */
+	if (search->keepVectors &&
+		(search->results.count < search->ef || search->level > 0 ||
+		 c->dist < search->pool[HnswHeapTop(&search->results)].dist))
 	{
 		c->vector = palloc(sizeof(float4) * state->dims);
 		memcpy(c->vector, HnswElementVector(etup), sizeof(float4) * state->dims);
