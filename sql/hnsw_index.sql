@@ -144,6 +144,10 @@ SET enable_seqscan = off;
 SELECT emb FROM scratch ORDER BY emb <-> '[0,0]' LIMIT 1;
 RESET enable_seqscan;
 
+-- Build phases shown in pg_stat_progress_create_index.
+SELECT n, pg_indexam_progress_phasename(a.oid, n) FROM pg_am a, generate_series(1, 4) n
+WHERE a.amname = 'crossmodal_hnsw' ORDER BY n;
+
 -- Operator classes pass amvalidate; a broken one does not.
 SELECT opcname, amvalidate(c.oid) FROM pg_opclass c JOIN pg_am a ON a.oid = c.opcmethod
 WHERE a.amname = 'crossmodal_hnsw' ORDER BY opcname;
