@@ -144,6 +144,27 @@ SET enable_seqscan = off;
 SELECT emb FROM scratch ORDER BY emb <-> '[0,0]' LIMIT 1;
 RESET enable_seqscan;
 
+-- CREATE INDEX CONCURRENTLY and REINDEX CONCURRENTLY.
+CREATE TABLE cic (id int, emb embedding(4));
+INSERT INTO cic SELECT i, ('[' || sin(i) || ',' || cos(i) || ',' || sin(2 * i) || ',' || cos(3 * i) || ']')::embedding
+	FROM generate_series(1, 500) i;
+CREATE INDEX CONCURRENTLY cic_idx ON cic USING crossmodal_hnsw (emb embedding_l2_ops);
+INSERT INTO cic SELECT i, ('[' || sin(i) || ',' || cos(i) || ',' || sin(2 * i) || ',' || cos(3 * i) || ']')::embedding
+	FROM generate_series(501, 600) i;
+REINDEX INDEX CONCURRENTLY cic_idx;
+SELECT indisvalid FROM pg_index WHERE indexrelid = 'cic_idx'::regclass;
+SELECT count(*) FROM crossmodal_hnsw_heap_tids('cic_idx');
+SET enable_seqscan = off;
+SET crossmodal.hnsw_ef_search = 600;
+SELECT array_agg(id) FROM (SELECT id FROM cic ORDER BY emb <-> '[0,1,0,1]' LIMIT 5) s;
+RESET enable_seqscan;
+SET enable_indexscan = off;
+SELECT array_agg(id) FROM (SELECT id FROM cic ORDER BY emb <-> '[0,1,0,1]' LIMIT 5) s;
+RESET enable_indexscan;
+RESET crossmodal.hnsw_ef_search;
+SELECT crossmodal_hnsw_heap_tids('cic');
+DROP TABLE cic;
+
 -- Build phases shown in pg_stat_progress_create_index.
 SELECT n, pg_indexam_progress_phasename(a.oid, n) FROM pg_am a, generate_series(1, 4) n
 WHERE a.amname = 'crossmodal_hnsw' ORDER BY n;
