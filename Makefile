@@ -44,7 +44,36 @@ include $(PGXS)
 $(EXTENSION_SCRIPT): $(sort $(wildcard extension/sql/*.sql))
 	cat $^ > $@
 
-# The TAP tests alone (test/run.sh runs them as their own stage, after pg_regress).
+# Models shipped with the extension: every models/NAME/ directory holding a
+# config.json is installed into <sharedir>/extension/crossmodal_models/NAME,
+# the default of crossmodal.model_path.
+MODEL_DIRS = $(patsubst %/config.json,%,$(wildcard models/*/config.json))
+MODEL_FILES = config.json model.safetensors vocab.json merges.txt preprocessor_config.json \
+	tokenizer_config.json README.md
+MODELS_INSTALL_DIR = $(DESTDIR)$(datadir)/extension/crossmodal_models
+
+.PHONY: install-models uninstall-models
+install: install-models
+install-models:
+	install -d '$(MODELS_INSTALL_DIR)'
+	@for dir in $(MODEL_DIRS); do \
+		name=$$(basename "$$dir"); \
+		install -d "$(MODELS_INSTALL_DIR)/$$name" || exit 1; \
+		for f in $(MODEL_FILES); do \
+			if [ -f "$$dir/$$f" ]; then \
+				install -m 644 "$$dir/$$f" "$(MODELS_INSTALL_DIR)/$$name/$$f" || exit 1; \
+			fi; \
+		done; \
+	done
+
+uninstall: uninstall-models
+uninstall-models:
+	@for dir in $(MODEL_DIRS); do \
+		rm -rf "$(MODELS_INSTALL_DIR)/$$(basename "$$dir")"; \
+	done
+
+# `make prove_installcheck`: the TAP tests alone, against the installed server
+# binaries (test/run.sh runs them as a stage of their own).
 .PHONY: prove_installcheck
 prove_installcheck:
 	$(prove_installcheck)

@@ -8,7 +8,7 @@
  *            one query: each pair reads one 2 KB vector from memory.
  * The bandwidth bound is measured in the same run by a streaming sum over the same 205 MB
  * buffer; 2048 bytes / bandwidth is the least time a streamed pair can take.
- * Build and run: make -C bench distance_kernels && bench/build/distance_kernels
+ * Build and run: make -C bench distance_kernels && build/bench/distance_kernels
  */
 #define _POSIX_C_SOURCE 199309L
 #include <stdint.h>

@@ -60,6 +60,27 @@ note_default(json_ctx *c, const char *key)
 			 used > 0 ? "," : "", c->section, key);
 }
 
+/*
+ * Parse exactly len bytes as one JSON value: trailing bytes other than
+ * whitespace make it invalid (cJSON alone would ignore them).
+ */
+static cJSON *
+parse_whole(const char *json, size_t len)
+{
+	const char *end = NULL;
+	cJSON	   *root = cJSON_ParseWithLengthOpts(json, len, &end, false);
+
+	if (root == NULL)
+		return NULL;
+	for (; end != NULL && end < json + len; end++)
+		if (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r')
+		{
+			cJSON_Delete(root);
+			return NULL;
+		}
+	return root;
+}
+
 static const cJSON *
 get_present(const cJSON *obj, const char *key)
 {
@@ -119,7 +140,8 @@ get_float(json_ctx *c, const cJSON *obj, const char *key, double min, double max
 		return cm_set_error(c->err, CM_ERR_MODEL, "%s: \"%s%s\" must be a number",
 							c->label, c->section, key);
 	v = item->valuedouble;
-	if (!isfinite(v) || v < min || v > max || (min_exclusive && v == min))
+	/* checked as the float it becomes: 1e-50 is 0 for the kernels */
+	if (!isfinite(v) || v < min || v > max || (min_exclusive && (float) v <= (float) min))
 		return cm_set_error(c->err, CM_ERR_MODEL, "%s: \"%s%s\" is %g, expected a value in %c%g, %g]",
 							c->label, c->section, key, v, min_exclusive ? '(' : '[', min, max);
 	*out = (float) v;
@@ -277,7 +299,7 @@ cm_config_parse(const char *json, size_t len, const char *label,
 	c.defaulted = out->defaulted;
 	c.defaulted_size = sizeof(out->defaulted);
 
-	root = cJSON_ParseWithLength(json, len);
+	root = parse_whole(json, len);
 	if (root == NULL)
 		return cm_set_error(err, CM_ERR_MODEL, "%s: not valid JSON", label);
 	if (!cJSON_IsObject(root))
@@ -461,7 +483,7 @@ cm_preprocessor_parse(const char *json, size_t len, const char *label,
 	memcpy(out->mean, openai_clip_mean, sizeof(out->mean));
 	memcpy(out->std, openai_clip_std, sizeof(out->std));
 
-	root = cJSON_ParseWithLength(json, len);
+	root = parse_whole(json, len);
 	if (root == NULL)
 		return cm_set_error(err, CM_ERR_MODEL, "%s: not valid JSON", label);
 	if (!cJSON_IsObject(root))

@@ -58,7 +58,7 @@ typedef struct cm_run_options
 {
 	cm_cancel_fn cancel;		/* polled at least once per transformer layer */
 	void	   *cancel_ctx;
-	cm_log_fn	log;
+	cm_log_fn	log;			/* per-call diagnostics (e.g. truncated texts) */
 	void	   *log_ctx;
 	size_t		max_image_bytes;	/* encoded size limit; 0 = default */
 	uint64_t	max_image_pixels;	/* width * height limit, checked before

@@ -8,6 +8,12 @@
 
 #include "cm_common.h"
 
+/* Largest width or height of an image accepted for decoding (JPEG's own limit). */
+#define CM_IMAGE_MAX_SIDE 65535
+
+/* Largest shortest_edge / crop side accepted in cm_image_params. */
+#define CM_IMAGE_MAX_OUTPUT_SIDE 8192
+
 /* Filled from preprocessor_config.json (by the model loader) plus caller limits. */
 typedef struct cm_image_params
 {
@@ -26,6 +32,22 @@ typedef struct cm_image_params
  * Decode PNG / JPEG / GIF (first frame) / BMP bytes, convert to RGB, resize
  * with PIL-compatible antialiased bicubic, centre-crop and normalise into
  * out[3][crop_height][crop_width] (channel-major, float32).
+ *
+ * Steps, as CLIPImageProcessor does them: convert("RGB") (grey replicated,
+ * alpha dropped); if do_resize, the short side becomes shortest_edge and the
+ * long side int(shortest_edge * long / short), with Pillow's fixed-point
+ * bicubic; if do_center_crop, the centre crop_height x crop_width window, zero
+ * padded where the image is smaller; then (value * rescale_factor - mean) /
+ * std per channel.  Without do_center_crop the (resized) image must already be
+ * crop_height x crop_width.  To skip rescaling or normalisation, pass
+ * rescale_factor = 1 or mean = 0, std = 1.
+ *
+ * Errors: CM_ERR_LIMIT for images over max_pixels or CM_IMAGE_MAX_SIDE
+ * (refused before decoding), CM_ERR_INPUT for invalid, truncated or
+ * unrecognised bytes (with the decoder's reason), CM_ERR_UNSUPPORTED for
+ * valid images this runtime cannot convert faithfully (CMYK JPEG),
+ * CM_ERR_MODEL for invalid params, CM_ERR_NOMEM.  Thread-safe; out is
+ * written only on success.
  */
 cm_status	cm_image_preprocess(const unsigned char *bytes, size_t len,
 								const cm_image_params *params, float *out,

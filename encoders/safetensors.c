@@ -239,7 +239,18 @@ parse_header(cm_safetensors *st, cm_error *err)
 	data = st->base + 8 + header_len;
 	data_len = st->len - 8 - (size_t) header_len;
 
-	root = cJSON_ParseWithLength(header, (size_t) header_len);
+	/* The format pads the header with spaces; anything else after it is invalid. */
+	{
+		const char *end = NULL;
+
+		root = cJSON_ParseWithLengthOpts(header, (size_t) header_len, &end, false);
+		for (; root != NULL && end != NULL && end < header + header_len; end++)
+			if (*end != ' ')
+			{
+				cJSON_Delete(root);
+				root = NULL;
+			}
+	}
 	if (root == NULL)
 		return cm_set_error(err, CM_ERR_MODEL, "%s: header is not valid JSON", st->label);
 	if (!cJSON_IsObject(root))

@@ -68,6 +68,11 @@ cm_text_forward(const cm_model *model, cm_state *s,
 	batch.max_len = max_len;
 	batch.start = s->seq_start;
 	batch.len = s->seq_len;
+	for (int i = 0; i < n; i++)
+		s->keep_rows[i] = s->seq_start[i] + eos_position(ids[i], n_ids[i], tc->eos_token_id);
+	/* The hidden states of every position need every row to the end. */
+	batch.keep = hidden == NULL ? s->keep_rows : NULL;
+	batch.n_keep = n;
 	if ((st = cm_state_reserve_tower(s, &tc->t, &batch, err)) != CM_OK)
 		return st;
 	if ((st = cm_check_cancel(opt, err)) != CM_OK)
@@ -94,9 +99,9 @@ cm_text_forward(const cm_model *model, cm_state *s,
 	/* The final layer norm is per row: only the pooled rows need it. */
 	for (int i = 0; i < n; i++)
 	{
-		int			pos = eos_position(ids[i], n_ids[i], tc->eos_token_id);
+		int			row = batch.keep != NULL ? i : s->keep_rows[i];
 
-		cm_layer_norm(s->x.p + (size_t) (s->seq_start[i] + pos) * d, s->pooled.p + (size_t) i * d,
+		cm_layer_norm(s->x.p + (size_t) row * d, s->pooled.p + (size_t) i * d,
 					  1, d, w->final_ln_w, w->final_ln_b, tc->t.layer_norm_eps);
 	}
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, model->config.projection_dim, d,

@@ -44,22 +44,27 @@ cm_status
 cm_state_reserve_seqs(cm_state *s, size_t n_seqs, cm_error *err)
 {
 	int		   *a,
-			   *b;
+			   *b,
+			   *c;
 
 	if (n_seqs <= s->seq_cap)
 		return CM_OK;
 	a = malloc(n_seqs * sizeof(int));
 	b = malloc(n_seqs * sizeof(int));
-	if (a == NULL || b == NULL)
+	c = malloc(n_seqs * sizeof(int));
+	if (a == NULL || b == NULL || c == NULL)
 	{
 		free(a);
 		free(b);
+		free(c);
 		return cm_set_error(err, CM_ERR_NOMEM, "out of memory for %zu sequences", n_seqs);
 	}
 	free(s->seq_start);
 	free(s->seq_len);
+	free(s->keep_rows);
 	s->seq_start = a;
 	s->seq_len = b;
+	s->keep_rows = c;
 	s->seq_cap = n_seqs;
 	return CM_OK;
 }
@@ -101,34 +106,6 @@ cm_check_cancel(const cm_run_options *opt, cm_error *err)
 }
 
 void
-cm_layer_norm(const float *x, float *y, int rows, int d, const float *w, const float *b,
-			  float eps)
-{
-	for (int r = 0; r < rows; r++)
-	{
-		const float *xr = x + (size_t) r * d;
-		float	   *yr = y + (size_t) r * d;
-		float		mean = 0.0f,
-					var = 0.0f,
-					inv;
-
-		for (int i = 0; i < d; i++)
-			mean += xr[i];
-		mean /= (float) d;
-		for (int i = 0; i < d; i++)
-		{
-			float		c = xr[i] - mean;
-
-			var += c * c;
-		}
-		var /= (float) d;
-		inv = 1.0f / sqrtf(var + eps);
-		for (int i = 0; i < d; i++)
-			yr[i] = (xr[i] - mean) * inv * w[i] + b[i];
-	}
-}
-
-void
 cm_linear(const float *x, int rows, int in, const float *W, const float *bias,
 		  float *y, int out, bool accumulate)
 {
@@ -145,57 +122,6 @@ cm_linear(const float *x, int rows, int in, const float *W, const float *bias,
 	}
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in,
 				1.0f, x, in, W, in, 1.0f, y, out);
-}
-
-static void
-activation(float *x, size_t n, cm_activation act)
-{
-	switch (act)
-	{
-		case CM_ACT_QUICK_GELU:
-			for (size_t i = 0; i < n; i++)
-				x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
-			break;
-		case CM_ACT_GELU:
-			for (size_t i = 0; i < n; i++)
-				x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float) M_SQRT1_2));
-			break;
-		case CM_ACT_GELU_TANH:
-			for (size_t i = 0; i < n; i++)
-			{
-				float		v = x[i];
-
-				x[i] = 0.5f * v * (1.0f + tanhf(0.7978845608f * (v + 0.044715f * v * v * v)));
-			}
-			break;
-	}
-}
-
-/* Softmax of each row of s[n][n] in place; causal rows stop at the diagonal. */
-static void
-softmax_rows(float *s, int n, bool causal)
-{
-	for (int i = 0; i < n; i++)
-	{
-		float	   *row = s + (size_t) i * n;
-		int			len = causal ? i + 1 : n;
-		float		max = row[0],
-					sum = 0.0f,
-					inv;
-
-		for (int j = 1; j < len; j++)
-			max = row[j] > max ? row[j] : max;
-		for (int j = 0; j < len; j++)
-		{
-			row[j] = expf(row[j] - max);
-			sum += row[j];
-		}
-		inv = 1.0f / sum;
-		for (int j = 0; j < len; j++)
-			row[j] *= inv;
-		for (int j = len; j < n; j++)
-			row[j] = 0.0f;
-	}
 }
 
 /* Multi-head scaled dot-product attention of s->q/k/v into s->attn. */
@@ -218,7 +144,7 @@ attention(const cm_tower_config *cfg, cm_state *s, const cm_batch *batch, bool c
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd,
 						scale, s->q.p + r0 + col, d, s->k.p + r0 + col, d,
 						0.0f, s->scores.p, n);
-			softmax_rows(s->scores.p, n, causal);
+			cm_softmax_rows(s->scores.p, n, causal);
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, n,
 						1.0f, s->scores.p, n, s->v.p + r0 + col, d,
 						0.0f, s->attn.p + r0 + col, d);
@@ -248,11 +174,28 @@ cm_transformer_forward(const cm_tower_config *cfg, const cm_layer_weights *layer
 		cm_linear(s->h.p, rows, d, w->k_w, w->k_b, s->k.p, d, false);
 		cm_linear(s->h.p, rows, d, w->v_w, w->v_b, s->v.p, d, false);
 		attention(cfg, s, batch, causal);
+		if (l == cfg->num_layers - 1 && batch->keep != NULL)
+		{
+			/*
+			 * Past the last attention, rows do not mix: only the rows the
+			 * caller pools need the rest.  Move them to the front (keep is
+			 * ascending, so keep[i] >= i and forward copies are safe).
+			 */
+			for (int i = 0; i < batch->n_keep; i++)
+				if (batch->keep[i] != i)
+				{
+					memcpy(s->attn.p + (size_t) i * d, s->attn.p + (size_t) batch->keep[i] * d,
+						   (size_t) d * sizeof(float));
+					memcpy(s->x.p + (size_t) i * d, s->x.p + (size_t) batch->keep[i] * d,
+						   (size_t) d * sizeof(float));
+				}
+			rows = batch->n_keep;
+		}
 		cm_linear(s->attn.p, rows, d, w->o_w, w->o_b, s->x.p, d, true);
 
 		cm_layer_norm(s->x.p, s->h.p, rows, d, w->ln2_w, w->ln2_b, cfg->layer_norm_eps);
 		cm_linear(s->h.p, rows, d, w->fc1_w, w->fc1_b, s->ff.p, ff, false);
-		activation(s->ff.p, (size_t) rows * ff, cfg->act);
+		cm_apply_activation(s->ff.p, (size_t) rows * ff, cfg->act);
 		cm_linear(s->ff.p, rows, ff, w->fc2_w, w->fc2_b, s->x.p, d, true);
 	}
 	return CM_OK;

@@ -1,13 +1,14 @@
 /*
  * transformer.h
  *	  Per-call activation state, the shared pre-LN encoder layer and the
- *	  small row-wise kernels (layer norm, activations) both towers use.
+ *	  batch bookkeeping both towers use (row-wise kernels: kernels.h).
  */
 #ifndef CM_TRANSFORMER_H
 #define CM_TRANSFORMER_H
 
 #include "cm_common.h"
 #include "crossmodal_encoder.h"
+#include "kernels.h"
 #include "model.h"
 
 /* A float buffer that only grows. */
@@ -36,6 +37,7 @@ struct cm_state
 	cm_buf		pixels;			/* [batch][3][S][S] decoded images */
 	int		   *seq_start;		/* [n_seqs] first row of each sequence */
 	int		   *seq_len;		/* [n_seqs] */
+	int		   *keep_rows;		/* [n_seqs] the row each sequence is pooled at */
 	size_t		seq_cap;
 	int32_t    *ids;			/* [batch][max_positions] tokenized texts */
 	size_t		ids_cap;
@@ -52,6 +54,14 @@ typedef struct cm_batch
 	int			max_len;
 	const int  *start;
 	const int  *len;
+
+	/*
+	 * When not NULL: only these rows (ascending) are wanted after the last
+	 * layer, which then leaves them in rows 0 .. n_keep - 1 of s->x and the
+	 * other rows undefined.
+	 */
+	const int  *keep;
+	int			n_keep;
 } cm_batch;
 
 cm_status	cm_buf_reserve(cm_buf *b, size_t n_floats, cm_error *err);
@@ -66,15 +76,12 @@ cm_status	cm_check_cancel(const cm_run_options *opt, cm_error *err);
 
 /*
  * Run cfg->num_layers pre-LN encoder layers over s->x (in place).  causal
- * masks each position from the ones after it (the text tower).
+ * masks each position from the ones after it (the text tower).  See
+ * cm_batch.keep for where the output rows are.
  */
 cm_status	cm_transformer_forward(const cm_tower_config *cfg, const cm_layer_weights *layers,
 								   cm_state *s, const cm_batch *batch, bool causal,
 								   const cm_run_options *opt, cm_error *err);
-
-/* y[rows][d] = layer_norm(x) * w + b; x and y may be the same. */
-void		cm_layer_norm(const float *x, float *y, int rows, int d,
-						  const float *w, const float *b, float eps);
 
 /*
  * y[rows][out] = x[rows][in] W^T + bias with W [out][in]; accumulate adds

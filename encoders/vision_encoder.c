@@ -62,12 +62,15 @@ cm_vision_forward(const cm_model *model, cm_state *s, const float *pixels, int n
 	{
 		s->seq_start[i] = i * tokens;
 		s->seq_len[i] = tokens;
+		s->keep_rows[i] = i * tokens;	/* the class token */
 	}
 	batch.n_seqs = n;
 	batch.n_rows = (int) rows;
 	batch.max_len = tokens;
 	batch.start = s->seq_start;
 	batch.len = s->seq_len;
+	batch.keep = s->keep_rows;
+	batch.n_keep = n;
 	if ((st = cm_state_reserve_tower(s, &vc->t, &batch, err)) != CM_OK ||
 		(st = cm_buf_reserve(&s->patches, patch_floats, err)) != CM_OK)
 		return st;
@@ -100,9 +103,8 @@ cm_vision_forward(const cm_model *model, cm_state *s, const float *pixels, int n
 	if ((st = cm_transformer_forward(&vc->t, w->layers, s, &batch, false, opt, err)) != CM_OK)
 		return st;
 
-	for (int b = 0; b < n; b++)
-		cm_layer_norm(s->x.p + (size_t) b * tokens * d, s->pooled.p + (size_t) b * d, 1, d,
-					  w->post_ln_w, w->post_ln_b, vc->t.layer_norm_eps);
+	/* After the last layer the class tokens are rows 0 .. n-1 (batch.keep). */
+	cm_layer_norm(s->x.p, s->pooled.p, n, d, w->post_ln_w, w->post_ln_b, vc->t.layer_norm_eps);
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, model->config.projection_dim, d,
 				1.0f, s->pooled.p, d, w->projection, d, 0.0f, out, model->config.projection_dim);
 	return CM_OK;

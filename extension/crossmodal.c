@@ -5,9 +5,11 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "utils/guc.h"
 
 #include "embedding.h"
 #include "hnsw.h"
+#include "model_registry.h"
 
 PG_MODULE_MAGIC;
 
@@ -20,8 +22,12 @@ _PG_init(void)
 	EmbeddingInit();
 	DistanceInit();
 
-	/* Encoder SQL wrappers: initialised here once that module lands. */
+	/* Encoder settings and the per-backend model registry. */
+	EncoderRegistryInit();
 
 	/* HNSW index access method: options and settings. */
 	HnswInit();
+
+	/* Last: every module has defined its crossmodal.* settings. */
+	MarkGUCPrefixReserved("crossmodal");
 }

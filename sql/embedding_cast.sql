@@ -16,7 +16,7 @@ END $$;
 SELECT castsource::regtype, casttarget::regtype, castfunc::regprocedure, castcontext
 FROM pg_cast
 WHERE castsource = 'embedding'::regtype OR casttarget = 'embedding'::regtype
-ORDER BY 1::text, 2::text;
+ORDER BY castsource::regtype::text, casttarget::regtype::text;
 
 -- From arrays.
 SELECT ARRAY[1,2,3]::embedding;

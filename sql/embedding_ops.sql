@@ -196,5 +196,5 @@ WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
   AND (p.prokind = 'a' OR p.proname LIKE 'embedding\_%'
 	   OR 'embedding'::regtype = ANY (p.proargtypes) OR p.prorettype = 'embedding'::regtype)
   AND (p.provolatile <> 'i' OR p.proparallel <> 's' OR NOT p.proisstrict)
-ORDER BY 1::text;
+ORDER BY p.oid::regprocedure::text;
 DROP TABLE embedding_ops_pairs, embedding_ops_t, embedding_ops_agg;

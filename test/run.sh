@@ -37,6 +37,8 @@ cp -r Makefile crossmodal.control extension sql expected test "$WORK"/
 mkdir -p "$WORK/encoders"
 chown -R postgres: "$WORK"
 
+# (TAP_TESTS= below: installcheck would also run the TAP tests, which have
+# their own stage.)
 cluster_start 54339 "shared_buffers = 256MB" "max_parallel_workers_per_gather = 2"
 regress() {
 	if ! as_postgres make -s -C "$WORK" installcheck TAP_TESTS= PGHOST="$PGHOST" PGPORT="$PGPORT" PGUSER=postgres; then

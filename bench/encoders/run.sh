@@ -1,0 +1,61 @@
+#!/bin/bash
+# run.sh: the encoder benchmark in one command: build, make the ViT-B/32-shaped random model if missing,
+# then sgemm peak, the C runtime and the PyTorch reference one after the other (never concurrently: two
+# thread pools on two cores slow each other down), and print the results table.
+#
+# usage: bench/encoders/run.sh            (from anywhere; about 5-10 minutes on 2 cores)
+#   THREADS=1,2    OpenBLAS threads for C; torch intra-op + OpenBLAS threads for PyTorch
+#   REPEATS=5      timed runs per case (median reported; long cases stop after 3 runs past their budget)
+#   MODEL=DIR      another model directory (default: bench/encoders/work/clip-vit-b32-random)
+#   NICE="nice"    prefix for the heavy steps (the machine is shared)
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+WORK="$HERE/work"
+MODEL="${MODEL:-$WORK/clip-vit-b32-random}"
+THREADS="${THREADS:-1,2}"
+REPEATS="${REPEATS:-5}"
+NICE="${NICE:-nice}"
+PY=/usr/bin/python3          # Debian's python3 with torch and numpy
+BIN="$ROOT/build/bench"
+cd "$ROOT"
+
+echo "== build" >&2
+make -s -C encoders lib
+mkdir -p "$BIN" "$WORK"
+CFLAGS="-std=c11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE"
+BLAS_CFLAGS="$(pkg-config --cflags openblas 2>/dev/null || true)"
+BLAS_LIBS="$(pkg-config --libs openblas 2>/dev/null || echo -lopenblas)"
+cc $CFLAGS $BLAS_CFLAGS bench/encoders/sgemm_peak.c $BLAS_LIBS -o "$BIN/sgemm_peak"
+cc $CFLAGS -Iencoders -I/usr/include/cjson $BLAS_CFLAGS bench/encoders/bench_encoders.c \
+	build/libcmenc.a $BLAS_LIBS -lcjson -lutf8proc -lm -lpthread -o "$BIN/bench_encoders"
+
+if [ ! -f "$MODEL/config.json" ]; then
+	echo "== generating $MODEL (~600 MB)" >&2
+	$NICE $PY bench/encoders/make_vitb32_random.py "$MODEL"
+fi
+
+STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
+RESULTS="$WORK/results-$STAMP.txt"
+FEATURES="$WORK/c-features-$STAMP.bin"
+{
+	echo "RESULT date $STAMP"
+	echo "RESULT machine $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p' | head -n 1), $(uname -r)"
+	echo "RESULT threads $THREADS"
+	echo "RESULT uptime_before $(uptime | sed 's/^ *//')"
+} | tee "$RESULTS"
+
+echo "== sgemm peak (threads $THREADS)" >&2
+$NICE "$BIN/sgemm_peak" --threads "$THREADS" | tee -a "$RESULTS"
+echo "== C runtime (threads $THREADS)" >&2
+$NICE "$BIN/bench_encoders" "$MODEL" --threads "$THREADS" --repeats "$REPEATS" --rss --dump "$FEATURES" \
+	--image test/golden/images/landscape_320x240.png \
+	| tee -a "$RESULTS"
+echo "== PyTorch (threads $THREADS)" >&2
+$NICE $PY bench/encoders/torch_clip.py --check-golden "$MODEL" --compare "$FEATURES" \
+	--threads "$THREADS" --repeats "$REPEATS" | tee -a "$RESULTS"
+echo "RESULT uptime_after $(uptime | sed 's/^ *//')" | tee -a "$RESULTS"
+
+echo "== results ($RESULTS)" >&2
+$PY bench/encoders/report.py "$RESULTS" | tee "${RESULTS%.txt}.md"

@@ -1,0 +1,530 @@
+/*
+ * crossmodal_encoder.c
+ *	  The public API: load a model directory, manage per-thread state, and
+ *	  run batched text and image encodes in bounded chunks.
+ */
+#include "crossmodal_encoder.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "image.h"
+#include "model.h"
+#include "safetensors.h"
+#include "tokenizer.h"
+#include "transformer.h"
+
+#define CM_MAX_PATH 4096
+
+static void
+log_msg(cm_log_fn log, void *ctx, int level, const char *fmt,...)
+	__attribute__((format(printf, 4, 5)));
+
+static void
+log_msg(cm_log_fn log, void *ctx, int level, const char *fmt,...)
+{
+	char		buf[CM_ERROR_MESSAGE_LEN];
+	va_list		ap;
+
+	if (log == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	log(ctx, level, buf);
+}
+
+static cm_status
+join_path(char *buf, const char *dir, const char *file, cm_error *err)
+{
+	int			n = snprintf(buf, CM_MAX_PATH, "%s/%s", dir, file);
+
+	if (n < 0 || n >= CM_MAX_PATH)
+		return cm_set_error(err, CM_ERR_IO, "%s: model directory path too long", dir);
+	return CM_OK;
+}
+
+static cm_status
+load_json_file(const char *dir, const char *file, char *path, char **text, size_t *len,
+			   cm_error *err)
+{
+	cm_status	s = join_path(path, dir, file, err);
+
+	if (s != CM_OK)
+		return s;
+	return cm_read_file(path, CM_CONFIG_MAX_FILE_BYTES, text, len, err);
+}
+
+cm_model *
+cm_model_load(const char *dir, const cm_load_options *options, cm_error *err)
+{
+	cm_model   *m;
+	char	   *path = NULL;
+	char	   *text = NULL;
+	size_t		len;
+	char	   *vocab_path = NULL;
+	cm_safetensors *st = NULL;
+	cm_log_fn	log = options ? options->log : NULL;
+	void	   *log_ctx = options ? options->log_ctx : NULL;
+
+	if (dir == NULL)
+	{
+		cm_set_error(err, CM_ERR_INPUT, "no model directory given");
+		return NULL;
+	}
+	m = calloc(1, sizeof(*m));
+	path = malloc(CM_MAX_PATH);
+	vocab_path = malloc(CM_MAX_PATH);
+	if (m == NULL || path == NULL || vocab_path == NULL)
+	{
+		cm_set_error(err, CM_ERR_NOMEM, "out of memory loading %s", dir);
+		goto fail;
+	}
+
+	/* config.json */
+	if (load_json_file(dir, "config.json", path, &text, &len, err) != CM_OK ||
+		cm_config_parse(text, len, path, &m->config, err) != CM_OK)
+		goto fail;
+	free(text);
+	text = NULL;
+	if (m->config.defaulted[0] != '\0')
+		log_msg(log, log_ctx, CM_LOG_INFO, "%s: absent keys take transformers' CLIPConfig defaults: %s",
+				path, m->config.defaulted);
+
+	/* preprocessor_config.json */
+	if (load_json_file(dir, "preprocessor_config.json", path, &text, &len, err) != CM_OK ||
+		cm_preprocessor_parse(text, len, path, &m->config.vision, &m->image, err) != CM_OK)
+		goto fail;
+	free(text);
+	text = NULL;
+
+	/* vocab.json + merges.txt */
+	if (join_path(vocab_path, dir, "vocab.json", err) != CM_OK ||
+		join_path(path, dir, "merges.txt", err) != CM_OK)
+		goto fail;
+	m->tokenizer = cm_tokenizer_load(vocab_path, path, err);
+	if (m->tokenizer == NULL)
+		goto fail;
+	if (cm_tokenizer_vocab_size(m->tokenizer) > m->config.text.vocab_size)
+	{
+		cm_set_error(err, CM_ERR_MODEL, "%s: vocab.json has %d tokens, config.json's vocab_size is %d",
+					 vocab_path, (int) cm_tokenizer_vocab_size(m->tokenizer), m->config.text.vocab_size);
+		goto fail;
+	}
+	if (m->config.text.eos_token_id != 2 &&
+		cm_tokenizer_eos_id(m->tokenizer) != m->config.text.eos_token_id)
+		log_msg(log, log_ctx, CM_LOG_WARNING,
+				"%s: the tokenizer's <|endoftext|> is %d but config.json's eos_token_id is %d; pooling follows config.json",
+				vocab_path, (int) cm_tokenizer_eos_id(m->tokenizer), (int) m->config.text.eos_token_id);
+
+	/* model.safetensors */
+	if (join_path(path, dir, "model.safetensors", err) != CM_OK)
+		goto fail;
+	st = cm_safetensors_open(path, err);
+	if (st == NULL)
+		goto fail;
+	if (cm_model_bind_weights(m, st, path, err) != CM_OK)
+		goto fail;
+	log_msg(log, log_ctx, CM_LOG_DEBUG, "%s: %lld parameters, %s weights",
+			dir, (long long) m->n_params, m->weight_dtype);
+	free(path);
+	free(vocab_path);
+	return m;
+
+fail:
+	free(text);
+	free(path);
+	free(vocab_path);
+	cm_safetensors_close(st);
+	if (m != NULL)
+	{
+		m->st = NULL;			/* closed above when bind failed */
+		cm_model_free(m);
+	}
+	return NULL;
+}
+
+void
+cm_model_free(cm_model *model)
+{
+	if (model == NULL)
+		return;
+	cm_model_release_weights(model);
+	cm_safetensors_close(model->st);
+	cm_tokenizer_free(model->tokenizer);
+	free(model);
+}
+
+void
+cm_model_get_info(const cm_model *m, cm_model_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	info->embed_dim = m->config.projection_dim;
+	info->image_size = m->config.vision.image_size;
+	info->max_tokens = m->config.text.max_positions;
+	info->vocab_size = m->config.text.vocab_size;
+	info->text_hidden = m->config.text.t.hidden_size;
+	info->text_layers = m->config.text.t.num_layers;
+	info->vision_hidden = m->config.vision.t.hidden_size;
+	info->vision_layers = m->config.vision.t.num_layers;
+	info->patch_size = m->config.vision.patch_size;
+	info->n_params = m->n_params;
+	info->weight_dtype = m->weight_dtype;
+	info->logit_scale = expf(m->w.logit_scale[0]);
+}
+
+cm_state *
+cm_state_new(const cm_model *model, cm_error *err)
+{
+	cm_state   *s;
+
+	(void) model;				/* buffers are sized per call, for any model */
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		cm_set_error(err, CM_ERR_NOMEM, "out of memory for encoder state");
+	return s;
+}
+
+void
+cm_state_free(cm_state *s)
+{
+	if (s == NULL)
+		return;
+	free(s->x.p);
+	free(s->h.p);
+	free(s->q.p);
+	free(s->k.p);
+	free(s->v.p);
+	free(s->attn.p);
+	free(s->ff.p);
+	free(s->scores.p);
+	free(s->patches.p);
+	free(s->pooled.p);
+	free(s->pixels.p);
+	free(s->seq_start);
+	free(s->seq_len);
+	free(s->keep_rows);
+	free(s->ids);
+	free(s->id_rows);
+	free(s->id_counts);
+	free(s);
+}
+
+static int
+batch_size(const cm_run_options *opt)
+{
+	int			b = opt ? opt->batch_size : 0;
+
+	if (b <= 0)
+		return CM_DEFAULT_BATCH;
+	return b > CM_MAX_BATCH ? CM_MAX_BATCH : b;
+}
+
+static void
+l2_normalize_rows(float *v, int rows, int dim)
+{
+	for (int r = 0; r < rows; r++)
+	{
+		float	   *x = v + (size_t) r * dim;
+		double		ss = 0.0;
+
+		for (int i = 0; i < dim; i++)
+			ss += (double) x[i] * x[i];
+		if (ss > 0.0)
+		{
+			float		inv = (float) (1.0 / sqrt(ss));
+
+			for (int i = 0; i < dim; i++)
+				x[i] *= inv;
+		}
+	}
+}
+
+/* Check the common arguments; make a temporary state when none is given. */
+static cm_status
+begin_call(const cm_model *model, cm_state **state, cm_state **temp, int n, const void *in,
+		   const float *out, cm_error *err)
+{
+	*temp = NULL;
+	if (model == NULL || out == NULL || (n > 0 && in == NULL) || n < 0)
+		return cm_set_error(err, CM_ERR_INPUT, "invalid arguments: model, inputs and output are required and n >= 0");
+	if (*state == NULL)
+	{
+		*temp = cm_state_new(model, err);
+		if (*temp == NULL)
+			return CM_ERR_NOMEM;
+		*state = *temp;
+	}
+	return CM_OK;
+}
+
+cm_status
+cm_tokenize(const cm_model *model, const char *text, size_t len, int32_t *ids, int max_ids,
+			int *n_ids, cm_error *err)
+{
+	if (model == NULL || ids == NULL || n_ids == NULL || (text == NULL && len > 0))
+		return cm_set_error(err, CM_ERR_INPUT, "invalid arguments to cm_tokenize");
+	if (max_ids < 2)
+		return cm_set_error(err, CM_ERR_INPUT, "max_ids must be at least 2 (BOS and EOS)");
+	if (max_ids > model->config.text.max_positions)
+		max_ids = model->config.text.max_positions;
+	return cm_tokenizer_encode(model->tokenizer, text == NULL ? "" : text, len, ids, max_ids,
+							   n_ids, err);
+}
+
+cm_status
+cm_encode_token_ids(const cm_model *model, cm_state *state, const int32_t *const *ids,
+					const int *n_ids, int n, const cm_run_options *opt, float *out,
+					float *hidden, cm_error *err)
+{
+	cm_state   *temp;
+	int			dim;
+	int			chunk = batch_size(opt);
+	cm_status	s;
+
+	if ((s = begin_call(model, &state, &temp, n, ids, out, err)) != CM_OK)
+		return s;
+	if (n > 0 && n_ids == NULL)
+		s = cm_set_error(err, CM_ERR_INPUT, "n_ids is required");
+	dim = model->config.projection_dim;
+	for (int i = 0; s == CM_OK && i < n; i += chunk)
+	{
+		int			c = n - i < chunk ? n - i : chunk;
+
+		s = cm_text_forward(model, state, ids + i, n_ids + i, c, opt,
+							out + (size_t) i * dim, hidden, err);
+		if (s == CM_OK && hidden != NULL)
+			for (int j = 0; j < c; j++)
+				hidden += (size_t) n_ids[i + j] * model->config.text.t.hidden_size;
+		if (s == CM_OK && !(opt && opt->raw_features))
+			l2_normalize_rows(out + (size_t) i * dim, c, dim);
+	}
+	cm_state_free(temp);
+	return s;
+}
+
+/* Room for n tokenized texts of up to max_pos ids (both bounded by limits). */
+static cm_status
+reserve_ids(cm_state *s, size_t n, size_t max_pos, cm_error *err)
+{
+	size_t		need = n * max_pos;
+
+	if (need > s->ids_cap)
+	{
+		free(s->ids);
+		s->ids_cap = 0;
+		s->ids = malloc(need * sizeof(int32_t));
+		if (s->ids == NULL)
+			return cm_set_error(err, CM_ERR_NOMEM, "out of memory for token ids");
+		s->ids_cap = need;
+	}
+	if (n > s->id_rows_cap)
+	{
+		free(s->id_rows);
+		free(s->id_counts);
+		s->id_rows_cap = 0;
+		s->id_rows = malloc(n * sizeof(*s->id_rows));
+		s->id_counts = malloc(n * sizeof(int));
+		if (s->id_rows == NULL || s->id_counts == NULL)
+			return cm_set_error(err, CM_ERR_NOMEM, "out of memory for token ids");
+		s->id_rows_cap = n;
+	}
+	return CM_OK;
+}
+
+cm_status
+cm_encode_texts(const cm_model *model, cm_state *state, const char *const *texts,
+				const size_t *lens, int n, const cm_run_options *opt, float *out,
+				cm_error *err)
+{
+	cm_state   *temp;
+	int			chunk = batch_size(opt);
+	int			max_pos;
+	int			dim;
+	cm_status	s;
+
+	if ((s = begin_call(model, &state, &temp, n, texts, out, err)) != CM_OK)
+		return s;
+	max_pos = model->config.text.max_positions;
+	dim = model->config.projection_dim;
+	if (s == CM_OK)
+		s = reserve_ids(state, (size_t) (n < chunk ? n : chunk), (size_t) max_pos, err);
+	for (int i = 0; s == CM_OK && i < n; i += chunk)
+	{
+		int			c = n - i < chunk ? n - i : chunk;
+		const int32_t **rows = state->id_rows;
+		int		   *counts = state->id_counts;
+
+		for (int j = 0; j < c && s == CM_OK; j++)
+		{
+			const char *t = texts[i + j];
+			size_t		len = lens ? lens[i + j] : (t ? strlen(t) : 0);
+			int32_t    *dst = state->ids + (size_t) j * max_pos;
+
+			if (t == NULL && len > 0)
+				s = cm_set_error(err, CM_ERR_INPUT, "text %d is NULL", i + j);
+			else
+			{
+				s = cm_tokenizer_encode(model->tokenizer, t ? t : "", len, dst, max_pos,
+										&counts[j], err);
+				if (s == CM_OK && counts[j] == max_pos && opt != NULL)
+					log_msg(opt->log, opt->log_ctx, CM_LOG_DEBUG,
+							"text %d fills all %d token positions; any longer text was truncated",
+							i + j, max_pos);
+				if (s != CM_OK)
+				{
+					char		msg[CM_ERROR_MESSAGE_LEN];
+
+					snprintf(msg, sizeof(msg), "%s", err ? err->message : "");
+					s = cm_set_error(err, s, "text %d: %s", i + j, msg);
+				}
+			}
+			rows[j] = dst;
+		}
+		if (s == CM_OK)
+			s = cm_text_forward(model, state, rows, counts, c, opt, out + (size_t) i * dim, NULL, err);
+		if (s == CM_OK && !(opt && opt->raw_features))
+			l2_normalize_rows(out + (size_t) i * dim, c, dim);
+	}
+	cm_state_free(temp);
+	return s;
+}
+
+static void
+image_params(const cm_model *model, const cm_run_options *opt, cm_image_params *p)
+{
+	*p = model->image;
+	p->max_pixels = (opt && opt->max_image_pixels) ? opt->max_image_pixels : CM_DEFAULT_MAX_IMAGE_PIXELS;
+}
+
+cm_status
+cm_preprocess_image(const cm_model *model, const unsigned char *bytes, size_t len,
+					const cm_run_options *opt, float *out, cm_error *err)
+{
+	cm_image_params p;
+	size_t		max_bytes = (opt && opt->max_image_bytes) ? opt->max_image_bytes : CM_DEFAULT_MAX_IMAGE_BYTES;
+
+	if (model == NULL || out == NULL || (bytes == NULL && len > 0))
+		return cm_set_error(err, CM_ERR_INPUT, "invalid arguments to cm_preprocess_image");
+	if (len > max_bytes)
+		return cm_set_error(err, CM_ERR_LIMIT, "image of %zu bytes exceeds the %zu-byte limit",
+							len, max_bytes);
+	if (len == 0)
+		return cm_set_error(err, CM_ERR_INPUT, "image is empty (0 bytes)");
+	image_params(model, opt, &p);
+	return cm_image_preprocess(bytes, len, &p, out, err);
+}
+
+cm_status
+cm_encode_pixels(const cm_model *model, cm_state *state, const float *pixels, int n,
+				 const cm_run_options *opt, float *out, cm_error *err)
+{
+	cm_state   *temp;
+	int			chunk = batch_size(opt);
+	size_t		per_image = (size_t) 3 * model->config.vision.image_size * model->config.vision.image_size;
+	int			dim = model->config.projection_dim;
+	cm_status	s;
+
+	if ((s = begin_call(model, &state, &temp, n, pixels, out, err)) != CM_OK)
+		return s;
+	for (int i = 0; s == CM_OK && i < n; i += chunk)
+	{
+		int			c = n - i < chunk ? n - i : chunk;
+
+		s = cm_vision_forward(model, state, pixels + (size_t) i * per_image, c, opt,
+							  out + (size_t) i * dim, err);
+		if (s == CM_OK && !(opt && opt->raw_features))
+			l2_normalize_rows(out + (size_t) i * dim, c, dim);
+	}
+	cm_state_free(temp);
+	return s;
+}
+
+cm_status
+cm_encode_images(const cm_model *model, cm_state *state, const unsigned char *const *images,
+				 const size_t *lens, int n, const cm_run_options *opt, float *out,
+				 cm_error *err)
+{
+	cm_state   *temp;
+	int			chunk = batch_size(opt);
+	size_t		per_image,
+				need;
+	int			dim;
+	cm_status	s;
+
+	if ((s = begin_call(model, &state, &temp, n, images, out, err)) != CM_OK)
+		return s;
+	if (n > 0 && lens == NULL)
+		s = cm_set_error(err, CM_ERR_INPUT, "image lengths are required");
+	per_image = (size_t) 3 * model->config.vision.image_size * model->config.vision.image_size;
+	dim = model->config.projection_dim;
+	if (s == CM_OK && !cm_mul_size(per_image, (size_t) (n < chunk ? n : chunk), &need))
+		s = cm_set_error(err, CM_ERR_LIMIT, "image batch too large");
+	if (s == CM_OK)
+		s = cm_buf_reserve(&state->pixels, need, err);
+	for (int i = 0; s == CM_OK && i < n; i += chunk)
+	{
+		int			c = n - i < chunk ? n - i : chunk;
+
+		for (int j = 0; j < c && s == CM_OK; j++)
+		{
+			s = cm_preprocess_image(model, images[i + j], lens[i + j], opt,
+									state->pixels.p + (size_t) j * per_image, err);
+			if (s != CM_OK)
+			{
+				char		msg[CM_ERROR_MESSAGE_LEN];
+
+				snprintf(msg, sizeof(msg), "%s", err ? err->message : "");
+				s = cm_set_error(err, s, "image %d: %s", i + j, msg);
+			}
+		}
+		if (s == CM_OK)
+			s = cm_vision_forward(model, state, state->pixels.p, c, opt, out + (size_t) i * dim, err);
+		if (s == CM_OK && !(opt && opt->raw_features))
+			l2_normalize_rows(out + (size_t) i * dim, c, dim);
+	}
+	cm_state_free(temp);
+	return s;
+}
+
+void
+cm_set_num_threads(int n)
+{
+	openblas_set_num_threads(n < 1 ? 1 : n);
+}
+
+int
+cm_get_num_threads(void)
+{
+	return openblas_get_num_threads();
+}
+
+const char *
+cm_status_name(cm_status status)
+{
+	switch (status)
+	{
+		case CM_OK:
+			return "ok";
+		case CM_ERR_IO:
+			return "file could not be read";
+		case CM_ERR_MODEL:
+			return "model file invalid";
+		case CM_ERR_UNSUPPORTED:
+			return "unsupported model feature";
+		case CM_ERR_INPUT:
+			return "invalid input";
+		case CM_ERR_LIMIT:
+			return "input exceeds a limit";
+		case CM_ERR_NOMEM:
+			return "out of memory";
+		case CM_ERR_CANCELLED:
+			return "cancelled";
+	}
+	return "unknown status";
+}

@@ -1,0 +1,38 @@
+/*
+ * image_resample.h
+ *	  Pillow-compatible antialiased bicubic resize of 8-bit images, computing
+ *	  only a window of the output (private to the image module).
+ */
+#ifndef CM_IMAGE_RESAMPLE_H
+#define CM_IMAGE_RESAMPLE_H
+
+#include "cm_common.h"
+
+/* Read-only 8-bit pixels; the first `channels` samples of each pixel are used. */
+typedef struct cm_pixel_view
+{
+	const unsigned char *data;	/* [height][width][stride] */
+	int			width;
+	int			height;
+	int			stride;			/* samples per pixel, >= channels */
+	int			channels;		/* 1..4 */
+} cm_pixel_view;
+
+/*
+ * The window [x0, x0 + win_width) x [y0, y0 + win_height) of what Pillow's
+ * Image.resize((out_width, out_height), BICUBIC) would produce from `in`,
+ * bit for bit: the same filter support scaled by the downscale factor, the
+ * same coefficients in 22-bit fixed point, a horizontal pass then a vertical
+ * one, each rounded and clipped to 8 bits; an axis whose size does not change
+ * is copied, not filtered.  Output pixels outside the window are not computed,
+ * so the cost is bounded by the window, not by out_width * out_height.
+ * The window must lie inside the output.  out receives win_height rows of
+ * win_width pixels of in->channels samples.
+ */
+cm_status	cm_resample_bicubic(const cm_pixel_view *in,
+								int64_t out_width, int64_t out_height,
+								int64_t x0, int64_t y0,
+								int win_width, int win_height,
+								unsigned char *out, cm_error *err);
+
+#endif							/* CM_IMAGE_RESAMPLE_H */

@@ -1,0 +1,1049 @@
+/*
+ * tokenizer.c
+ *	  CLIP byte-level BPE: loading vocab.json + merges.txt, and encoding text
+ *	  into BOS, tokens, EOS as Hugging Face's CLIPTokenizer does.
+ *
+ * Encoding, per the reference (transformers 5, tokenizers backend):
+ *	 1. "<|startoftext|>" / "<|endoftext|>" written literally in the raw text
+ *		are special tokens; the text between them is processed on its own.
+ *	 2. NFC, whitespace runs collapsed, lower case (tokenizer_text.c).
+ *	 3. Pre-tokenisation with CLIP's pattern; whitespace is dropped.
+ *	 4. Each pre-token's UTF-8 bytes become GPT-2's byte symbols, "</w>" is
+ *		appended to the last one, and merges apply lowest rank first.
+ *	 5. Truncation keeps BOS first and EOS last.
+ * Whitespace never survives step 2 except as a separator, so the text is
+ * walked lazily in whitespace-separated chunks and the walk stops once the
+ * output is full.
+ */
+#include "tokenizer.h"
+#include "tokenizer_text.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <utf8proc.h>
+
+#define BOS_STRING "<|startoftext|>"
+#define EOS_STRING "<|endoftext|>"
+#define WORD_END_SUFFIX "</w>"
+
+/* Far above any real vocabulary (CLIP: 49,408; multilingual ones ~250k). */
+#define MAX_VOCAB_ENTRIES (1 << 22)
+#define MAX_MERGES (1 << 24)
+
+/*
+ * A whitespace-free run of text is read up to this many bytes (or more for a
+ * large max_ids); see window_bytes().
+ */
+#define MIN_WINDOW_BYTES ((size_t) 16 << 10)
+
+#define EMPTY_PAIR UINT64_MAX
+#define UNSET_OFFSET UINT32_MAX
+
+typedef struct merge_slot
+{
+	uint64_t	pair;			/* left id << 32 | right id; EMPTY_PAIR if free */
+	int32_t		rank;			/* line order in merges.txt */
+	int32_t		merged;			/* id of left + right */
+} merge_slot;
+
+struct cm_tokenizer
+{
+	int32_t		n_vocab;
+	char	   *strings;		/* every token string, NUL-terminated */
+	uint32_t   *string_offset;	/* [n_vocab] into strings */
+	uint32_t   *string_length;	/* [n_vocab] bytes, without the NUL */
+	int32_t    *vocab_slots;	/* [vocab_mask + 1] open addressing; -1 free */
+	size_t		vocab_mask;
+	size_t		longest_token;	/* bytes */
+
+	merge_slot *merge_slots;	/* [merge_mask + 1] open addressing */
+	size_t		merge_mask;
+	int32_t		n_merges;
+
+	int32_t		byte_id[256];	/* byte symbol, mid-word */
+	int32_t		byte_end_id[256];	/* byte symbol + "</w>", word end */
+	int32_t		bos_id;
+	int32_t		eos_id;
+	int32_t		unk_id;			/* for a byte symbol missing from vocab */
+};
+
+/* ---------------------------------------------------------------- hashing */
+
+static uint64_t
+hash_bytes(const char *s, size_t n)
+{
+	uint64_t	h = 1469598103934665603ULL; /* FNV-1a */
+
+	for (size_t i = 0; i < n; i++)
+	{
+		h ^= (unsigned char) s[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+static uint64_t
+hash_pair(uint64_t x)
+{
+	x ^= x >> 33;				/* murmur3 finaliser */
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ULL;
+	x ^= x >> 33;
+	return x;
+}
+
+/* Smallest power of two >= 2 * n, at least 16; false on overflow. */
+static bool
+table_size(size_t n, size_t *size)
+{
+	size_t		s = 16;
+
+	while (s < n || s - n < n)
+	{
+		if (!cm_mul_size(s, 2, &s))
+			return false;
+	}
+	*size = s;
+	return true;
+}
+
+static int32_t
+vocab_find(const cm_tokenizer *tok, const char *s, size_t n)
+{
+	size_t		i = hash_bytes(s, n) & tok->vocab_mask;
+
+	for (;;)
+	{
+		int32_t		id = tok->vocab_slots[i];
+
+		if (id < 0)
+			return -1;
+		if (tok->string_length[id] == n &&
+			memcmp(tok->strings + tok->string_offset[id], s, n) == 0)
+			return id;
+		i = (i + 1) & tok->vocab_mask;
+	}
+}
+
+static void
+vocab_insert(cm_tokenizer *tok, int32_t id)
+{
+	const char *s = tok->strings + tok->string_offset[id];
+	size_t		i = hash_bytes(s, tok->string_length[id]) & tok->vocab_mask;
+
+	while (tok->vocab_slots[i] >= 0)
+		i = (i + 1) & tok->vocab_mask;
+	tok->vocab_slots[i] = id;
+}
+
+static const merge_slot *
+merge_find(const cm_tokenizer *tok, int32_t left, int32_t right)
+{
+	uint64_t	pair = ((uint64_t) (uint32_t) left << 32) | (uint32_t) right;
+	size_t		i = hash_pair(pair) & tok->merge_mask;
+
+	for (;;)
+	{
+		const merge_slot *slot = &tok->merge_slots[i];
+
+		if (slot->pair == pair)
+			return slot;
+		if (slot->pair == EMPTY_PAIR)
+			return NULL;
+		i = (i + 1) & tok->merge_mask;
+	}
+}
+
+/* A repeated pair takes its later rank, as the reference's map build does. */
+static void
+merge_insert(cm_tokenizer *tok, int32_t left, int32_t right, int32_t rank,
+			 int32_t merged)
+{
+	uint64_t	pair = ((uint64_t) (uint32_t) left << 32) | (uint32_t) right;
+	size_t		i = hash_pair(pair) & tok->merge_mask;
+
+	while (tok->merge_slots[i].pair != EMPTY_PAIR && tok->merge_slots[i].pair != pair)
+		i = (i + 1) & tok->merge_mask;
+	tok->merge_slots[i].pair = pair;
+	tok->merge_slots[i].rank = rank;
+	tok->merge_slots[i].merged = merged;
+}
+
+/* ---------------------------------------------------------------- loading */
+
+static bool
+is_json_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static cm_status
+load_vocab(cm_tokenizer *tok, const char *json, size_t len, cm_error *err)
+{
+	cJSON	   *root;
+	const cJSON *entry;
+	const char *end = NULL;
+	size_t		n = 0;
+	size_t		arena = 0;
+	size_t		slots;
+	size_t		used = 0;
+	cm_status	status = CM_OK;
+
+	if (len == 0)
+		return cm_set_error(err, CM_ERR_MODEL, "vocab.json is empty");
+	root = cJSON_ParseWithLengthOpts(json, len, &end, false);
+	if (root == NULL)
+		return cm_set_error(err, CM_ERR_MODEL,
+							"vocab.json is not valid JSON (error near byte %td)",
+							end != NULL ? end - json : (ptrdiff_t) 0);
+	if (end != NULL)
+	{
+		while (end < json + len && is_json_space(*end))
+			end++;
+		if (end < json + len)
+		{
+			status = cm_set_error(err, CM_ERR_MODEL,
+								  "vocab.json has unexpected data after the JSON value at byte %td",
+								  end - json);
+			goto done;
+		}
+	}
+	if (!cJSON_IsObject(root))
+	{
+		status = cm_set_error(err, CM_ERR_MODEL,
+							  "vocab.json must be a JSON object mapping token strings to ids");
+		goto done;
+	}
+
+	cJSON_ArrayForEach(entry, root)
+	{
+		size_t		klen = entry->string ? strlen(entry->string) : 0;
+
+		if (++n > MAX_VOCAB_ENTRIES)
+		{
+			status = cm_set_error(err, CM_ERR_MODEL,
+								  "vocab.json has more than %d entries", MAX_VOCAB_ENTRIES);
+			goto done;
+		}
+		if (!cm_add_size(arena, klen + 1, &arena))
+		{
+			status = cm_set_error(err, CM_ERR_MODEL, "vocab.json is too large");
+			goto done;
+		}
+	}
+	if (n == 0)
+	{
+		status = cm_set_error(err, CM_ERR_MODEL, "vocab.json has no tokens");
+		goto done;
+	}
+	/* arena <= input length + n, so offsets fit in 32 bits */
+	if (arena >= UNSET_OFFSET || !table_size(n, &slots))
+	{
+		status = cm_set_error(err, CM_ERR_MODEL, "vocab.json is too large");
+		goto done;
+	}
+
+	tok->n_vocab = (int32_t) n;
+	tok->strings = malloc(arena);
+	tok->string_offset = malloc(n * sizeof(uint32_t));
+	tok->string_length = malloc(n * sizeof(uint32_t));
+	tok->vocab_slots = malloc(slots * sizeof(int32_t));
+	if (!tok->strings || !tok->string_offset || !tok->string_length || !tok->vocab_slots)
+	{
+		status = cm_set_error(err, CM_ERR_NOMEM, "out of memory loading vocab.json");
+		goto done;
+	}
+	tok->vocab_mask = slots - 1;
+	memset(tok->vocab_slots, 0xff, slots * sizeof(int32_t));
+	for (size_t i = 0; i < n; i++)
+		tok->string_offset[i] = UNSET_OFFSET;
+
+	cJSON_ArrayForEach(entry, root)
+	{
+		const char *key = entry->string ? entry->string : "";
+		size_t		klen = strlen(key);
+		double		v;
+		int32_t		id;
+
+		if (!cJSON_IsNumber(entry))
+		{
+			status = cm_set_error(err, CM_ERR_MODEL,
+								  "vocab.json: the id of token \"%.64s\" is not a number",
+								  key);
+			goto done;
+		}
+		v = entry->valuedouble;
+		if (!(v >= 0 && v < (double) n) || (double) (int32_t) v != v)
+		{
+			status = cm_set_error(err, CM_ERR_MODEL,
+								  "vocab.json: token \"%.64s\" has id %g; ids must be integers in [0, %zu), one per token",
+								  key, v, n);
+			goto done;
+		}
+		id = (int32_t) v;
+		if (tok->string_offset[id] != UNSET_OFFSET)
+		{
+			status = cm_set_error(err, CM_ERR_MODEL,
+								  "vocab.json: id %d is given to both \"%.64s\" and \"%.64s\"",
+								  id, tok->strings + tok->string_offset[id], key);
+			goto done;
+		}
+		if (vocab_find(tok, key, klen) >= 0)
+		{
+			status = cm_set_error(err, CM_ERR_MODEL,
+								  "vocab.json: token \"%.64s\" appears more than once", key);
+			goto done;
+		}
+		memcpy(tok->strings + used, key, klen + 1);
+		tok->string_offset[id] = (uint32_t) used;
+		tok->string_length[id] = (uint32_t) klen;
+		used += klen + 1;
+		if (klen > tok->longest_token)
+			tok->longest_token = klen;
+		vocab_insert(tok, id);
+	}
+
+done:
+	cJSON_Delete(root);
+	return status;
+}
+
+/* GPT-2's reversible byte -> code point map: printable bytes stand for
+ * themselves, the rest take U+0100 onwards in byte order. */
+static void
+byte_symbol_table(int32_t table[256])
+{
+	int32_t		next = 256;
+
+	for (int b = 0; b < 256; b++)
+	{
+		bool		printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) ||
+			(b >= 0xAE && b <= 0xFF);
+
+		table[b] = printable ? b : next++;
+	}
+}
+
+static void
+load_byte_symbols(cm_tokenizer *tok)
+{
+	int32_t		table[256];
+
+	byte_symbol_table(table);
+	for (int b = 0; b < 256; b++)
+	{
+		char		sym[8];
+		size_t		n;
+		int32_t		id;
+
+		/* every code point here is below U+0800: two bytes at most */
+		if (table[b] < 0x80)
+		{
+			sym[0] = (char) table[b];
+			n = 1;
+		}
+		else
+		{
+			sym[0] = (char) (0xC0 | (table[b] >> 6));
+			sym[1] = (char) (0x80 | (table[b] & 0x3F));
+			n = 2;
+		}
+		id = vocab_find(tok, sym, n);
+		tok->byte_id[b] = id >= 0 ? id : tok->unk_id;
+		memcpy(sym + n, WORD_END_SUFFIX, strlen(WORD_END_SUFFIX));
+		id = vocab_find(tok, sym, n + strlen(WORD_END_SUFFIX));
+		tok->byte_end_id[b] = id >= 0 ? id : tok->unk_id;
+	}
+}
+
+static cm_status
+load_merges(cm_tokenizer *tok, const char *text, size_t len, cm_error *err)
+{
+	size_t		lines = 1;
+	size_t		slots;
+	size_t		line_no = 0;
+	char	   *joined = NULL;
+	size_t		joined_cap = 0;
+	cm_status	status = CM_OK;
+
+	for (size_t i = 0; i < len; i++)
+		lines += text[i] == '\n';
+	if (!table_size(lines, &slots) ||
+		(tok->merge_slots = malloc(slots * sizeof(merge_slot))) == NULL)
+		return cm_set_error(err, CM_ERR_NOMEM, "out of memory loading merges.txt");
+	tok->merge_mask = slots - 1;
+	for (size_t i = 0; i < slots; i++)
+		tok->merge_slots[i].pair = EMPTY_PAIR;
+
+	for (size_t pos = 0; pos < len;)
+	{
+		const char *line = text + pos;
+		const char *nl = memchr(line, '\n', len - pos);
+		size_t		n = nl ? (size_t) (nl - line) : len - pos;
+		const char *space;
+		size_t		left_len,
+					right_len;
+		int32_t		left,
+					right,
+					merged;
+
+		pos += n + (nl != NULL);
+		line_no++;
+		if (n > 0 && line[n - 1] == '\r')
+			n--;
+		if (n == 0)
+			continue;
+		if (line_no == 1 && n >= 8 && memcmp(line, "#version", 8) == 0)
+			continue;
+
+		space = memchr(line, ' ', n);
+		if (space == NULL || space == line || space == line + n - 1 ||
+			memchr(space + 1, ' ', n - (size_t) (space + 1 - line)) != NULL)
+		{
+			status = cm_set_error(err, CM_ERR_MODEL,
+								  "merges.txt line %zu: expected two symbols separated by one space",
+								  line_no);
+			goto done;
+		}
+		left_len = (size_t) (space - line);
+		right_len = n - left_len - 1;
+		left = vocab_find(tok, line, left_len);
+		right = vocab_find(tok, space + 1, right_len);
+		if (left < 0 || right < 0)
+		{
+			status = cm_set_error(err, CM_ERR_MODEL,
+								  "merges.txt line %zu: symbol \"%.*s\" is not in vocab.json",
+								  line_no, (int) (left < 0 ? (left_len > 64 ? 64 : left_len) :
+												  (right_len > 64 ? 64 : right_len)),
+								  left < 0 ? line : space + 1);
+			goto done;
+		}
+		if (n - 1 > joined_cap)
+		{
+			char	   *p = realloc(joined, n);
+
+			if (p == NULL)
+			{
+				status = cm_set_error(err, CM_ERR_NOMEM, "out of memory loading merges.txt");
+				goto done;
+			}
+			joined = p;
+			joined_cap = n;
+		}
+		memcpy(joined, line, left_len);
+		memcpy(joined + left_len, space + 1, right_len);
+		merged = vocab_find(tok, joined, left_len + right_len);
+		if (merged < 0)
+		{
+			status = cm_set_error(err, CM_ERR_MODEL,
+								  "merges.txt line %zu: merged symbol \"%.*s\" is not in vocab.json",
+								  line_no, (int) ((left_len + right_len) > 64 ? 64 : left_len + right_len),
+								  joined);
+			goto done;
+		}
+		if (tok->n_merges >= MAX_MERGES)
+		{
+			status = cm_set_error(err, CM_ERR_MODEL, "merges.txt has more than %d merges",
+								  MAX_MERGES);
+			goto done;
+		}
+		merge_insert(tok, left, right, tok->n_merges++, merged);
+	}
+
+done:
+	free(joined);
+	return status;
+}
+
+cm_tokenizer *
+cm_tokenizer_load_from_memory(const char *vocab_json, size_t vocab_len,
+							  const char *merges_txt, size_t merges_len,
+							  cm_error *err)
+{
+	cm_tokenizer *tok;
+
+	if ((vocab_json == NULL && vocab_len > 0) || (merges_txt == NULL && merges_len > 0))
+	{
+		cm_set_error(err, CM_ERR_INPUT, "tokenizer file contents are missing");
+		return NULL;
+	}
+	if (vocab_len > CM_TOKENIZER_MAX_FILE_BYTES || merges_len > CM_TOKENIZER_MAX_FILE_BYTES)
+	{
+		cm_set_error(err, CM_ERR_MODEL, "%s is larger than the %zu-byte limit",
+					 vocab_len > CM_TOKENIZER_MAX_FILE_BYTES ? "vocab.json" : "merges.txt",
+					 CM_TOKENIZER_MAX_FILE_BYTES);
+		return NULL;
+	}
+	tok = calloc(1, sizeof(*tok));
+	if (tok == NULL)
+	{
+		cm_set_error(err, CM_ERR_NOMEM, "out of memory loading the tokenizer");
+		return NULL;
+	}
+	if (load_vocab(tok, vocab_json, vocab_len, err) != CM_OK)
+		goto fail;
+	tok->bos_id = vocab_find(tok, BOS_STRING, strlen(BOS_STRING));
+	tok->eos_id = vocab_find(tok, EOS_STRING, strlen(EOS_STRING));
+	if (tok->bos_id < 0 || tok->eos_id < 0)
+	{
+		cm_set_error(err, CM_ERR_MODEL, "vocab.json has no \"%s\" token",
+					 tok->bos_id < 0 ? BOS_STRING : EOS_STRING);
+		goto fail;
+	}
+	/* CLIP's unknown token is its end-of-text token. */
+	tok->unk_id = tok->eos_id;
+	load_byte_symbols(tok);
+	if (load_merges(tok, merges_txt, merges_len, err) != CM_OK)
+		goto fail;
+	return tok;
+
+fail:
+	cm_tokenizer_free(tok);
+	return NULL;
+}
+
+static cm_status
+read_small_file(const char *path, const char *what, char **data, size_t *len,
+				cm_error *err)
+{
+	struct stat st;
+	int			fd;
+	size_t		got = 0;
+
+	*data = NULL;
+	*len = 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return cm_set_error(err, CM_ERR_IO, "cannot open %s \"%s\": %s", what, path,
+							strerror(errno));
+	if (fstat(fd, &st) != 0)
+	{
+		int			e = errno;
+
+		close(fd);
+		return cm_set_error(err, CM_ERR_IO, "cannot stat %s \"%s\": %s", what, path,
+							strerror(e));
+	}
+	if (!S_ISREG(st.st_mode))
+	{
+		close(fd);
+		return cm_set_error(err, CM_ERR_IO, "%s \"%s\" is not a regular file", what, path);
+	}
+	if ((uint64_t) st.st_size > CM_TOKENIZER_MAX_FILE_BYTES)
+	{
+		close(fd);
+		return cm_set_error(err, CM_ERR_MODEL,
+							"%s \"%s\" is %lld bytes, more than the %zu-byte limit",
+							what, path, (long long) st.st_size, CM_TOKENIZER_MAX_FILE_BYTES);
+	}
+	*data = malloc((size_t) st.st_size + 1);
+	if (*data == NULL)
+	{
+		close(fd);
+		return cm_set_error(err, CM_ERR_NOMEM, "out of memory reading %s", what);
+	}
+	while (got < (size_t) st.st_size)
+	{
+		ssize_t		r = read(fd, *data + got, (size_t) st.st_size - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+		{
+			int			e = errno;
+
+			close(fd);
+			free(*data);
+			*data = NULL;
+			return cm_set_error(err, CM_ERR_IO, "cannot read %s \"%s\": %s", what, path,
+								r == 0 ? "file shrank while reading" : strerror(e));
+		}
+		got += (size_t) r;
+	}
+	close(fd);
+	*len = got;
+	return CM_OK;
+}
+
+cm_tokenizer *
+cm_tokenizer_load(const char *vocab_path, const char *merges_path, cm_error *err)
+{
+	char	   *vocab = NULL;
+	char	   *merges = NULL;
+	size_t		vocab_len,
+				merges_len;
+	cm_tokenizer *tok = NULL;
+
+	if (vocab_path == NULL || merges_path == NULL)
+	{
+		cm_set_error(err, CM_ERR_INPUT, "tokenizer file paths are missing");
+		return NULL;
+	}
+	if (read_small_file(vocab_path, "vocab.json", &vocab, &vocab_len, err) == CM_OK &&
+		read_small_file(merges_path, "merges.txt", &merges, &merges_len, err) == CM_OK)
+		tok = cm_tokenizer_load_from_memory(vocab, vocab_len, merges, merges_len, err);
+	free(vocab);
+	free(merges);
+	return tok;
+}
+
+void
+cm_tokenizer_free(cm_tokenizer *tok)
+{
+	if (tok == NULL)
+		return;
+	free(tok->strings);
+	free(tok->string_offset);
+	free(tok->string_length);
+	free(tok->vocab_slots);
+	free(tok->merge_slots);
+	free(tok);
+}
+
+int32_t
+cm_tokenizer_bos_id(const cm_tokenizer *tok)
+{
+	return tok->bos_id;
+}
+
+int32_t
+cm_tokenizer_eos_id(const cm_tokenizer *tok)
+{
+	return tok->eos_id;
+}
+
+int32_t
+cm_tokenizer_vocab_size(const cm_tokenizer *tok)
+{
+	return tok->n_vocab;
+}
+
+/* ---------------------------------------------------------------- encoding */
+
+typedef struct heap_entry
+{
+	int32_t		rank;
+	int32_t		left;			/* symbol positions */
+	int32_t		right;
+	int32_t		left_id;		/* ids when queued; stale if they changed */
+	int32_t		right_id;
+	int32_t		merged;
+} heap_entry;
+
+/* Everything one encode call needs; nothing is shared between calls. */
+typedef struct encode_state
+{
+	const cm_tokenizer *tok;
+	int32_t    *out;			/* content ids go to out[0 .. limit) */
+	size_t		n_out;
+	size_t		limit;
+
+	cm_tok_codepoints text;		/* one normalised segment */
+	uint8_t    *bytes;			/* one pre-token's UTF-8 */
+	size_t		bytes_cap;
+	int32_t    *sym_id;			/* BPE symbols of one pre-token */
+	int32_t    *sym_prev;
+	int32_t    *sym_next;
+	size_t		sym_cap;
+	heap_entry *heap;
+	size_t		heap_len;
+	size_t		heap_cap;
+} encode_state;
+
+static void
+encode_state_free(encode_state *st)
+{
+	cm_tok_codepoints_free(&st->text);
+	free(st->bytes);
+	free(st->sym_id);
+	free(st->sym_prev);
+	free(st->sym_next);
+	free(st->heap);
+}
+
+static bool
+grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+	size_t		new_cap = *cap < 64 ? 64 : *cap;
+	size_t		bytes;
+	void	   *q;
+
+	if (need <= *cap)
+		return true;
+	while (new_cap < need)
+	{
+		if (!cm_mul_size(new_cap, 2, &new_cap))
+			return false;
+	}
+	if (!cm_mul_size(new_cap, elem, &bytes) || (q = realloc(*p, bytes)) == NULL)
+		return false;
+	*p = q;
+	*cap = new_cap;
+	return true;
+}
+
+/* The three symbol arrays share one capacity. */
+static bool
+reserve_symbols(encode_state *st, size_t n)
+{
+	size_t		cap_id = st->sym_cap,
+				cap_prev = st->sym_cap,
+				cap_next = st->sym_cap;
+
+	if (n <= st->sym_cap)
+		return true;
+	if (!grow((void **) &st->sym_id, &cap_id, n, sizeof(int32_t)) ||
+		!grow((void **) &st->sym_prev, &cap_prev, n, sizeof(int32_t)) ||
+		!grow((void **) &st->sym_next, &cap_next, n, sizeof(int32_t)))
+		return false;
+	/* each grew from the same capacity to the same size */
+	st->sym_cap = cap_next;
+	return true;
+}
+
+static bool
+output_full(const encode_state *st)
+{
+	return st->n_out >= st->limit;
+}
+
+static void
+emit(encode_state *st, int32_t id)
+{
+	if (st->n_out < st->limit)
+		st->out[st->n_out++] = id;
+}
+
+static bool
+heap_less(const heap_entry *a, const heap_entry *b)
+{
+	return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
+}
+
+static void
+heap_push(encode_state *st, heap_entry e)
+{
+	size_t		i = st->heap_len++;
+
+	/* capacity is reserved for every push a word can make */
+	while (i > 0)
+	{
+		size_t		parent = (i - 1) / 2;
+
+		if (!heap_less(&e, &st->heap[parent]))
+			break;
+		st->heap[i] = st->heap[parent];
+		i = parent;
+	}
+	st->heap[i] = e;
+}
+
+static heap_entry
+heap_pop(encode_state *st)
+{
+	heap_entry	top = st->heap[0];
+	heap_entry	last = st->heap[--st->heap_len];
+	size_t		i = 0;
+	size_t		n = st->heap_len;
+
+	for (;;)
+	{
+		size_t		child = 2 * i + 1;
+
+		if (child >= n)
+			break;
+		if (child + 1 < n && heap_less(&st->heap[child + 1], &st->heap[child]))
+			child++;
+		if (!heap_less(&st->heap[child], &last))
+			break;
+		st->heap[i] = st->heap[child];
+		i = child;
+	}
+	if (n > 0)
+		st->heap[i] = last;
+	return top;
+}
+
+static void
+queue_pair(encode_state *st, int32_t left)
+{
+	int32_t		right = st->sym_next[left];
+	const merge_slot *m;
+
+	if (right < 0)
+		return;
+	m = merge_find(st->tok, st->sym_id[left], st->sym_id[right]);
+	if (m != NULL)
+	{
+		heap_entry	e = {m->rank, left, right, st->sym_id[left], st->sym_id[right], m->merged};
+
+		heap_push(st, e);
+	}
+}
+
+/*
+ * BPE over one pre-token: start from its byte symbols and repeatedly apply
+ * the lowest-ranked merge among adjacent pairs (leftmost first on a tie).
+ */
+static cm_status
+bpe_word(encode_state *st, const uint8_t *bytes, size_t n, bool word_end, cm_error *err)
+{
+	const cm_tokenizer *tok = st->tok;
+	size_t		heap_need;
+
+	if (n == 0)
+		return CM_OK;
+	if (n == 1)
+	{
+		emit(st, word_end ? tok->byte_end_id[bytes[0]] : tok->byte_id[bytes[0]]);
+		return CM_OK;
+	}
+	/* n - 1 initial pairs, then at most two new pairs per merge */
+	if (n > INT32_MAX || !cm_mul_size(n, 3, &heap_need) ||
+		!reserve_symbols(st, n) ||
+		!grow((void **) &st->heap, &st->heap_cap, heap_need, sizeof(heap_entry)))
+		return cm_set_error(err, CM_ERR_NOMEM, "out of memory tokenizing text");
+
+	for (size_t i = 0; i < n; i++)
+	{
+		st->sym_id[i] = (i + 1 == n && word_end) ? tok->byte_end_id[bytes[i]]
+			: tok->byte_id[bytes[i]];
+		st->sym_prev[i] = (int32_t) i - 1;
+		st->sym_next[i] = i + 1 < n ? (int32_t) i + 1 : -1;
+	}
+	st->heap_len = 0;
+	for (size_t i = 0; i + 1 < n; i++)
+		queue_pair(st, (int32_t) i);
+
+	while (st->heap_len > 0)
+	{
+		heap_entry	e = heap_pop(st);
+		int32_t		after;
+
+		if (st->sym_id[e.left] != e.left_id || st->sym_next[e.left] != e.right ||
+			st->sym_id[e.right] != e.right_id)
+			continue;			/* one side was merged away since */
+		st->sym_id[e.left] = e.merged;
+		after = st->sym_next[e.right];
+		st->sym_next[e.left] = after;
+		if (after >= 0)
+			st->sym_prev[after] = e.left;
+		st->sym_id[e.right] = -1;
+		st->sym_next[e.right] = -1;
+		if (st->sym_prev[e.left] >= 0)
+			queue_pair(st, st->sym_prev[e.left]);
+		queue_pair(st, e.left);
+	}
+
+	/* the first symbol is never merged away: merges keep the left position */
+	for (int32_t i = 0; i >= 0 && !output_full(st); i = st->sym_next[i])
+		emit(st, st->sym_id[i]);
+	return CM_OK;
+}
+
+/* Normalise, pre-tokenise and BPE one stretch of text without specials. */
+static cm_status
+encode_segment(encode_state *st, const uint8_t *s, size_t len, bool cut_at_end,
+			   cm_error *err)
+{
+	size_t		pos = 0,
+				start,
+				count;
+	bool		special_name;
+	cm_status	status;
+
+	status = cm_tok_normalize(s, len, &st->text, err);
+	if (status != CM_OK)
+		return status;
+	while (!output_full(st) &&
+		   cm_tok_next_pretoken(st->text.cp, st->text.len, &pos, &start, &count,
+								&special_name))
+	{
+		size_t		need,
+					n = 0;
+
+		if (!cm_mul_size(count, 4, &need) ||
+			!grow((void **) &st->bytes, &st->bytes_cap, need, 1))
+			return cm_set_error(err, CM_ERR_NOMEM, "out of memory tokenizing text");
+		for (size_t i = 0; i < count; i++)
+			n += (size_t) utf8proc_encode_char(st->text.cp[start + i], st->bytes + n);
+
+		/*
+		 * A pre-token cut by the window has no known end, so it gets no
+		 * "</w>"; it lies far past the ids that are kept anyway.
+		 */
+		if (special_name)
+		{
+			/*
+			 * "<|startoftext|>" that only became literal through lower
+			 * casing: the reference's byte-level step splits it again into
+			 * "<|", the name and "|>".
+			 */
+			status = bpe_word(st, st->bytes, 2, true, err);
+			if (status == CM_OK)
+				status = bpe_word(st, st->bytes + 2, n - 4, true, err);
+			if (status == CM_OK)
+				status = bpe_word(st, st->bytes + n - 2, 2, true, err);
+		}
+		else
+			status = bpe_word(st, st->bytes, n,
+							  !(cut_at_end && start + count == st->text.len), err);
+		if (status != CM_OK)
+			return status;
+	}
+	return CM_OK;
+}
+
+/* Length of a special token starting at s, and its id; 0 if none. */
+static size_t
+special_at(const cm_tokenizer *tok, const uint8_t *s, size_t len, int32_t *id)
+{
+	static const size_t bos_len = sizeof(BOS_STRING) - 1;
+	static const size_t eos_len = sizeof(EOS_STRING) - 1;
+
+	if (len >= bos_len && memcmp(s, BOS_STRING, bos_len) == 0)
+	{
+		*id = tok->bos_id;
+		return bos_len;
+	}
+	if (len >= eos_len && memcmp(s, EOS_STRING, eos_len) == 0)
+	{
+		*id = tok->eos_id;
+		return eos_len;
+	}
+	return 0;
+}
+
+/* One whitespace-free chunk: split around literal special tokens. */
+static cm_status
+encode_chunk(encode_state *st, const uint8_t *s, size_t len, bool cut_at_end,
+			 cm_error *err)
+{
+	size_t		seg = 0;
+
+	while (!output_full(st))
+	{
+		size_t		at = seg;
+		size_t		special_len = 0;
+		int32_t		special_id = -1;
+
+		/* the next special token at or after seg, else at = len */
+		for (;;)
+		{
+			const uint8_t *lt = memchr(s + at, '<', len - at);
+
+			if (lt == NULL)
+			{
+				at = len;
+				break;
+			}
+			at = (size_t) (lt - s);
+			special_len = special_at(st->tok, s + at, len - at, &special_id);
+			if (special_len > 0)
+				break;
+			at++;
+		}
+		if (at > seg)
+		{
+			cm_status	status = encode_segment(st, s + seg, at - seg,
+												cut_at_end && at == len, err);
+
+			if (status != CM_OK)
+				return status;
+		}
+		if (special_len == 0)
+			break;
+		emit(st, special_id);
+		seg = at + special_len;
+	}
+	return CM_OK;
+}
+
+/* How far one whitespace-free run is read: far beyond the ids it can yield. */
+static size_t
+window_bytes(const cm_tokenizer *tok, int max_ids)
+{
+	size_t		longest = tok->longest_token < 16 ? 16 : tok->longest_token;
+	size_t		w;
+
+	if (longest > 4096)
+		longest = 4096;
+	if (!cm_mul_size((size_t) max_ids, longest * 8, &w))
+		return SIZE_MAX;
+	return w < MIN_WINDOW_BYTES ? MIN_WINDOW_BYTES : w;
+}
+
+cm_status
+cm_tokenizer_encode(const cm_tokenizer *tok, const char *text, size_t len,
+					int32_t *ids, int max_ids, int *n_ids, cm_error *err)
+{
+	const uint8_t *s = (const uint8_t *) text;
+	encode_state st;
+	size_t		bad_offset = 0;
+	size_t		window;
+	size_t		pos = 0;
+	cm_status	status = CM_OK;
+
+	if (n_ids != NULL)
+		*n_ids = 0;
+	if (tok == NULL || ids == NULL || n_ids == NULL || (text == NULL && len > 0))
+		return cm_set_error(err, CM_ERR_INPUT, "tokenizer, text or output is missing");
+	if (max_ids < 2)
+		return cm_set_error(err, CM_ERR_INPUT,
+							"max_ids is %d; room for at least BOS and EOS is needed",
+							max_ids);
+	if (!cm_tok_utf8_valid(s, len, &bad_offset))
+		return cm_set_error(err, CM_ERR_INPUT,
+							"text is not valid UTF-8: bad byte 0x%02X at byte offset %zu",
+							s[bad_offset], bad_offset);
+
+	memset(&st, 0, sizeof(st));
+	st.tok = tok;
+	st.out = ids + 1;
+	st.limit = (size_t) max_ids - 2;
+	window = window_bytes(tok, max_ids);
+
+	while (pos < len && !output_full(&st))
+	{
+		int32_t		cp;
+		size_t		n = cm_tok_utf8_decode(s + pos, len - pos, &cp);
+		size_t		start = pos;
+		bool		cut = false;
+
+		if (cm_tok_is_space(cp))
+		{
+			pos += n;
+			continue;
+		}
+		while (pos < len)
+		{
+			n = cm_tok_utf8_decode(s + pos, len - pos, &cp);
+			if (cm_tok_is_space(cp))
+				break;
+			if (pos + n - start > window)
+			{
+				cut = true;
+				break;
+			}
+			pos += n;
+		}
+		status = encode_chunk(&st, s + start, pos - start, cut, err);
+		if (status != CM_OK || cut)
+			break;
+	}
+	encode_state_free(&st);
+	if (status != CM_OK)
+		return status;
+
+	ids[0] = tok->bos_id;
+	ids[1 + st.n_out] = tok->eos_id;
+	*n_ids = (int) st.n_out + 2;
+	return CM_OK;
+}

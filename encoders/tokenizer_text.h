@@ -1,0 +1,57 @@
+/*
+ * tokenizer_text.h
+ *	  Internal to the tokenizer: UTF-8 validation, CLIP's text normalisation
+ *	  (NFC, per-character full lower case) and its pre-tokenisation pattern.
+ */
+#ifndef CM_TOKENIZER_TEXT_H
+#define CM_TOKENIZER_TEXT_H
+
+#include "cm_common.h"
+
+/* A growable array of code points owned by one encode call. */
+typedef struct cm_tok_codepoints
+{
+	int32_t    *cp;
+	size_t		len;
+	size_t		cap;
+	int32_t    *sort_tmp;		/* merge-sort buffer for canonical ordering */
+	size_t		sort_tmp_cap;
+} cm_tok_codepoints;
+
+void		cm_tok_codepoints_free(cm_tok_codepoints *buf);
+
+/*
+ * Check that text[0..len) is well-formed UTF-8 (no overlong forms, no
+ * surrogates, nothing above U+10FFFF).  On failure *bad_offset receives the
+ * byte offset of the first invalid sequence.
+ */
+bool		cm_tok_utf8_valid(const uint8_t *text, size_t len, size_t *bad_offset);
+
+/* Decode one code point of valid UTF-8; returns its byte length. */
+size_t		cm_tok_utf8_decode(const uint8_t *s, size_t len, int32_t *cp);
+
+/* Whitespace as the reference's regex engine defines \s (White_Space). */
+bool		cm_tok_is_space(int32_t cp);
+
+/*
+ * Normalise valid UTF-8 as the reference does before pre-tokenisation: NFC,
+ * then each character lower-cased with its full mapping (U+0130 becomes
+ * "i" + U+0307; there is no context-dependent final sigma).  The result
+ * replaces out->cp[0..out->len).
+ */
+cm_status	cm_tok_normalize(const uint8_t *text, size_t len,
+							 cm_tok_codepoints *out, cm_error *err);
+
+/*
+ * Find the next pre-token in cp[*pos..n) with CLIP's pattern
+ *   <|startoftext|> | <|endoftext|> | 's|'t|'re|'ve|'m|'ll|'d |
+ *   \p{L}+ | \p{N} | [^\s\p{L}\p{N}]+
+ * (alternatives tried in that order at each position, whitespace dropped).
+ * Returns false when none is left; else sets *start, *count and advances *pos.
+ * *special_name tells that the match is one of the two special-token
+ * literals (which the reference's byte-level step splits again).
+ */
+bool		cm_tok_next_pretoken(const int32_t *cp, size_t n, size_t *pos,
+								 size_t *start, size_t *count, bool *special_name);
+
+#endif							/* CM_TOKENIZER_TEXT_H */

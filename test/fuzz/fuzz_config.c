@@ -1,0 +1,48 @@
+/*
+ * fuzz_config.c
+ *	  libFuzzer target: arbitrary bytes as config.json and as
+ *	  preprocessor_config.json.
+ */
+#include <stdlib.h>
+
+#include "config.h"
+
+int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	cm_config	cfg;
+	cm_image_params img;
+	cm_error	err;
+
+	err.message[0] = '\0';
+	if (cm_config_parse((const char *) data, size, "config.json", &cfg, &err) == CM_OK)
+	{
+		/* What the loader relies on. */
+		if (cfg.text.t.hidden_size % cfg.text.t.num_heads != 0 ||
+			cfg.vision.t.hidden_size % cfg.vision.t.num_heads != 0 ||
+			cfg.vision.grid < 1 || cfg.vision.num_channels != 3 ||
+			cfg.text.eos_token_id >= cfg.text.vocab_size ||
+			cfg.text.t.num_layers > CM_CONFIG_MAX_LAYERS || cfg.vision.t.num_layers > CM_CONFIG_MAX_LAYERS ||
+			!(cfg.text.t.layer_norm_eps > 0))
+			abort();
+	}
+	else if (err.message[0] == '\0')
+		abort();
+	else
+	{
+		/* Fall back to the defaults' vision tower for the preprocessor pass. */
+		cm_config_parse("{}", 2, "defaults", &cfg, &err);
+	}
+	err.message[0] = '\0';
+	if (cm_preprocessor_parse((const char *) data, size, "preprocessor_config.json",
+							  &cfg.vision, &img, &err) == CM_OK)
+	{
+		if (img.crop_height != cfg.vision.image_size || !(img.std[0] > 0 && img.std[1] > 0 && img.std[2] > 0))
+			abort();
+	}
+	else if (err.message[0] == '\0')
+		abort();
+	return 0;
+}
