@@ -14,7 +14,11 @@
 
 #include <math.h>
 
+#include "access/genam.h"
+#include "access/parallel.h"
+#include "access/table.h"
 #include "access/tableam.h"
+#include "access/xact.h"
 #include "catalog/index.h"
 #include "commands/progress.h"
 #include "hnsw.h"
@@ -23,7 +27,12 @@
 #include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "utils/memutils.h"
+#include "optimizer/optimizer.h"
+#include "port/atomics.h"
+#include "storage/lwlock.h"
+#include "storage/spin.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 typedef struct HnswBuildElement
 {
@@ -52,6 +61,59 @@ typedef struct HnswPairHeap
 	bool		maxHeap;
 } HnswPairHeap;
 
+/*
+ * Parallel build: the graph lives in one dynamic shared memory segment that
+ * every participant inserts into.  Elements are numbered by an atomic
+ * counter and carved from an arena by an atomic offset; each element's
+ * neighbour lists are guarded by its own LWLock (a participant holds at most
+ * one of them at a time), the entry point by entryLock.  An element becomes
+ * visible only when a neighbour links to it, after it is complete.
+ */
+typedef struct HnswSharedElement
+{
+	LWLock		lock;			/* guards nbr, dist and count */
+	ItemPointerData heaptid;
+	uint8		level;
+	Size		vectorOff;		/* offsets into the arena */
+	Size		nbrOff;
+	Size		distOff;
+	Size		countOff;
+} HnswSharedElement;
+
+typedef struct HnswBuildShared
+{
+	Oid			heaprelid;
+	Oid			indexrelid;
+	bool		isconcurrent;
+	int			trancheId;
+	int			capacity;		/* elements */
+	Size		arenaSize;
+	pg_atomic_uint32 nelements;
+	pg_atomic_uint64 arenaUsed;
+	LWLock		entryLock;
+	int32		entry;
+	int			entryLevel;
+	slock_t		mutex;			/* guards the counts below */
+	double		heapTuples;
+	double		indexTuples;
+	int			nparticipants;
+} HnswBuildShared;
+
+#define HNSW_SHARED_KEY				UINT64CONST(0xC7055A0D41000001)
+#define HNSW_SCAN_KEY				UINT64CONST(0xC7055A0D41000002)
+
+static inline HnswSharedElement *
+HnswSharedElements(HnswBuildShared *sh)
+{
+	return (HnswSharedElement *) ((char *) sh + MAXALIGN(sizeof(HnswBuildShared)));
+}
+
+static inline char *
+HnswSharedArena(HnswBuildShared *sh)
+{
+	return (char *) HnswSharedElements(sh) + MAXALIGN(sizeof(HnswSharedElement) * (Size) sh->capacity);
+}
+
 typedef struct HnswBuildState
 {
 	Relation	heap;
@@ -78,7 +140,45 @@ typedef struct HnswBuildState
 
 	double		heapTuples;
 	double		indexTuples;
+
+	HnswBuildShared *shared;	/* parallel build, else NULL */
+	bool		isLeader;
 } HnswBuildState;
+
+/*
+ * The element numbered idx.  In a parallel build, this participant's local
+ * view of it (pointers into the shared arena) is filled the first time it
+ * is needed: an element number is only ever learnt from a list read under a
+ * lock the element's creator released after filling it in.
+ */
+static inline HnswBuildElement *
+HnswElem(HnswBuildState *bs, int32 idx)
+{
+	HnswBuildElement *e = &bs->elements[idx];
+
+	if (bs->shared != NULL && e->vector == NULL)
+	{
+		HnswSharedElement *se = &HnswSharedElements(bs->shared)[idx];
+		char	   *arena = HnswSharedArena(bs->shared);
+
+		e->heaptid = se->heaptid;
+		e->level = se->level;
+		e->blkno = InvalidBlockNumber;
+		e->offno = InvalidOffsetNumber;
+		e->nbr = (int32 *) (arena + se->nbrOff);
+		e->dist = (float4 *) (arena + se->distOff);
+		e->count = (uint8 *) (arena + se->countOff);
+		pg_read_barrier();
+		e->vector = (float4 *) (arena + se->vectorOff);
+	}
+	return e;
+}
+
+static inline LWLock *
+HnswElemLock(HnswBuildState *bs, int32 idx)
+{
+	return &HnswSharedElements(bs->shared)[idx].lock;
+}
 
 /* ---------- pair heaps ---------- */
 
@@ -170,7 +270,7 @@ HnswBuildSearchLayer(HnswBuildState *bs, const float4 *q, const HnswPair *entrie
 
 	if (++bs->epoch == 0)
 	{
-		memset(bs->visitMark, 0, sizeof(uint32) * bs->capacity);
+		memset(bs->visitMark, 0, sizeof(uint32) * bs->capacity);	/* wrapped */
 		bs->epoch = 1;
 	}
 	C->count = 0;
@@ -186,23 +286,30 @@ HnswBuildSearchLayer(HnswBuildState *bs, const float4 *q, const HnswPair *entrie
 	while (C->count > 0)
 	{
 		HnswPair	c = HnswPairPop(C);
-		HnswBuildElement *ce = &bs->elements[c.idx];
+		HnswBuildElement *ce = HnswElem(bs, c.idx);
 		int			first = HnswLevelFirstSlot(m, lc);
-		int			cnt = ce->count[lc];
+		int			cnt;
+		int32		list[2 * HNSW_MAX_M];
 		int32		todo[2 * HNSW_MAX_M];
 		int			ntodo = 0;
 
 		if (W->count >= ef && c.dist > W->items[0].dist)
 			break;
+		if (bs->shared)
+			LWLockAcquire(HnswElemLock(bs, c.idx), LW_SHARED);
+		cnt = ce->count[lc];
+		memcpy(list, ce->nbr + first, sizeof(int32) * cnt);
+		if (bs->shared)
+			LWLockRelease(HnswElemLock(bs, c.idx));
 		for (int i = 0; i < cnt; i++)
 		{
-			int32		e = ce->nbr[first + i];
+			int32		e = list[i];
 
 			if (bs->visitMark[e] == bs->epoch)
 				continue;
 			bs->visitMark[e] = bs->epoch;
 			todo[ntodo++] = e;
-			__builtin_prefetch(bs->elements[e].vector);
+			__builtin_prefetch(HnswElem(bs, e)->vector);
 		}
 		for (int i = 0; i < ntodo; i++)
 		{
@@ -241,12 +348,12 @@ HnswBuildSelect(HnswBuildState *bs, const HnswPair *cands, int ncands, int maxn,
 
 	for (int i = 0; i < ncands && n < maxn; i++)
 	{
-		const float4 *v = bs->elements[cands[i].idx].vector;
+		const float4 *v = HnswElem(bs, cands[i].idx)->vector;
 		bool		keep = true;
 
 		for (int j = 0; j < n; j++)
 		{
-			if (HnswBuildDistance(bs, v, bs->elements[out[j].idx].vector) < cands[i].dist)
+			if (HnswBuildDistance(bs, v, HnswElem(bs, out[j].idx)->vector) < cands[i].dist)
 			{
 				keep = false;
 				break;
@@ -268,7 +375,7 @@ HnswBuildSelect(HnswBuildState *bs, const HnswPair *cands, int ncands, int maxn,
  * link instead.  Returns whether q is now linked from n.
  */
 static bool
-HnswBuildConnect(HnswBuildState *bs, int32 n, int32 q, float d, int lc, bool force)
+HnswBuildConnectLocked(HnswBuildState *bs, int32 n, int32 q, float d, int lc, bool force)
 {
 	HnswBuildElement *ne = &bs->elements[n];
 	int			m = bs->state.m;
@@ -343,6 +450,19 @@ HnswBuildConnect(HnswBuildState *bs, int32 n, int32 q, float d, int lc, bool for
 	return kept;
 }
 
+static bool
+HnswBuildConnect(HnswBuildState *bs, int32 n, int32 q, float d, int lc, bool force)
+{
+	bool		linked;
+
+	if (bs->shared == NULL)
+		return HnswBuildConnectLocked(bs, n, q, d, lc, force);
+	LWLockAcquire(HnswElemLock(bs, n), LW_EXCLUSIVE);
+	linked = HnswBuildConnectLocked(bs, n, q, d, lc, force);
+	LWLockRelease(HnswElemLock(bs, n));
+	return linked;
+}
+
 /* Inserts one vector into the in-memory graph (Algorithm 1). */
 static void
 HnswBuildInsert(HnswBuildState *bs, const float4 *vector, ItemPointer heaptid)
@@ -358,6 +478,56 @@ HnswBuildInsert(HnswBuildState *bs, const float4 *vector, ItemPointer heaptid)
 	HnswPair   *W;
 	HnswPair	ep;
 	int			nW;
+	int32		entry;
+	int			entryLevel;
+
+	if (bs->shared != NULL)
+	{
+		HnswBuildShared *sh = bs->shared;
+		Size		vsize = MAXALIGN(sizeof(float4) * dims);
+		Size		nsize = MAXALIGN(sizeof(int32) * nslots);
+		Size		dsize = MAXALIGN(sizeof(float4) * nslots);
+		Size		csize = MAXALIGN(level + 1);
+		uint64		off;
+		HnswSharedElement *se;
+		char	   *arena = HnswSharedArena(sh);
+
+		q = (int32) pg_atomic_fetch_add_u32(&sh->nelements, 1);
+		off = pg_atomic_fetch_add_u64(&sh->arenaUsed, vsize + nsize + dsize + csize);
+		if (q >= sh->capacity || off + vsize + nsize + dsize + csize > sh->arenaSize)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("crossmodal_hnsw graph does not fit into the memory of the parallel build"),
+					 errdetail("The table holds more rows than its statistics said."),
+					 errhint("ANALYZE the table, increase maintenance_work_mem, or set max_parallel_maintenance_workers = 0.")));
+		se = &HnswSharedElements(sh)[q];
+		LWLockInitialize(&se->lock, sh->trancheId);
+		se->heaptid = *heaptid;
+		se->level = level;
+		se->vectorOff = off;
+		se->nbrOff = off + vsize;
+		se->distOff = off + vsize + nsize;
+		se->countOff = off + vsize + nsize + dsize;
+		memcpy(arena + se->vectorOff, vector, sizeof(float4) * dims);
+		memset(arena + se->countOff, 0, level + 1);
+		pg_write_barrier();
+		e = HnswElem(bs, q);
+		MemoryContextSwitchTo(old);
+
+		/* The first element becomes the entry point. */
+		LWLockAcquire(&sh->entryLock, LW_EXCLUSIVE);
+		if (sh->entry < 0)
+		{
+			sh->entry = q;
+			sh->entryLevel = level;
+			LWLockRelease(&sh->entryLock);
+			return;
+		}
+		entry = sh->entry;
+		entryLevel = sh->entryLevel;
+		LWLockRelease(&sh->entryLock);
+		goto search;
+	}
 
 	if (bs->nelements == bs->capacity)
 	{
@@ -388,18 +558,21 @@ HnswBuildInsert(HnswBuildState *bs, const float4 *vector, ItemPointer heaptid)
 		bs->entryLevel = level;
 		return;
 	}
+	entry = bs->entry;
+	entryLevel = bs->entryLevel;
 
+search:
 	W = palloc(sizeof(HnswPair) * (efc + 1));
-	ep.idx = bs->entry;
-	ep.dist = HnswBuildDistance(bs, vector, bs->elements[bs->entry].vector);
-	for (int lc = bs->entryLevel; lc > level; lc--)
+	ep.idx = entry;
+	ep.dist = HnswBuildDistance(bs, vector, HnswElem(bs, entry)->vector);
+	for (int lc = entryLevel; lc > level; lc--)
 	{
 		nW = HnswBuildSearchLayer(bs, vector, &ep, 1, 1, lc, W);
 		ep = W[0];
 	}
 	nW = 1;
 	W[0] = ep;
-	for (int lc = Min(level, bs->entryLevel); lc >= 0; lc--)
+	for (int lc = Min(level, entryLevel); lc >= 0; lc--)
 	{
 		HnswPair   *entries = palloc(sizeof(HnswPair) * nW);
 		HnswPair	chosen[2 * HNSW_MAX_M];
@@ -410,13 +583,17 @@ HnswBuildInsert(HnswBuildState *bs, const float4 *vector, ItemPointer heaptid)
 		nW = HnswBuildSearchLayer(bs, vector, entries, nW, efc, lc, W);
 		pfree(entries);
 		nchosen = HnswBuildSelect(bs, W, nW, HnswLevelSlots(m, lc), chosen);
-		e = &bs->elements[q];
+		e = HnswElem(bs, q);
+		if (bs->shared)
+			LWLockAcquire(HnswElemLock(bs, q), LW_EXCLUSIVE);
 		for (int i = 0; i < nchosen; i++)
 		{
 			e->nbr[first + i] = chosen[i].idx;
 			e->dist[first + i] = chosen[i].dist;
 		}
 		e->count[lc] = nchosen;
+		if (bs->shared)
+			LWLockRelease(HnswElemLock(bs, q));
 		{
 			bool		linked = false;
 
@@ -428,7 +605,17 @@ HnswBuildInsert(HnswBuildState *bs, const float4 *vector, ItemPointer heaptid)
 		}
 	}
 	pfree(W);
-	if (level > bs->entryLevel)
+	if (bs->shared != NULL && level > entryLevel)
+	{
+		LWLockAcquire(&bs->shared->entryLock, LW_EXCLUSIVE);
+		if (level > bs->shared->entryLevel)
+		{
+			bs->shared->entry = q;
+			bs->shared->entryLevel = level;
+		}
+		LWLockRelease(&bs->shared->entryLock);
+	}
+	else if (bs->shared == NULL && level > bs->entryLevel)
 	{
 		bs->entry = q;
 		bs->entryLevel = level;
@@ -596,6 +783,17 @@ HnswBuildCallback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 	vector = HnswPrepareVector(&bs->state, values[0], &indexable);
 	if (indexable)
 	{
+		if (bs->shared != NULL)
+		{
+			HnswBuildInsert(bs, vector, tid);
+			bs->indexTuples += 1;
+			if (bs->isLeader)
+				pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE,
+											 pg_atomic_read_u32(&bs->shared->nelements));
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(bs->tmpCxt);
+			return;
+		}
 		if (!bs->onDisk && MemoryContextMemAllocated(bs->graphCxt, true) > bs->memoryLimit)
 		{
 			ereport(NOTICE,
@@ -636,6 +834,187 @@ HnswWriteMetaPage(Relation index, ForkNumber fork, int dims, int m, int efConstr
 	HnswInitMetaPage(page, dims, m, efConstruction);
 	GenericXLogFinish(xlog);
 	UnlockReleaseBuffer(buf);
+}
+
+/* ---------- parallel build ---------- */
+
+PGDLLEXPORT void HnswParallelBuildMain(dsm_segment *seg, shm_toc *toc);
+
+/* One participant's share: scan its part of the heap, insert into the shared graph. */
+static void
+HnswParallelParticipate(HnswBuildShared *sh, ParallelTableScanDesc pscan, Relation heap,
+						Relation index, IndexInfo *indexInfo, bool isLeader)
+{
+	HnswBuildState bs;
+	HnswMetaPageData meta;
+	TableScanDesc scan;
+	int			efc;
+
+	memset(&bs, 0, sizeof(bs));
+	bs.heap = heap;
+	bs.index = index;
+	bs.indexInfo = indexInfo;
+	bs.shared = sh;
+	bs.isLeader = isLeader;
+	HnswReadMeta(index, &meta);
+	HnswInitState(&bs.state, index, &meta);
+	bs.maxLevel = HnswMaxLevel(bs.state.dims, bs.state.m);
+	pg_prng_seed(&bs.prng, UINT64CONST(0x5eed0f4e5a1c0de) ^ (uint64) MyProcPid);
+	bs.graphCxt = AllocSetContextCreate(CurrentMemoryContext, "crossmodal_hnsw build graph",
+										ALLOCSET_DEFAULT_SIZES);
+	bs.tmpCxt = AllocSetContextCreate(CurrentMemoryContext, "crossmodal_hnsw build tuple",
+									  ALLOCSET_DEFAULT_SIZES);
+	bs.capacity = sh->capacity;
+	bs.elements = MemoryContextAllocExtended(bs.graphCxt, sizeof(HnswBuildElement) * (Size) sh->capacity,
+											 MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	bs.visitMark = MemoryContextAllocExtended(bs.graphCxt, sizeof(uint32) * (Size) sh->capacity,
+											  MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	efc = bs.state.efConstruction;
+	{
+		MemoryContext old = MemoryContextSwitchTo(bs.graphCxt);
+
+		HnswPairHeapInit(&bs.candidates, efc * 4, false);
+		HnswPairHeapInit(&bs.results, efc + 2, true);
+		MemoryContextSwitchTo(old);
+	}
+
+	scan = table_beginscan_parallel(heap, pscan);
+	table_index_build_scan(heap, index, indexInfo, true, isLeader, HnswBuildCallback, &bs, scan);
+
+	ereport(DEBUG1,
+			(errmsg_internal("crossmodal_hnsw parallel build: %s inserted %.0f tuples",
+							 isLeader ? "leader" : "worker", bs.indexTuples)));
+	SpinLockAcquire(&sh->mutex);
+	sh->heapTuples += bs.heapTuples;
+	sh->indexTuples += bs.indexTuples;
+	sh->nparticipants++;
+	SpinLockRelease(&sh->mutex);
+
+	MemoryContextDelete(bs.graphCxt);
+	MemoryContextDelete(bs.tmpCxt);
+}
+
+/* Entry point of a parallel build worker. */
+void
+HnswParallelBuildMain(dsm_segment *seg, shm_toc *toc)
+{
+	HnswBuildShared *sh = shm_toc_lookup(toc, HNSW_SHARED_KEY, false);
+	ParallelTableScanDesc pscan = shm_toc_lookup(toc, HNSW_SCAN_KEY, false);
+	LOCKMODE	heapLock = sh->isconcurrent ? ShareUpdateExclusiveLock : ShareLock;
+	Relation	heap;
+	Relation	index;
+	IndexInfo  *indexInfo;
+
+	LWLockRegisterTranche(sh->trancheId, "crossmodal_hnsw_build");
+	heap = table_open(sh->heaprelid, heapLock);
+	index = index_open(sh->indexrelid, RowExclusiveLock);
+	indexInfo = BuildIndexInfo(index);
+	indexInfo->ii_Concurrent = sh->isconcurrent;
+	HnswParallelParticipate(sh, pscan, heap, index, indexInfo, false);
+	index_close(index, RowExclusiveLock);
+	table_close(heap, heapLock);
+}
+
+/*
+ * Builds the graph with parallel workers into shared memory and writes it.
+ * Returns false (nothing done) when a parallel build is not possible: the
+ * estimated graph does not fit maintenance_work_mem, or no shared memory.
+ */
+static bool
+HnswBuildParallel(HnswBuildState *bs, Relation heap, Relation index, IndexInfo *indexInfo,
+				  int nworkers)
+{
+	int			dims = bs->state.dims;
+	int			m = bs->state.m;
+	double		reltuples = heap->rd_rel->reltuples;
+	double		capacity;
+	Size		perElement;
+	Size		arenaSize;
+	Size		sharedSize;
+	Size		scanSize;
+	ParallelContext *pcxt;
+	Snapshot	snapshot;
+	HnswBuildShared *sh;
+	ParallelTableScanDesc pscan;
+	int			n;
+
+	if (reltuples < 0)			/* never vacuumed or analyzed: guess from the size */
+		reltuples = (double) RelationGetNumberOfBlocks(heap) *
+			(BLCKSZ / (double) (sizeof(float4) * dims + 40));
+	capacity = reltuples * 1.2 + 1024;
+	perElement = MAXALIGN(sizeof(float4) * dims) + 2 * MAXALIGN(sizeof(int32) * 3 * m) + MAXALIGN(4);
+	if (capacity > INT_MAX / 2 ||
+		capacity * (perElement + sizeof(HnswSharedElement)) > (double) bs->memoryLimit)
+		return false;
+	arenaSize = (Size) capacity * perElement;
+	sharedSize = MAXALIGN(sizeof(HnswBuildShared)) +
+		MAXALIGN(sizeof(HnswSharedElement) * (Size) capacity) + arenaSize;
+
+	EnterParallelMode();
+	pcxt = CreateParallelContext("crossmodal", "HnswParallelBuildMain", nworkers);
+	snapshot = indexInfo->ii_Concurrent ? RegisterSnapshot(GetTransactionSnapshot()) : SnapshotAny;
+	scanSize = table_parallelscan_estimate(heap, snapshot);
+	shm_toc_estimate_chunk(&pcxt->estimator, sharedSize);
+	shm_toc_estimate_chunk(&pcxt->estimator, scanSize);
+	shm_toc_estimate_keys(&pcxt->estimator, 2);
+	InitializeParallelDSM(pcxt);
+	if (pcxt->seg == NULL)
+	{
+		if (IsMVCCSnapshot(snapshot))
+			UnregisterSnapshot(snapshot);
+		DestroyParallelContext(pcxt);
+		ExitParallelMode();
+		return false;
+	}
+
+	sh = shm_toc_allocate(pcxt->toc, sharedSize);
+	memset(sh, 0, MAXALIGN(sizeof(HnswBuildShared)));
+	sh->heaprelid = RelationGetRelid(heap);
+	sh->indexrelid = RelationGetRelid(index);
+	sh->isconcurrent = indexInfo->ii_Concurrent;
+	sh->trancheId = LWLockNewTrancheId();
+	sh->capacity = (int) capacity;
+	sh->arenaSize = arenaSize;
+	pg_atomic_init_u32(&sh->nelements, 0);
+	pg_atomic_init_u64(&sh->arenaUsed, 0);
+	LWLockRegisterTranche(sh->trancheId, "crossmodal_hnsw_build");
+	LWLockInitialize(&sh->entryLock, sh->trancheId);
+	sh->entry = -1;
+	sh->entryLevel = -1;
+	SpinLockInit(&sh->mutex);
+	pscan = shm_toc_allocate(pcxt->toc, scanSize);
+	table_parallelscan_initialize(heap, pscan, snapshot);
+	shm_toc_insert(pcxt->toc, HNSW_SHARED_KEY, sh);
+	shm_toc_insert(pcxt->toc, HNSW_SCAN_KEY, pscan);
+
+	LaunchParallelWorkers(pcxt);
+	ereport(DEBUG1,
+			(errmsg_internal("crossmodal_hnsw parallel build: %d of %d workers launched",
+							 pcxt->nworkers_launched, nworkers)));
+	HnswParallelParticipate(sh, pscan, heap, index, indexInfo, true);
+	WaitForParallelWorkersToFinish(pcxt);
+
+	/* Write the shared graph from the leader's view of it. */
+	n = (int) pg_atomic_read_u32(&sh->nelements);
+	bs->shared = sh;
+	bs->capacity = sh->capacity;
+	bs->elements = MemoryContextAllocExtended(bs->graphCxt, sizeof(HnswBuildElement) * (Size) sh->capacity,
+											  MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	for (int i = 0; i < n; i++)
+		(void) HnswElem(bs, i);
+	bs->nelements = n;
+	bs->entry = sh->entry;
+	bs->entryLevel = sh->entryLevel;
+	HnswFlushGraph(bs);
+	bs->heapTuples = sh->heapTuples;
+	bs->indexTuples = sh->indexTuples;
+	bs->shared = NULL;
+
+	if (IsMVCCSnapshot(snapshot))
+		UnregisterSnapshot(snapshot);
+	DestroyParallelContext(pcxt);
+	ExitParallelMode();
+	return true;
 }
 
 IndexBuildResult *
@@ -688,10 +1067,22 @@ hnswbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 	if (heap->rd_rel->reltuples > 0)
 		pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_TOTAL,
 									 (int64) heap->rd_rel->reltuples);
-	table_index_build_scan(heap, index, indexInfo, true, true, HnswBuildCallback, &bs, NULL);
+	{
+		/* Parallel when the dimensions are known up front and workers are allowed. */
+		int			nworkers = 0;
+		bool		done = false;
 
-	if (!bs.onDisk)
-		HnswFlushGraph(&bs);
+		if (bs.state.dims > 0 && IsNormalProcessingMode() && !IsParallelWorker())
+			nworkers = plan_create_index_workers(RelationGetRelid(heap), RelationGetRelid(index));
+		if (nworkers > 0)
+			done = HnswBuildParallel(&bs, heap, index, indexInfo, nworkers);
+		if (!done)
+		{
+			table_index_build_scan(heap, index, indexInfo, true, true, HnswBuildCallback, &bs, NULL);
+			if (!bs.onDisk)
+				HnswFlushGraph(&bs);
+		}
+	}
 
 	MemoryContextDelete(bs.graphCxt);
 	MemoryContextDelete(bs.tmpCxt);

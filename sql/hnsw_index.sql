@@ -33,6 +33,19 @@ SELECT qid, op, knn(op, q, 10, true) = knn(op, q, 10, false) AS exact, knn(op, q
 FROM queries, unnest(ARRAY['<=>', '<->', '<#>']) op ORDER BY qid, op;
 RESET crossmodal.hnsw_ef_search;
 
+-- A parallel build gives an index with the same exact answers.
+SET max_parallel_maintenance_workers = 2;
+SET min_parallel_table_scan_size = 0;
+CREATE INDEX items_cos_par ON items USING crossmodal_hnsw (emb embedding_cosine_ops);
+RESET max_parallel_maintenance_workers;
+RESET min_parallel_table_scan_size;
+SELECT count(*) FROM crossmodal_hnsw_heap_tids('items_cos_par');
+DROP INDEX items_cos;
+SET crossmodal.hnsw_ef_search = 1000;
+SELECT qid, knn('<=>', q, 10, true) = knn('<=>', q, 10, false) AS exact FROM queries ORDER BY qid;
+RESET crossmodal.hnsw_ef_search;
+ALTER INDEX items_cos_par RENAME TO items_cos;
+
 -- The planner uses the index for a top-k and not for a LIMIT near the table size.
 ANALYZE items;
 EXPLAIN (COSTS OFF) SELECT id FROM items ORDER BY emb <=> '[1,2,3,4,5,6,7,8]' LIMIT 10;
