@@ -179,6 +179,19 @@ typedef struct HnswIndexState
 	Oid			collation;
 } HnswIndexState;
 
+/*
+ * The buffer each block was last found in, kept per backend in the index's
+ * relcache entry (rd_amcache): a search re-pins it with ReadRecentBuffer,
+ * skipping the shared buffer mapping lookup that otherwise dominates.
+ */
+typedef struct HnswBufferCache
+{
+	BlockNumber nblocks;
+	Buffer		buffers[FLEXIBLE_ARRAY_MEMBER];
+} HnswBufferCache;
+
+#define HNSW_BUFFER_CACHE_MAX_BLOCKS	(1 << 20)
+
 /* One element seen by a graph search. */
 typedef struct HnswCandidate
 {
@@ -291,6 +304,7 @@ extern void HnswInitPage(Page page, uint16 flags);
 extern void HnswInitMetaPage(Page page, int dims, int m, int efConstruction);
 extern void HnswReadMeta(Relation index, HnswMetaPageData *meta);
 extern void HnswInitState(HnswIndexState *state, Relation index, const HnswMetaPageData *meta);
+extern Buffer HnswReadBuffer(HnswIndexState *state, BlockNumber blkno);
 extern float4 *HnswPrepareVector(HnswIndexState *state, Datum value, bool *indexable);
 extern void HnswCheckDims(HnswIndexState *state, int dims);
 extern int	HnswMaxLevel(int dims, int m);

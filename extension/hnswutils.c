@@ -140,6 +140,47 @@ HnswInitState(HnswIndexState *state, Relation index, const HnswMetaPageData *met
 	state->distanceProc = proc;
 	state->normalize = OidIsValid(index_getprocid(index, 1, HNSW_NORM_PROC));
 	state->metric = HnswIdentifyMetric(proc->fn_addr, state->normalize);
+
+	/* The per-backend buffer cache, grown to the index's current size. */
+	{
+		HnswBufferCache *cache = (HnswBufferCache *) index->rd_amcache;
+		BlockNumber nblocks = Min(RelationGetNumberOfBlocks(index), HNSW_BUFFER_CACHE_MAX_BLOCKS);
+
+		if (cache == NULL || cache->nblocks < nblocks)
+		{
+			BlockNumber size = Max(nblocks + nblocks / 4, 64);
+
+			size = Min(size, HNSW_BUFFER_CACHE_MAX_BLOCKS);
+			if (cache != NULL)
+				pfree(cache);
+			cache = MemoryContextAllocZero(index->rd_indexcxt,
+										   offsetof(HnswBufferCache, buffers) + sizeof(Buffer) * size);
+			cache->nblocks = size;
+			index->rd_amcache = cache;
+		}
+	}
+}
+
+/* ReadBuffer for graph searches, through the recent-buffer cache. */
+Buffer
+HnswReadBuffer(HnswIndexState *state, BlockNumber blkno)
+{
+	/*
+	 * Looked up on every call: a relcache flush frees rd_amcache, so a
+	 * pointer kept across calls could dangle.
+	 */
+	HnswBufferCache *cache = (HnswBufferCache *) state->index->rd_amcache;
+	Buffer		buf;
+
+	if (cache == NULL || blkno >= cache->nblocks)
+		return ReadBuffer(state->index, blkno);
+	buf = cache->buffers[blkno];
+	if (BufferIsValid(buf) &&
+		ReadRecentBuffer(state->index->rd_node, MAIN_FORKNUM, blkno, buf))
+		return buf;
+	buf = ReadBuffer(state->index, blkno);
+	cache->buffers[blkno] = buf;
+	return buf;
 }
 
 /*
@@ -574,7 +615,7 @@ HnswSearchLoad(HnswSearch *search, ItemPointer tid)
 	if (ItemPointerGetBlockNumber(tid) == HNSW_METAPAGE_BLKNO)
 		return -1;
 	return HnswSearchLoadPinned(search, tid,
-								ReadBuffer(search->state->index, ItemPointerGetBlockNumber(tid)));
+								HnswReadBuffer(search->state, ItemPointerGetBlockNumber(tid)));
 }
 
 static void
@@ -671,13 +712,37 @@ HnswSearchLayer(HnswSearch *search, int level, int ef, int64 maxVisited)
 					ItemPointerGetBlockNumber(&neighbors[i]) == HNSW_METAPAGE_BLKNO)
 					continue;
 				tids[ntodo] = neighbors[i];
-				bufs[ntodo] = ReadBuffer(search->state->index,
+				bufs[ntodo] = HnswReadBuffer(search->state,
 										 ItemPointerGetBlockNumber(&neighbors[i]));
 				page = BufferGetPage(bufs[ntodo]);
 				__builtin_prefetch(page);
 				__builtin_prefetch((char *) page + SizeOfPageHeaderData +
 								   sizeof(ItemIdData) * (ItemPointerGetOffsetNumber(&neighbors[i]) - 1));
 				ntodo++;
+			}
+			/*
+			 * Second stage: the line pointers have arrived; prefetch the
+			 * start of each element's vector (the hardware prefetcher
+			 * streams the rest once it sees the sequential misses).
+			 */
+			for (int i = 0; i < ntodo; i++)
+			{
+				Page		page = BufferGetPage(bufs[i]);
+				OffsetNumber off = ItemPointerGetOffsetNumber(&tids[i]);
+
+				if (off <= PageGetMaxOffsetNumber(page))
+				{
+					ItemId		itemid = PageGetItemId(page, off);
+					char	   *tup = (char *) page + ItemIdGetOffset(itemid);
+
+					if (ItemIdGetOffset(itemid) + 256 <= BLCKSZ)
+					{
+						__builtin_prefetch(tup);
+						__builtin_prefetch(tup + 64);
+						__builtin_prefetch(tup + 128);
+						__builtin_prefetch(tup + 192);
+					}
+				}
 			}
 			for (int i = 0; i < ntodo; i++)
 			{
