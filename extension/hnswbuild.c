@@ -317,7 +317,13 @@ HnswBuildSearchLayer(HnswBuildState *bs, const float4 *q, const HnswPair *entrie
 			float		d;
 
 			if (i + 1 < ntodo)
-				__builtin_prefetch(bs->elements[todo[i + 1]].vector + 16);
+			{
+				/* the whole next vector: its misses overlap this distance */
+				const char *next = (const char *) bs->elements[todo[i + 1]].vector;
+
+				for (int off = 64; off < (int) sizeof(float4) * bs->state.dims; off += 64)
+					__builtin_prefetch(next + off);
+			}
 			d = HnswBuildDistance(bs, q, bs->elements[e].vector);
 			if (W->count < ef || d < W->items[0].dist)
 			{
