@@ -137,5 +137,24 @@ SELECT count(*) FROM (SELECT id FROM items WHERE $filter
 	is($got, $want, "filtered query ($filter) returns $want rows");
 }
 
+# Progress of a build in pg_stat_progress_create_index, seen from another session.
+$node->safe_psql('postgres', q{
+CREATE TABLE big AS SELECT i AS id, (SELECT array_agg(random() - 0.5)::real[] FROM generate_series(1, 64) WHERE i > 0)::embedding(64) AS emb
+	FROM generate_series(1, 20000) i;
+});
+my $bg = $node->background_psql('postgres');
+$bg->query_safe("SET maintenance_work_mem = '256MB'");
+$bg->query_until(qr/started/, q{
+\echo started
+CREATE INDEX big_emb ON big USING crossmodal_hnsw (emb embedding_l2_ops) WITH (ef_construction = 400);
+});
+ok($node->poll_query_until('postgres', q{
+SELECT count(*) > 0 FROM pg_stat_progress_create_index
+WHERE phase = 'building index: building graph' AND tuples_done > 0;
+}), 'pg_stat_progress_create_index shows the graph being built, with tuples done');
+$bg->quit;
+is($node->safe_psql('postgres', "SELECT count(*) FROM crossmodal_hnsw_heap_tids('big_emb')"),
+	'20000', 'the watched build completed');
+
 $node->stop;
 done_testing();
