@@ -88,8 +88,9 @@ typedef struct HnswBuildShared
 	int			trancheId;
 	int			capacity;		/* elements */
 	Size		arenaSize;
-	pg_atomic_uint32 nelements;
+	pg_atomic_uint32 nelements;	/* may run past capacity when full */
 	pg_atomic_uint64 arenaUsed;
+	pg_atomic_uint32 full;		/* an allocation failed: rows were left out */
 	LWLock		entryLock;
 	int32		entry;
 	int			entryLevel;
@@ -143,6 +144,7 @@ typedef struct HnswBuildState
 
 	HnswBuildShared *shared;	/* parallel build, else NULL */
 	bool		isLeader;
+	HnswKeySet *skip;			/* heap TIDs already in the graph (second pass) */
 } HnswBuildState;
 
 /*
@@ -469,8 +471,11 @@ HnswBuildConnect(HnswBuildState *bs, int32 n, int32 q, float d, int lc, bool for
 	return linked;
 }
 
-/* Inserts one vector into the in-memory graph (Algorithm 1). */
-static void
+/*
+ * Inserts one vector into the in-memory graph (Algorithm 1).  Returns false,
+ * inserting nothing, when a parallel build's shared memory is full.
+ */
+static bool
 HnswBuildInsert(HnswBuildState *bs, const float4 *vector, ItemPointer heaptid)
 {
 	int			m = bs->state.m;
@@ -498,14 +503,26 @@ HnswBuildInsert(HnswBuildState *bs, const float4 *vector, ItemPointer heaptid)
 		HnswSharedElement *se;
 		char	   *arena = HnswSharedArena(sh);
 
-		q = (int32) pg_atomic_fetch_add_u32(&sh->nelements, 1);
+		/* Space first, then a number: every number handed out is filled in. */
+		if (pg_atomic_read_u32(&sh->full))
+		{
+			MemoryContextSwitchTo(old);
+			return false;
+		}
 		off = pg_atomic_fetch_add_u64(&sh->arenaUsed, vsize + nsize + dsize + csize);
-		if (q >= sh->capacity || off + vsize + nsize + dsize + csize > sh->arenaSize)
-			ereport(ERROR,
-					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("crossmodal_hnsw graph does not fit into the memory of the parallel build"),
-					 errdetail("The table holds more rows than its statistics said."),
-					 errhint("ANALYZE the table, increase maintenance_work_mem, or set max_parallel_maintenance_workers = 0.")));
+		if (off + vsize + nsize + dsize + csize > sh->arenaSize)
+		{
+			pg_atomic_write_u32(&sh->full, 1);
+			MemoryContextSwitchTo(old);
+			return false;
+		}
+		q = (int32) pg_atomic_fetch_add_u32(&sh->nelements, 1);
+		if (q >= sh->capacity)
+		{
+			pg_atomic_write_u32(&sh->full, 1);
+			MemoryContextSwitchTo(old);
+			return false;
+		}
 		se = &HnswSharedElements(sh)[q];
 		LWLockInitialize(&se->lock, sh->trancheId);
 		se->heaptid = *heaptid;
@@ -527,7 +544,7 @@ HnswBuildInsert(HnswBuildState *bs, const float4 *vector, ItemPointer heaptid)
 			sh->entry = q;
 			sh->entryLevel = level;
 			LWLockRelease(&sh->entryLock);
-			return;
+			return true;
 		}
 		entry = sh->entry;
 		entryLevel = sh->entryLevel;
@@ -562,7 +579,7 @@ HnswBuildInsert(HnswBuildState *bs, const float4 *vector, ItemPointer heaptid)
 	{
 		bs->entry = q;
 		bs->entryLevel = level;
-		return;
+		return true;
 	}
 	entry = bs->entry;
 	entryLevel = bs->entryLevel;
@@ -626,6 +643,7 @@ search:
 		bs->entry = q;
 		bs->entryLevel = level;
 	}
+	return true;
 }
 
 /* ---------- writing the graph ---------- */
@@ -775,6 +793,8 @@ HnswBuildCallback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 	bs->heapTuples += 1;
 	if (isnull[0])
 		return;
+	if (bs->skip != NULL && HnswKeySetContains(bs->skip, HnswTidKey(tid)))
+		return;
 
 	old = MemoryContextSwitchTo(bs->tmpCxt);
 	if (bs->state.dims == 0)
@@ -791,8 +811,9 @@ HnswBuildCallback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 	{
 		if (bs->shared != NULL)
 		{
-			HnswBuildInsert(bs, vector, tid);
-			bs->indexTuples += 1;
+			/* A row that finds the shared graph full is left for the leader. */
+			if (HnswBuildInsert(bs, vector, tid))
+				bs->indexTuples += 1;
 			if (bs->isLeader)
 				pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE,
 											 pg_atomic_read_u32(&bs->shared->nelements));
@@ -943,6 +964,8 @@ HnswBuildParallel(HnswBuildState *bs, Relation heap, Relation index, IndexInfo *
 	HnswBuildShared *sh;
 	ParallelTableScanDesc pscan;
 	int			n;
+	bool		full;
+	HnswKeySet	inGraph;
 
 	if (reltuples < 0)			/* never vacuumed or analyzed: guess from the size */
 		reltuples = (double) RelationGetNumberOfBlocks(heap) *
@@ -983,6 +1006,7 @@ HnswBuildParallel(HnswBuildState *bs, Relation heap, Relation index, IndexInfo *
 	sh->arenaSize = arenaSize;
 	pg_atomic_init_u32(&sh->nelements, 0);
 	pg_atomic_init_u64(&sh->arenaUsed, 0);
+	pg_atomic_init_u32(&sh->full, 0);
 	LWLockRegisterTranche(sh->trancheId, "crossmodal_hnsw_build");
 	LWLockInitialize(&sh->entryLock, sh->trancheId);
 	sh->entry = -1;
@@ -1001,7 +1025,7 @@ HnswBuildParallel(HnswBuildState *bs, Relation heap, Relation index, IndexInfo *
 	WaitForParallelWorkersToFinish(pcxt);
 
 	/* Write the shared graph from the leader's view of it. */
-	n = (int) pg_atomic_read_u32(&sh->nelements);
+	n = (int) Min(pg_atomic_read_u32(&sh->nelements), (uint32) sh->capacity);
 	bs->shared = sh;
 	bs->capacity = sh->capacity;
 	bs->elements = MemoryContextAllocExtended(bs->graphCxt, sizeof(HnswBuildElement) * (Size) sh->capacity,
@@ -1016,10 +1040,39 @@ HnswBuildParallel(HnswBuildState *bs, Relation heap, Relation index, IndexInfo *
 	bs->indexTuples = sh->indexTuples;
 	bs->shared = NULL;
 
+	full = pg_atomic_read_u32(&sh->full) != 0;
+	if (full)
+	{
+		HnswKeySetInit(&inGraph, (uint32) n);
+		for (int i = 0; i < n; i++)
+			HnswKeySetAdd(&inGraph, HnswTidKey(&bs->elements[i].heaptid));
+	}
+	bs->elements = NULL;
+
 	if (IsMVCCSnapshot(snapshot))
 		UnregisterSnapshot(snapshot);
 	DestroyParallelContext(pcxt);
 	ExitParallelMode();
+
+	/*
+	 * The table held more rows than its statistics promised: insert the
+	 * rows that were left out one by one, on disk, in a second (serial) pass
+	 * that skips every row already in the graph.
+	 */
+	if (full)
+	{
+		ereport(NOTICE,
+				(errmsg("crossmodal_hnsw graph no longer fits into maintenance_work_mem after %.0f tuples",
+						bs->indexTuples),
+				 errdetail("Building will take significantly longer."),
+				 errhint("Increase maintenance_work_mem to speed up builds.")));
+		bs->skip = &inGraph;
+		bs->onDisk = true;
+		bs->heapTuples = 0;
+		pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, HNSW_PHASE_LOAD);
+		table_index_build_scan(heap, index, indexInfo, true, true, HnswBuildCallback, bs, NULL);
+		bs->skip = NULL;
+	}
 	return true;
 }
 
