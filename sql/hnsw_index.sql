@@ -46,6 +46,27 @@ SELECT qid, knn('<=>', q, 10, true) = knn('<=>', q, 10, false) AS exact FROM que
 RESET crossmodal.hnsw_ef_search;
 ALTER INDEX items_cos_par RENAME TO items_cos;
 
+-- A parallel build of a table that outgrew its statistics: the rows beyond
+-- the shared graph's room are added afterwards (NOTICE), none is lost.
+CREATE TABLE grown (id int, emb embedding(8));
+INSERT INTO grown SELECT i, (SELECT array_agg(random() - 0.5)::real[] FROM generate_series(1, 8) WHERE i > 0)::embedding
+	FROM generate_series(1, 1000) i;
+ANALYZE grown;
+INSERT INTO grown SELECT i, (SELECT array_agg(random() - 0.5)::real[] FROM generate_series(1, 8) WHERE i > 0)::embedding
+	FROM generate_series(1001, 4000) i;
+SET max_parallel_maintenance_workers = 2;
+SET min_parallel_table_scan_size = 0;
+CREATE INDEX grown_idx ON grown USING crossmodal_hnsw (emb embedding_l2_ops);
+RESET max_parallel_maintenance_workers;
+RESET min_parallel_table_scan_size;
+SELECT count(*) FROM crossmodal_hnsw_heap_tids('grown_idx');
+SET enable_seqscan = off;
+SET crossmodal.hnsw_max_scan_tuples = 100000;
+SELECT count(DISTINCT id) > 3990 AS nearly_all FROM (SELECT id FROM grown ORDER BY emb <-> (SELECT emb FROM grown WHERE id = 1) LIMIT 5000) s;
+RESET crossmodal.hnsw_max_scan_tuples;
+RESET enable_seqscan;
+DROP TABLE grown;
+
 -- The planner uses the index for a top-k and not for a LIMIT near the table size.
 ANALYZE items;
 EXPLAIN (COSTS OFF) SELECT id FROM items ORDER BY emb <=> '[1,2,3,4,5,6,7,8]' LIMIT 10;
