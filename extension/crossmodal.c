@@ -8,6 +8,7 @@
 #include "utils/guc.h"
 
 #include "embedding.h"
+#include "hnsw.h"
 #include "model_registry.h"
 
 PG_MODULE_MAGIC;
@@ -24,7 +25,8 @@ _PG_init(void)
 	/* Encoder settings and the per-backend model registry. */
 	EncoderRegistryInit();
 
-	/* HNSW index access method: initialised here once that module lands. */
+	/* HNSW index access method: options and settings. */
+	HnswInit();
 
 	/* Last: every module has defined its crossmodal.* settings. */
 	MarkGUCPrefixReserved("crossmodal");

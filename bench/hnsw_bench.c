@@ -1,0 +1,401 @@
+/*
+ * hnsw_bench.c
+ *	  crossmodal_hnsw benchmark: build time, index size, recall@10 and queries/s per ef_search.
+ *
+ * Data: a deterministic Gaussian mixture (cluster centres and offsets drawn
+ * from N(0, 1) per dimension, offsets scaled by --spread), every vector
+ * unit-normalised; queries come from the same mixture but are not in the
+ * table.  The exact top-10 by cosine distance is computed here, in double.
+ * Queries go through one connection as a prepared statement with the vector
+ * as a text parameter.  Connection settings come from the PG* environment.
+ *
+ * Build: cc -O2 -o hnsw_bench hnsw_bench.c -I$(pg_config --includedir) -lpq -lm
+ * (bench/hnsw_bench.sh does this and runs the two standard configurations).
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+typedef struct Options
+{
+	int			rows;
+	int			dims;
+	int			clusters;
+	int			queries;
+	int			m;
+	int			efConstruction;
+	double		spread;
+	int			k;
+	const char *efList;
+	const char *workersList;
+	const char *table;
+	int			skipLoad;
+} Options;
+
+/* ---------- deterministic random numbers ---------- */
+
+static uint64_t
+SplitMix64(uint64_t *state)
+{
+	uint64_t	z = (*state += UINT64_C(0x9E3779B97F4A7C15));
+
+	z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+	z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+	return z ^ (z >> 31);
+}
+
+static double
+Uniform(uint64_t *state)
+{
+	return ((SplitMix64(state) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+
+static double
+Gaussian(uint64_t *state)
+{
+	double		u1 = Uniform(state);
+	double		u2 = Uniform(state);
+
+	return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+/* Vector number `index` of a stream: its cluster's centre plus scaled noise, normalised. */
+static void
+MixtureVector(const float *centres, const Options *o, uint64_t stream, long index, float *out)
+{
+	uint64_t	state = stream * UINT64_C(0x100000001B3) + (uint64_t) index * UINT64_C(0x9E3779B97F4A7C15);
+	int			c = (int) (SplitMix64(&state) % (uint64_t) o->clusters);
+	double		norm = 0.0;
+
+	for (int d = 0; d < o->dims; d++)
+	{
+		double		v = centres[(size_t) c * o->dims + d] + o->spread * Gaussian(&state);
+
+		out[d] = (float) v;
+		norm += v * v;
+	}
+	norm = sqrt(norm);
+	for (int d = 0; d < o->dims; d++)
+		out[d] = (float) (out[d] / norm);
+}
+
+/* ---------- helpers ---------- */
+
+static double
+Now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void
+Die(PGconn *conn, const char *what)
+{
+	fprintf(stderr, "hnsw_bench: %s: %s", what, PQerrorMessage(conn));
+	PQfinish(conn);
+	exit(1);
+}
+
+static void
+Exec(PGconn *conn, const char *sql)
+{
+	PGresult   *res = PQexec(conn, sql);
+
+	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+	{
+		fprintf(stderr, "hnsw_bench: %s\n", sql);
+		PQclear(res);
+		Die(conn, "query failed");
+	}
+	PQclear(res);
+}
+
+static char *
+VectorText(const float *v, int dims, char *buf)
+{
+	char	   *p = buf;
+
+	*p++ = '[';
+	for (int d = 0; d < dims; d++)
+		p += sprintf(p, d ? ",%.9g" : "%.9g", v[d]);
+	*p++ = ']';
+	*p = '\0';
+	return buf;
+}
+
+static int
+ParseList(const char *s, int *out, int max)
+{
+	int			n = 0;
+	char	   *copy = strdup(s);
+
+	for (char *tok = strtok(copy, ","); tok && n < max; tok = strtok(NULL, ","))
+		out[n++] = atoi(tok);
+	free(copy);
+	return n;
+}
+
+/* ---------- phases ---------- */
+
+static void
+Load(PGconn *conn, const Options *o, const float *centres)
+{
+	char		sql[512];
+	float	   *v = malloc(sizeof(float) * o->dims);
+	char	   *line = malloc((size_t) o->dims * 20 + 64);
+	double		t0 = Now();
+	PGresult   *res;
+
+	snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS %s", o->table);
+	Exec(conn, sql);
+	snprintf(sql, sizeof(sql), "CREATE TABLE %s (id int, emb embedding(%d))", o->table, o->dims);
+	Exec(conn, sql);
+	snprintf(sql, sizeof(sql), "COPY %s (id, emb) FROM STDIN", o->table);
+	res = PQexec(conn, sql);
+	if (PQresultStatus(res) != PGRES_COPY_IN)
+		Die(conn, "COPY");
+	PQclear(res);
+	for (long i = 0; i < o->rows; i++)
+	{
+		int			n;
+
+		MixtureVector(centres, o, 1, i, v);
+		n = sprintf(line, "%ld\t", i + 1);
+		VectorText(v, o->dims, line + n);
+		n = strlen(line);
+		line[n++] = '\n';
+		if (PQputCopyData(conn, line, n) != 1)
+			Die(conn, "COPY data");
+	}
+	if (PQputCopyEnd(conn, NULL) != 1)
+		Die(conn, "COPY end");
+	res = PQgetResult(conn);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		Die(conn, "COPY result");
+	PQclear(res);
+	snprintf(sql, sizeof(sql), "VACUUM ANALYZE %s", o->table);
+	Exec(conn, sql);
+	printf("loaded %d rows of %d dimensions in %.1f s\n", o->rows, o->dims, Now() - t0);
+	free(v);
+	free(line);
+}
+
+/* Exact top-k (largest dot product of unit vectors = smallest cosine distance). */
+static int *
+GroundTruth(const Options *o, const float *centres, const float *queries)
+{
+	float	   *data = malloc(sizeof(float) * (size_t) o->rows * o->dims);
+	int		   *truth = malloc(sizeof(int) * (size_t) o->queries * o->k);
+	double		t0 = Now();
+
+	for (long i = 0; i < o->rows; i++)
+		MixtureVector(centres, o, 1, i, data + (size_t) i * o->dims);
+	for (int q = 0; q < o->queries; q++)
+	{
+		const float *qv = queries + (size_t) q * o->dims;
+		double		best[64];
+		int			bestId[64];
+		int			n = 0;
+
+		for (long i = 0; i < o->rows; i++)
+		{
+			const float *x = data + (size_t) i * o->dims;
+			double		dot = 0.0;
+			int			j;
+
+			for (int d = 0; d < o->dims; d++)
+				dot += (double) qv[d] * x[d];
+			if (n == o->k && dot <= best[n - 1])
+				continue;
+			j = n < o->k ? n++ : n - 1;
+			while (j > 0 && best[j - 1] < dot)
+			{
+				best[j] = best[j - 1];
+				bestId[j] = bestId[j - 1];
+				j--;
+			}
+			best[j] = dot;
+			bestId[j] = (int) i + 1;
+		}
+		memcpy(truth + (size_t) q * o->k, bestId, sizeof(int) * o->k);
+	}
+	printf("exact top-%d of %d queries in %.1f s\n", o->k, o->queries, Now() - t0);
+	free(data);
+	return truth;
+}
+
+static void
+Build(PGconn *conn, const Options *o, int workers)
+{
+	char		sql[512];
+	double		t0;
+	PGresult   *res;
+
+	snprintf(sql, sizeof(sql), "DROP INDEX IF EXISTS %s_hnsw", o->table);
+	Exec(conn, sql);
+	snprintf(sql, sizeof(sql), "SET max_parallel_maintenance_workers = %d", workers);
+	Exec(conn, sql);
+	Exec(conn, "CHECKPOINT");
+	snprintf(sql, sizeof(sql),
+			 "CREATE INDEX %s_hnsw ON %s USING crossmodal_hnsw (emb embedding_cosine_ops) "
+			 "WITH (m = %d, ef_construction = %d)", o->table, o->table, o->m, o->efConstruction);
+	t0 = Now();
+	Exec(conn, sql);
+	printf("build (max_parallel_maintenance_workers = %d): %.1f s", workers, Now() - t0);
+	snprintf(sql, sizeof(sql), "SELECT pg_relation_size('%s_hnsw')", o->table);
+	res = PQexec(conn, sql);
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		Die(conn, "index size");
+	printf(", index size %.1f MiB\n", atof(PQgetvalue(res, 0, 0)) / (1024.0 * 1024.0));
+	PQclear(res);
+}
+
+static void
+Queries(PGconn *conn, const Options *o, const float *queries, const int *truth)
+{
+	char		sql[512];
+	char	   *text = malloc((size_t) o->dims * 20 + 8);
+	int			efs[32];
+	int			nef = ParseList(o->efList, efs, 32);
+	double		at95 = -1, at99 = -1;
+	PGresult   *res;
+
+	snprintf(sql, sizeof(sql), "SELECT id FROM %s ORDER BY emb <=> $1::embedding LIMIT %d",
+			 o->table, o->k);
+	res = PQprepare(conn, "knn", sql, 1, NULL);
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		Die(conn, "prepare");
+	PQclear(res);
+
+	printf("%8s %10s %10s %12s\n", "ef", "recall@10", "queries/s", "ms/query");
+	for (int e = 0; e < nef; e++)
+	{
+		long		hits = 0;
+		double		t0,
+					elapsed;
+
+		snprintf(sql, sizeof(sql), "SET crossmodal.hnsw_ef_search = %d", efs[e]);
+		Exec(conn, sql);
+		for (int pass = 0; pass < 2; pass++)	/* pass 0 warms the cache */
+		{
+			t0 = Now();
+			hits = 0;
+			for (int q = 0; q < o->queries; q++)
+			{
+				const char *params[1];
+
+				params[0] = VectorText(queries + (size_t) q * o->dims, o->dims, text);
+				res = PQexecPrepared(conn, "knn", 1, params, NULL, NULL, 0);
+				if (PQresultStatus(res) != PGRES_TUPLES_OK)
+					Die(conn, "query");
+				for (int r = 0; r < PQntuples(res); r++)
+				{
+					int			id = atoi(PQgetvalue(res, r, 0));
+
+					for (int t = 0; t < o->k; t++)
+						hits += truth[(size_t) q * o->k + t] == id;
+				}
+				PQclear(res);
+			}
+			elapsed = Now() - t0;
+		}
+		{
+			double		recall = (double) hits / ((double) o->queries * o->k);
+
+			printf("%8d %10.4f %10.1f %12.3f\n", efs[e], recall, o->queries / elapsed,
+				   1000.0 * elapsed / o->queries);
+			if (at95 < 0 && recall >= 0.95)
+				at95 = efs[e];
+			if (at99 < 0 && recall >= 0.99)
+				at99 = efs[e];
+		}
+		fflush(stdout);
+	}
+	printf("recall@10 >= 0.95 from ef_search %s%.0f, >= 0.99 from ef_search %s%.0f\n",
+		   at95 < 0 ? "(none) " : "", at95, at99 < 0 ? "(none) " : "", at99);
+	free(text);
+}
+
+int
+main(int argc, char **argv)
+{
+	Options		o = {100000, 512, 1000, 500, 16, 64, 1.0, 10,
+	"10,20,40,80,160,320", "0", "hnsw_bench", 0};
+	PGconn	   *conn;
+	float	   *centres;
+	float	   *queries;
+	int		   *truth;
+	uint64_t	state = 42;
+	int			workers[8];
+	int			nworkers;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);	/* progress as it happens */
+	for (int i = 1; i < argc; i++)
+	{
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : "";
+
+		if (strcmp(a, "--rows") == 0) o.rows = atoi(v), i++;
+		else if (strcmp(a, "--dims") == 0) o.dims = atoi(v), i++;
+		else if (strcmp(a, "--clusters") == 0) o.clusters = atoi(v), i++;
+		else if (strcmp(a, "--queries") == 0) o.queries = atoi(v), i++;
+		else if (strcmp(a, "--m") == 0) o.m = atoi(v), i++;
+		else if (strcmp(a, "--ef-construction") == 0) o.efConstruction = atoi(v), i++;
+		else if (strcmp(a, "--spread") == 0) o.spread = atof(v), i++;
+		else if (strcmp(a, "--ef") == 0) o.efList = v, i++;
+		else if (strcmp(a, "--workers") == 0) o.workersList = v, i++;
+		else if (strcmp(a, "--table") == 0) o.table = v, i++;
+		else if (strcmp(a, "--skip-load") == 0) o.skipLoad = 1;
+		else
+		{
+			fprintf(stderr, "usage: hnsw_bench [--rows N] [--dims D] [--clusters C] [--queries Q] "
+					"[--m M] [--ef-construction E] [--spread S] [--ef 10,20,...] "
+					"[--workers 0,1] [--table NAME] [--skip-load]\n");
+			return 2;
+		}
+	}
+	if (o.rows < o.k || o.dims < 1 || o.clusters < 1 || o.queries < 1 || o.k > 64)
+	{
+		fprintf(stderr, "hnsw_bench: bad sizes\n");
+		return 2;
+	}
+	printf("data: %d x %d, %d clusters, spread %.2f, unit-normalised; %d queries; "
+		   "m = %d, ef_construction = %d\n", o.rows, o.dims, o.clusters, o.spread,
+		   o.queries, o.m, o.efConstruction);
+
+	centres = malloc(sizeof(float) * (size_t) o.clusters * o.dims);
+	for (size_t i = 0; i < (size_t) o.clusters * o.dims; i++)
+		centres[i] = (float) Gaussian(&state);
+	queries = malloc(sizeof(float) * (size_t) o.queries * o.dims);
+	for (int q = 0; q < o.queries; q++)
+		MixtureVector(centres, &o, 2, q, queries + (size_t) q * o.dims);
+
+	conn = PQconnectdb("");
+	if (PQstatus(conn) != CONNECTION_OK)
+		Die(conn, "connect");
+	Exec(conn, "SET client_min_messages = warning");
+	Exec(conn, "CREATE EXTENSION IF NOT EXISTS crossmodal");
+	Exec(conn, "SET maintenance_work_mem = '2GB'");
+	if (!o.skipLoad)
+		Load(conn, &o, centres);
+	truth = GroundTruth(&o, centres, queries);
+
+	nworkers = ParseList(o.workersList, workers, 8);
+	for (int w = 0; w < nworkers; w++)
+		Build(conn, &o, workers[w]);
+	Queries(conn, &o, queries, truth);
+
+	PQfinish(conn);
+	free(centres);
+	free(queries);
+	free(truth);
+	return 0;
+}
