@@ -29,6 +29,7 @@
 #endif
 
 #define GEMM_KC 1024			/* K per pass: an NR-row W slice is 12-16 KiB (L1) */
+#define GEMM_KC_FEW 512			/* K per pass for up to 16 x rows: their chunks stay in L1 too */
 #define GEMM_MC 96				/* x rows per pass: 96 x 1024 floats, 384 KiB (L2) */
 #define GEMM_PF_BYTES 8192		/* W bytes ahead that a block prefetches (whole slices) */
 
@@ -341,6 +342,7 @@ gemm_nt_driver(const gemm_kernel *kernel, int M, int N, int K, const float *x, s
 	int			mr_max = kernel ? kernel->mr_max : 4;
 	int			nr_max = kernel ? kernel->nr_max : 4;
 	int			mc = GEMM_MC / mr_max * mr_max;	/* passes of whole blocks */
+	int			kc_max = M <= 16 ? GEMM_KC_FEW : GEMM_KC;
 
 	if (M <= 0 || N <= 0)
 		return;
@@ -352,9 +354,9 @@ gemm_nt_driver(const gemm_kernel *kernel, int M, int N, int K, const float *x, s
 					(bias ? bias[n] : 0.0f);
 		return;
 	}
-	for (int k0 = 0; k0 < K; k0 += GEMM_KC)
+	for (int k0 = 0; k0 < K; k0 += kc_max)
 	{
-		int			kc = min_int(GEMM_KC, K - k0);
+		int			kc = min_int(kc_max, K - k0);
 		size_t		slice_bytes = (size_t) nr_max * kc * sizeof(float);
 		size_t		pf_slices = (GEMM_PF_BYTES + slice_bytes - 1) / slice_bytes;
 		size_t		pf_rows = (size_t) nr_max * pf_slices;
