@@ -14,8 +14,9 @@
  * Kernels: AVX2/FMA with 4 x 3 blocks (12 accumulators + 3 W + 1 x = the
  * 16 ymm registers), AVX-512 with 5 x 4 blocks (20 + 4 + 1 of the 32 zmm),
  * and portable C.  The best the CPU runs is picked per call from its
- * feature bits (no global state of our own).  On two threads the W rows are
- * cut in halves, the second half on a thread started and joined per call.
+ * feature bits (no global state of our own).  On two threads (a team: the
+ * caller plus a helper that lives as long as the caller's forward pass),
+ * the W rows are cut into units that both threads claim.
  */
 #include "gemm.h"
 
@@ -34,10 +35,11 @@
 #define GEMM_PF_BYTES 8192		/* W bytes ahead that a block prefetches (whole slices) */
 
 /*
- * A second thread takes half of W's rows when there are at least this many
- * multiply-adds: thread start and join cost some tens of microseconds.
+ * A team shares a product when it has at least this many multiply-adds
+ * (waking the helper and waiting for it cost some microseconds).
  */
 #define GEMM_THREAD_MIN_WORK ((size_t) 4 << 20)
+#define GEMM_UNITS 16			/* units of W rows a threaded product is cut into */
 
 /*
  * For i < mr, j < nr: y[i][j] = (load_y ? y[i][j] : 0) + bias[j] + the dot
@@ -456,14 +458,13 @@ kernel_for_path(cm_gemm_path path)
 	return NULL;
 }
 
-/* One thread's share of a product: the W rows n_begin .. n_end - 1. */
-typedef struct gemm_share
+/* A product, cut into units of W rows that the team's threads claim. */
+typedef struct gemm_job
 {
 	const gemm_kernel *kernel;
 	int			M,
-				K,
-				n_begin,
-				n_end;
+				N,
+				K;
 	const float *x;
 	size_t		ldx;
 	const float *W;
@@ -472,71 +473,200 @@ typedef struct gemm_share
 	float	   *y;
 	size_t		ldy;
 	bool		accumulate;
-} gemm_share;
+	int			unit_rows;		/* W rows per unit, a multiple of the kernel's NR */
+	int			n_units;
+} gemm_job;
 
 static void
-run_share(const gemm_share *sh)
+run_unit(const gemm_job *job, int unit)
 {
-	gemm_nt_driver(sh->kernel, sh->M, sh->n_end - sh->n_begin, sh->K, sh->x, sh->ldx,
-				   sh->W + (size_t) sh->n_begin * sh->ldw, sh->ldw,
-				   sh->bias ? sh->bias + sh->n_begin : NULL,
-				   sh->y + sh->n_begin, sh->ldy, sh->accumulate);
+	int			n0 = unit * job->unit_rows;
+	int			n1 = min_int(job->N, n0 + job->unit_rows);
+
+	gemm_nt_driver(job->kernel, job->M, n1 - n0, job->K, job->x, job->ldx,
+				   job->W + (size_t) n0 * job->ldw, job->ldw,
+				   job->bias ? job->bias + n0 : NULL, job->y + n0, job->ldy, job->accumulate);
+}
+
+/*
+ * Claim the next unit of job generation gen: false once they are all taken
+ * or the job is no longer the current one (a helper late to a job finds it
+ * finished and does nothing).  The claim word holds gen << 32 | next unit.
+ */
+static bool
+claim_unit(cm_gemm_team *team, uint32_t gen, int n_units, int *unit)
+{
+	uint64_t	v = atomic_load(&team->claim);
+
+	for (;;)
+	{
+		if ((uint32_t) (v >> 32) != gen || (int) (uint32_t) v >= n_units)
+			return false;
+		if (atomic_compare_exchange_weak(&team->claim, &v, v + 1))
+		{
+			*unit = (int) (uint32_t) v;
+			return true;
+		}
+	}
+}
+
+/* Run units of the job of generation gen while there are any left. */
+static void
+work_on(cm_gemm_team *team, const gemm_job *job, uint32_t gen)
+{
+	int			unit;
+
+	while (claim_unit(team, gen, job->n_units, &unit))
+	{
+		run_unit(job, unit);
+		if (atomic_fetch_add(&team->finished, 1) + 1 == job->n_units)
+		{
+			pthread_mutex_lock(&team->lock);
+			pthread_cond_signal(&team->done);
+			pthread_mutex_unlock(&team->lock);
+		}
+	}
 }
 
 static void *
-share_thread_main(void *arg)
+helper_main(void *arg)
 {
-	run_share((const gemm_share *) arg);
+	cm_gemm_team *team = arg;
+	uint32_t	seen = 0;
+
+	pthread_mutex_lock(&team->lock);
+	for (;;)
+	{
+		gemm_job	job;
+
+		while (!team->stop && team->gen == seen)
+			pthread_cond_wait(&team->wake, &team->lock);
+		if (team->stop)
+			break;
+		seen = team->gen;
+		if (team->job == NULL)
+			continue;			/* that product is already done */
+		job = *(const gemm_job *) team->job;
+		pthread_mutex_unlock(&team->lock);
+		work_on(team, &job, seen);
+		pthread_mutex_lock(&team->lock);
+	}
+	pthread_mutex_unlock(&team->lock);
 	return NULL;
 }
 
+bool
+cm_gemm_team_start(cm_gemm_team *team, int n_threads)
+{
+	sigset_t	all,
+				old;
+
+	team->running = false;
+	if (n_threads < 2)
+		return false;
+	team->stop = false;
+	team->gen = 0;
+	team->job = NULL;
+	atomic_init(&team->claim, 0);
+	atomic_init(&team->finished, 0);
+	if (pthread_mutex_init(&team->lock, NULL) != 0)
+		return false;
+	if (pthread_cond_init(&team->wake, NULL) != 0)
+	{
+		pthread_mutex_destroy(&team->lock);
+		return false;
+	}
+	if (pthread_cond_init(&team->done, NULL) != 0)
+	{
+		pthread_cond_destroy(&team->wake);
+		pthread_mutex_destroy(&team->lock);
+		return false;
+	}
+
+	/*
+	 * The helper starts with every signal blocked, so that the caller's
+	 * handlers (a PostgreSQL backend's) never run on it.
+	 */
+	sigfillset(&all);
+	if (pthread_sigmask(SIG_SETMASK, &all, &old) == 0)
+	{
+		team->running = pthread_create(&team->helper, NULL, helper_main, team) == 0;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	if (!team->running)
+	{
+		pthread_cond_destroy(&team->done);
+		pthread_cond_destroy(&team->wake);
+		pthread_mutex_destroy(&team->lock);
+	}
+	return team->running;
+}
+
 void
-cm_gemm_nt_path(cm_gemm_path path, int n_threads, int M, int N, int K, const float *x,
+cm_gemm_team_stop(cm_gemm_team *team)
+{
+	if (team == NULL || !team->running)
+		return;
+	pthread_mutex_lock(&team->lock);
+	team->stop = true;
+	pthread_cond_signal(&team->wake);
+	pthread_mutex_unlock(&team->lock);
+	pthread_join(team->helper, NULL);
+	pthread_cond_destroy(&team->done);
+	pthread_cond_destroy(&team->wake);
+	pthread_mutex_destroy(&team->lock);
+	team->running = false;
+}
+
+void
+cm_gemm_nt_path(cm_gemm_path path, cm_gemm_team *team, int M, int N, int K, const float *x,
 				size_t ldx, const float *W, size_t ldw, const float *bias, float *y,
 				size_t ldy, bool accumulate)
 {
 	const gemm_kernel *kernel = kernel_for_path(path);
 	int			nr = kernel ? kernel->nr_max : 4;
-	gemm_share	share[2];
-	pthread_t	helper;
-	bool		helper_running = false;
+	gemm_job	job;
+	uint32_t	gen;
 
-	share[0] = (gemm_share) {kernel, M, K, 0, N, x, ldx, W, ldw, bias, y, ldy, accumulate};
-	if (n_threads >= 2 && M > 0 && K > 0 && N >= 2 * nr &&
-		(size_t) M * (size_t) N * (size_t) K >= GEMM_THREAD_MIN_WORK)
+	if (team == NULL || !team->running || M <= 0 || K <= 0 || N < 2 * nr ||
+		(size_t) M * (size_t) N * (size_t) K < GEMM_THREAD_MIN_WORK)
 	{
-		/*
-		 * Two halves of W's rows, cut at a register block: each thread
-		 * streams its own weights and writes its own columns of y.  The
-		 * helper starts with every signal blocked, so that the caller's
-		 * handlers (a PostgreSQL backend's) never run on it.  It is joined
-		 * before returning: no thread outlives the call (fork-safe).
-		 */
-		int			half = (N / 2 + nr - 1) / nr * nr;
-		sigset_t	all,
-					old;
-
-		share[1] = share[0];
-		share[0].n_end = half;
-		share[1].n_begin = half;
-		sigfillset(&all);
-		if (pthread_sigmask(SIG_SETMASK, &all, &old) == 0)
-		{
-			helper_running = pthread_create(&helper, NULL, share_thread_main, &share[1]) == 0;
-			pthread_sigmask(SIG_SETMASK, &old, NULL);
-		}
-		if (!helper_running)
-			share[0].n_end = N;	/* no thread: do it all here */
+		gemm_nt_driver(kernel, M, N, K, x, ldx, W, ldw, bias, y, ldy, accumulate);
+		return;
 	}
-	run_share(&share[0]);
-	if (helper_running)
-		pthread_join(helper, NULL);
+
+	/*
+	 * About GEMM_UNITS units of whole register blocks; each thread streams
+	 * its own W rows and writes its own columns of y.  Units are claimed,
+	 * not assigned: when the helper is slow to be scheduled (a busy
+	 * machine), the caller does them all and does not wait for it.
+	 */
+	job = (gemm_job) {kernel, M, N, K, x, ldx, W, ldw, bias, y, ldy, accumulate, 0, 0};
+	job.unit_rows = ((N + GEMM_UNITS - 1) / GEMM_UNITS + nr - 1) / nr * nr;
+	job.n_units = (N + job.unit_rows - 1) / job.unit_rows;
+
+	pthread_mutex_lock(&team->lock);
+	gen = ++team->gen;
+	team->job = &job;
+	atomic_store(&team->finished, 0);
+	atomic_store(&team->claim, (uint64_t) gen << 32);
+	pthread_cond_signal(&team->wake);
+	pthread_mutex_unlock(&team->lock);
+
+	work_on(team, &job, gen);
+
+	/* Wait for units the helper claimed and is still running. */
+	pthread_mutex_lock(&team->lock);
+	while (atomic_load(&team->finished) < job.n_units)
+		pthread_cond_wait(&team->done, &team->lock);
+	team->job = NULL;
+	pthread_mutex_unlock(&team->lock);
 }
 
 void
-cm_gemm_nt(int n_threads, int M, int N, int K, const float *x, size_t ldx, const float *W,
+cm_gemm_nt(cm_gemm_team *team, int M, int N, int K, const float *x, size_t ldx, const float *W,
 		   size_t ldw, const float *bias, float *y, size_t ldy, bool accumulate)
 {
-	cm_gemm_nt_path(cm_gemm_best_path(), n_threads, M, N, K, x, ldx, W, ldw, bias, y, ldy,
+	cm_gemm_nt_path(cm_gemm_best_path(), team, M, N, K, x, ldx, W, ldw, bias, y, ldy,
 					accumulate);
 }

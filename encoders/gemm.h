@@ -9,17 +9,50 @@
 #ifndef CM_GEMM_H
 #define CM_GEMM_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Two threads for the products of one forward pass: the caller and a
+ * helper started by cm_gemm_team_start and joined by cm_gemm_team_stop
+ * (call both within one call of the runtime, so that no thread outlives it:
+ * safe across fork).  Owned by the caller, e.g. on its stack; the fields are
+ * private to gemm.c.
+ */
+typedef struct cm_gemm_team
+{
+	bool		running;		/* the helper exists */
+	bool		stop;
+	pthread_t	helper;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;		/* a new product, or stop */
+	pthread_cond_t done;		/* the last unit of a product finished */
+	uint32_t	gen;			/* product number */
+	const void *job;			/* the current product */
+	_Atomic uint64_t claim;		/* gen << 32 | next unit */
+	_Atomic int finished;		/* units of the current product done */
+} cm_gemm_team;
+
+/*
+ * Start a team when n_threads >= 2; false (and nothing to stop) when not
+ * started: products then run on the caller's thread alone.
+ */
+bool		cm_gemm_team_start(cm_gemm_team *team, int n_threads);
+
+/* Join the helper; harmless on a team that did not start, or NULL. */
+void		cm_gemm_team_stop(cm_gemm_team *team);
 
 /*
  * y[m][n] = (accumulate ? y[m][n] : 0) + bias[n] + sum_k x[m][k] W[n][k]
  * for m < M, n < N, k < K.  bias may be NULL.  Leading dimensions are in
  * floats; x, W and y need no particular alignment.  y must not overlap x
- * or W.  n_threads >= 2 lets a large enough product run on two threads
- * (the caller's and one started and joined within the call).
+ * or W.  team, when not NULL and started, shares a large enough product
+ * between its two threads.
  */
-void		cm_gemm_nt(int n_threads, int M, int N, int K, const float *x, size_t ldx,
+void		cm_gemm_nt(cm_gemm_team *team, int M, int N, int K, const float *x, size_t ldx,
 					   const float *W, size_t ldw, const float *bias,
 					   float *y, size_t ldy, bool accumulate);
 
@@ -41,7 +74,7 @@ const char *cm_gemm_path_name(cm_gemm_path path);
  * cm_gemm_nt on a given path (tests compare them); a path the CPU lacks
  * falls back to the best one below it.
  */
-void		cm_gemm_nt_path(cm_gemm_path path, int n_threads, int M, int N, int K,
+void		cm_gemm_nt_path(cm_gemm_path path, cm_gemm_team *team, int M, int N, int K,
 							const float *x, size_t ldx, const float *W, size_t ldw,
 							const float *bias, float *y, size_t ldy, bool accumulate);
 

@@ -43,6 +43,7 @@ cm_text_forward(const cm_model *model, cm_state *s,
 	int			rows = 0,
 				max_len = 0;
 	cm_batch	batch;
+	cm_gemm_team team;
 	cm_status	st;
 
 	if ((st = cm_state_reserve_seqs(s, (size_t) n, err)) != CM_OK)
@@ -76,6 +77,7 @@ cm_text_forward(const cm_model *model, cm_state *s,
 		return st;
 	if ((st = cm_check_cancel(opt, err)) != CM_OK)
 		return st;
+	cm_forward_team_start(s, &team);
 
 	/* Embeddings */
 	for (int i = 0; i < n; i++)
@@ -90,7 +92,10 @@ cm_text_forward(const cm_model *model, cm_state *s,
 		}
 
 	if ((st = cm_transformer_forward(&tc->t, w->layers, s, &batch, true, opt, err)) != CM_OK)
+	{
+		cm_forward_team_stop(s);
 		return st;
+	}
 
 	if (hidden != NULL)
 		cm_layer_norm(s->x.p, hidden, rows, d, w->final_ln_w, w->final_ln_b, tc->t.layer_norm_eps);
@@ -103,6 +108,7 @@ cm_text_forward(const cm_model *model, cm_state *s,
 		cm_layer_norm(s->x.p + (size_t) row * d, s->pooled.p + (size_t) i * d,
 					  1, d, w->final_ln_w, w->final_ln_b, tc->t.layer_norm_eps);
 	}
-	cm_linear(s->pooled.p, n, d, w->projection, NULL, out, model->config.projection_dim, false);
+	cm_linear(s->team, s->pooled.p, n, d, w->projection, NULL, out, model->config.projection_dim, false);
+	cm_forward_team_stop(s);
 	return CM_OK;
 }

@@ -117,15 +117,28 @@ cm_check_cancel(const cm_run_options *opt, cm_error *err)
 }
 
 void
-cm_linear(const float *x, int rows, int in, const float *W, const float *bias,
+cm_forward_team_start(cm_state *s, cm_gemm_team *team)
+{
+	s->team = cm_gemm_team_start(team, openblas_get_num_threads()) ? team : NULL;
+}
+
+void
+cm_forward_team_stop(cm_state *s)
+{
+	cm_gemm_team_stop(s->team);
+	s->team = NULL;
+}
+
+void
+cm_linear(cm_gemm_team *team, const float *x, int rows, int in, const float *W, const float *bias,
 		  float *y, int out, bool accumulate)
 {
 	cm_gemm_path path = cm_gemm_best_path();
 
 	if (path == CM_GEMM_AVX512 || (path == CM_GEMM_AVX2 && rows <= CM_LINEAR_AVX2_MAX_ROWS))
 	{
-		/* W read in place, no packing; as many threads as OpenBLAS is given. */
-		cm_gemm_nt_path(path, openblas_get_num_threads(), rows, out, in, x, (size_t) in,
+		/* W read in place, no packing. */
+		cm_gemm_nt_path(path, team, rows, out, in, x, (size_t) in,
 						W, (size_t) in, bias, y, (size_t) out, accumulate);
 		return;
 	}
@@ -195,9 +208,9 @@ cm_transformer_forward(const cm_tower_config *cfg, const cm_layer_weights *layer
 			return st;
 
 		cm_layer_norm(s->x.p, s->h.p, rows, d, w->ln1_w, w->ln1_b, cfg->layer_norm_eps);
-		cm_linear(s->h.p, rows, d, w->q_w, w->q_b, s->q.p, d, false);
-		cm_linear(s->h.p, rows, d, w->k_w, w->k_b, s->k.p, d, false);
-		cm_linear(s->h.p, rows, d, w->v_w, w->v_b, s->v.p, d, false);
+		cm_linear(s->team, s->h.p, rows, d, w->q_w, w->q_b, s->q.p, d, false);
+		cm_linear(s->team, s->h.p, rows, d, w->k_w, w->k_b, s->k.p, d, false);
+		cm_linear(s->team, s->h.p, rows, d, w->v_w, w->v_b, s->v.p, d, false);
 		attention(cfg, s, batch, causal);
 		if (l == cfg->num_layers - 1 && batch->keep != NULL)
 		{
@@ -216,12 +229,12 @@ cm_transformer_forward(const cm_tower_config *cfg, const cm_layer_weights *layer
 				}
 			rows = batch->n_keep;
 		}
-		cm_linear(s->attn.p, rows, d, w->o_w, w->o_b, s->x.p, d, true);
+		cm_linear(s->team, s->attn.p, rows, d, w->o_w, w->o_b, s->x.p, d, true);
 
 		cm_layer_norm(s->x.p, s->h.p, rows, d, w->ln2_w, w->ln2_b, cfg->layer_norm_eps);
-		cm_linear(s->h.p, rows, d, w->fc1_w, w->fc1_b, s->ff.p, ff, false);
+		cm_linear(s->team, s->h.p, rows, d, w->fc1_w, w->fc1_b, s->ff.p, ff, false);
 		cm_apply_activation(s->ff.p, (size_t) rows * ff, cfg->act);
-		cm_linear(s->ff.p, rows, ff, w->fc2_w, w->fc2_b, s->x.p, d, true);
+		cm_linear(s->team, s->ff.p, rows, ff, w->fc2_w, w->fc2_b, s->x.p, d, true);
 	}
 	return CM_OK;
 }

@@ -8,6 +8,7 @@
 
 #include "cm_common.h"
 #include "crossmodal_encoder.h"
+#include "gemm.h"
 #include "kernels.h"
 #include "model.h"
 
@@ -44,6 +45,7 @@ struct cm_state
 	const int32_t **id_rows;	/* [batch] */
 	int		   *id_counts;		/* [batch] */
 	size_t		id_rows_cap;
+	cm_gemm_team *team;			/* during a forward pass on two threads, else NULL */
 };
 
 /* Stacked sequences: sequence i is rows start[i] .. start[i] + len[i] - 1. */
@@ -86,9 +88,17 @@ cm_status	cm_transformer_forward(const cm_tower_config *cfg, const cm_layer_weig
 /*
  * y[rows][out] = x[rows][in] W^T + bias with W [out][in]; accumulate adds
  * the result to y instead (a residual connection).  bias may be NULL.
+ * team (may be NULL): the forward pass's second thread, if any.
  */
-void		cm_linear(const float *x, int rows, int in, const float *W, const float *bias,
+void		cm_linear(cm_gemm_team *team, const float *x, int rows, int in, const float *W, const float *bias,
 					  float *y, int out, bool accumulate);
+
+/*
+ * Start a team for a forward pass when OpenBLAS is given two or more
+ * threads (the in-place kernels then use two as well); sets s->team.
+ */
+void		cm_forward_team_start(cm_state *s, cm_gemm_team *team);
+void		cm_forward_team_stop(cm_state *s);
 
 /* Text tower on token ids (at most the batch the caller chose). */
 cm_status	cm_text_forward(const cm_model *model, cm_state *s,

@@ -50,6 +50,7 @@ cm_vision_forward(const cm_model *model, cm_state *s, const float *pixels, int n
 	size_t		rows,
 				patch_floats;
 	cm_batch	batch;
+	cm_gemm_team team;
 	cm_status	st;
 
 	if (!cm_mul_size((size_t) n, (size_t) tokens, &rows) || rows > (size_t) INT32_MAX ||
@@ -75,10 +76,11 @@ cm_vision_forward(const cm_model *model, cm_state *s, const float *pixels, int n
 		return st;
 	if ((st = cm_check_cancel(opt, err)) != CM_OK)
 		return st;
+	cm_forward_team_start(s, &team);
 
 	/* Patch embedding: [n * grid^2][3 p p] x W^T -> s->q as scratch. */
 	im2col(pixels, n, vc->image_size, vc->patch_size, grid, s->patches.p);
-	cm_linear(s->patches.p, n * n_patches, k, w->patch_embedding, NULL, s->q.p, d, false);
+	cm_linear(s->team, s->patches.p, n * n_patches, k, w->patch_embedding, NULL, s->q.p, d, false);
 
 	for (int b = 0; b < n; b++)
 	{
@@ -99,10 +101,14 @@ cm_vision_forward(const cm_model *model, cm_state *s, const float *pixels, int n
 	cm_layer_norm(s->x.p, s->x.p, (int) rows, d, w->pre_ln_w, w->pre_ln_b, vc->t.layer_norm_eps);
 
 	if ((st = cm_transformer_forward(&vc->t, w->layers, s, &batch, false, opt, err)) != CM_OK)
+	{
+		cm_forward_team_stop(s);
 		return st;
+	}
 
 	/* After the last layer the class tokens are rows 0 .. n-1 (batch.keep). */
 	cm_layer_norm(s->x.p, s->pooled.p, n, d, w->post_ln_w, w->post_ln_b, vc->t.layer_norm_eps);
-	cm_linear(s->pooled.p, n, d, w->projection, NULL, out, model->config.projection_dim, false);
+	cm_linear(s->team, s->pooled.p, n, d, w->projection, NULL, out, model->config.projection_dim, false);
+	cm_forward_team_stop(s);
 	return CM_OK;
 }

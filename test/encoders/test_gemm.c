@@ -28,16 +28,16 @@ rand_float(void)
 /* The path under test (cm_gemm_nt itself when dispatching). */
 static cm_gemm_path current_path;
 static bool dispatching;
-static int	n_threads = 1;
+static cm_gemm_team *team;		/* NULL: one thread */
 
 static void
 run_gemm(int M, int N, int K, const float *x, size_t ldx, const float *W, size_t ldw,
 		 const float *bias, float *y, size_t ldy, bool accumulate)
 {
 	if (dispatching)
-		cm_gemm_nt(n_threads, M, N, K, x, ldx, W, ldw, bias, y, ldy, accumulate);
+		cm_gemm_nt(team, M, N, K, x, ldx, W, ldw, bias, y, ldy, accumulate);
 	else
-		cm_gemm_nt_path(current_path, n_threads, M, N, K, x, ldx, W, ldw, bias, y, ldy, accumulate);
+		cm_gemm_nt_path(current_path, team, M, N, K, x, ldx, W, ldw, bias, y, ldy, accumulate);
 }
 
 #define GUARD 1234.5f			/* value of y's padding, which must stay untouched */
@@ -205,10 +205,56 @@ check_empty(const char *path)
 	RT_CHECK(y[0] == 0 && y[4] == 0, "%s: K = 0 without bias is not zero", path);
 }
 
+/*
+ * A product shared by a team gives the same bits as on one thread (each
+ * output is computed the same way whichever thread takes its unit), over
+ * many products in a row (the helper picks up each new one).
+ */
+static void
+check_team_identical(cm_gemm_team *t)
+{
+	int			M = 50,
+				N = 3 * 257,
+				K = 300;
+	float	   *x = malloc((size_t) M * K * sizeof(float));
+	float	   *w = malloc((size_t) N * K * sizeof(float));
+	float	   *b = malloc((size_t) N * sizeof(float));
+	float	   *y1 = malloc((size_t) M * N * sizeof(float));
+	float	   *y2 = malloc((size_t) M * N * sizeof(float));
+	int			differ = 0;
+
+	if (x == NULL || w == NULL || b == NULL || y1 == NULL || y2 == NULL)
+		RT_CHECK(false, "out of memory");
+	else
+	{
+		for (size_t i = 0; i < (size_t) M * K; i++)
+			x[i] = rand_float();
+		for (size_t i = 0; i < (size_t) N * K; i++)
+			w[i] = rand_float();
+		for (int i = 0; i < N; i++)
+			b[i] = rand_float();
+		cm_gemm_nt(NULL, M, N, K, x, K, w, K, b, y1, N, false);
+		for (int rep = 0; rep < 200; rep++)
+		{
+			memset(y2, 0, (size_t) M * N * sizeof(float));
+			cm_gemm_nt(t, M, N, K, x, K, w, K, b, y2, N, false);
+			if (memcmp(y1, y2, (size_t) M * N * sizeof(float)) != 0)
+				differ++;
+		}
+		RT_CHECK(differ == 0, "team product differs from one thread's in %d of 200 runs", differ);
+	}
+	free(x);
+	free(w);
+	free(b);
+	free(y1);
+	free(y2);
+}
+
 int
 main(void)
 {
 	static const cm_gemm_path paths[] = {CM_GEMM_PORTABLE, CM_GEMM_AVX2, CM_GEMM_AVX512};
+	cm_gemm_team two;
 
 	for (size_t p = 0; p < sizeof(paths) / sizeof(paths[0]); p++)
 	{
@@ -218,19 +264,36 @@ main(void)
 			continue;
 		}
 		current_path = paths[p];
-		n_threads = 1;
 		check_path(cm_gemm_path_name(paths[p]));
 		check_empty(cm_gemm_path_name(paths[p]));
 	}
 	dispatching = true;
 	printf("cm_gemm_nt dispatches to %s\n", cm_gemm_path_name(cm_gemm_best_path()));
-	for (n_threads = 1; n_threads <= 2; n_threads++)
-	{
-		char		name[32];
+	check_path("dispatch, 1 thread");
+	check_empty("dispatch, 1 thread");
 
-		snprintf(name, sizeof(name), "dispatch, %d thread%s", n_threads, n_threads > 1 ? "s" : "");
-		check_path(name);
-		check_empty(name);
+	RT_CHECK(!cm_gemm_team_start(&two, 1), "a team of one thread started");
+	cm_gemm_team_stop(&two);	/* harmless when not started */
+	cm_gemm_team_stop(NULL);
+	RT_CHECK(cm_gemm_team_start(&two, 2), "a team of two threads did not start");
+	if (two.running)
+	{
+		team = &two;
+		check_path("dispatch, team of 2");
+		check_empty("dispatch, team of 2");
+		dispatching = false;
+		for (size_t p = 0; p < sizeof(paths) / sizeof(paths[0]); p++)
+			if (cm_gemm_path_supported(paths[p]))
+			{
+				char		name[48];
+
+				current_path = paths[p];
+				snprintf(name, sizeof(name), "%s, team of 2", cm_gemm_path_name(paths[p]));
+				check_path(name);
+			}
+		team = NULL;
+		check_team_identical(&two);
+		cm_gemm_team_stop(&two);
 	}
 	return rt_summary("test_gemm");
 }
