@@ -478,20 +478,23 @@ typedef struct gemm_job
 } gemm_job;
 
 static void
-run_unit(const gemm_job *job, int unit)
+gemm_unit(void *ctx, int unit, int thread)
 {
+	const gemm_job *job = ctx;
 	int			n0 = unit * job->unit_rows;
 	int			n1 = min_int(job->N, n0 + job->unit_rows);
 
+	(void) thread;
 	gemm_nt_driver(job->kernel, job->M, n1 - n0, job->K, job->x, job->ldx,
 				   job->W + (size_t) n0 * job->ldw, job->ldw,
 				   job->bias ? job->bias + n0 : NULL, job->y + n0, job->ldy, job->accumulate);
 }
 
 /*
- * Claim the next unit of job generation gen: false once they are all taken
- * or the job is no longer the current one (a helper late to a job finds it
- * finished and does nothing).  The claim word holds gen << 32 | next unit.
+ * Claim the next unit of task generation gen: false once they are all
+ * taken or the task is no longer the current one (a helper late to a task
+ * finds it finished and does nothing).  The claim word holds gen << 32 |
+ * next unit.
  */
 static bool
 claim_unit(cm_gemm_team *team, uint32_t gen, int n_units, int *unit)
@@ -510,16 +513,16 @@ claim_unit(cm_gemm_team *team, uint32_t gen, int n_units, int *unit)
 	}
 }
 
-/* Run units of the job of generation gen while there are any left. */
+/* Run units of the task of generation gen while there are any left. */
 static void
-work_on(cm_gemm_team *team, const gemm_job *job, uint32_t gen)
+work_on(cm_gemm_team *team, cm_team_fn fn, void *ctx, int n_units, uint32_t gen, int thread)
 {
 	int			unit;
 
-	while (claim_unit(team, gen, job->n_units, &unit))
+	while (claim_unit(team, gen, n_units, &unit))
 	{
-		run_unit(job, unit);
-		if (atomic_fetch_add(&team->finished, 1) + 1 == job->n_units)
+		fn(ctx, unit, thread);
+		if (atomic_fetch_add(&team->finished, 1) + 1 == n_units)
 		{
 			pthread_mutex_lock(&team->lock);
 			pthread_cond_signal(&team->done);
@@ -537,22 +540,64 @@ helper_main(void *arg)
 	pthread_mutex_lock(&team->lock);
 	for (;;)
 	{
-		gemm_job	job;
+		cm_team_fn	fn;
+		void	   *ctx;
+		int			n_units;
 
 		while (!team->stop && team->gen == seen)
 			pthread_cond_wait(&team->wake, &team->lock);
 		if (team->stop)
 			break;
 		seen = team->gen;
-		if (team->job == NULL)
-			continue;			/* that product is already done */
-		job = *(const gemm_job *) team->job;
+		if (team->fn == NULL)
+			continue;			/* that task is already done */
+		fn = team->fn;
+		ctx = team->ctx;
+		n_units = team->n_units;
 		pthread_mutex_unlock(&team->lock);
-		work_on(team, &job, seen);
+		work_on(team, fn, ctx, n_units, seen, 1);
 		pthread_mutex_lock(&team->lock);
 	}
 	pthread_mutex_unlock(&team->lock);
 	return NULL;
+}
+
+void
+cm_gemm_team_run(cm_gemm_team *team, cm_team_fn fn, void *ctx, int n_units)
+{
+	uint32_t	gen;
+
+	if (team == NULL || !team->running || n_units < 2)
+	{
+		for (int u = 0; u < n_units; u++)
+			fn(ctx, u, 0);
+		return;
+	}
+
+	/*
+	 * Units are claimed, not assigned: when the helper is slow to be
+	 * scheduled (a busy machine), the caller does them all and does not
+	 * wait for it.  ctx stays valid until every claimed unit is done.
+	 */
+	pthread_mutex_lock(&team->lock);
+	gen = ++team->gen;
+	team->fn = fn;
+	team->ctx = ctx;
+	team->n_units = n_units;
+	atomic_store(&team->finished, 0);
+	atomic_store(&team->claim, (uint64_t) gen << 32);
+	pthread_cond_signal(&team->wake);
+	pthread_mutex_unlock(&team->lock);
+
+	work_on(team, fn, ctx, n_units, gen, 0);
+
+	/* Wait for units the helper claimed and is still running. */
+	pthread_mutex_lock(&team->lock);
+	while (atomic_load(&team->finished) < n_units)
+		pthread_cond_wait(&team->done, &team->lock);
+	team->fn = NULL;
+	team->ctx = NULL;
+	pthread_mutex_unlock(&team->lock);
 }
 
 bool
@@ -566,7 +611,9 @@ cm_gemm_team_start(cm_gemm_team *team, int n_threads)
 		return false;
 	team->stop = false;
 	team->gen = 0;
-	team->job = NULL;
+	team->fn = NULL;
+	team->ctx = NULL;
+	team->n_units = 0;
 	atomic_init(&team->claim, 0);
 	atomic_init(&team->finished, 0);
 	if (pthread_mutex_init(&team->lock, NULL) != 0)
@@ -626,7 +673,6 @@ cm_gemm_nt_path(cm_gemm_path path, cm_gemm_team *team, int M, int N, int K, cons
 	const gemm_kernel *kernel = kernel_for_path(path);
 	int			nr = kernel ? kernel->nr_max : 4;
 	gemm_job	job;
-	uint32_t	gen;
 
 	if (team == NULL || !team->running || M <= 0 || K <= 0 || N < 2 * nr ||
 		(size_t) M * (size_t) N * (size_t) K < GEMM_THREAD_MIN_WORK)
@@ -637,30 +683,12 @@ cm_gemm_nt_path(cm_gemm_path path, cm_gemm_team *team, int M, int N, int K, cons
 
 	/*
 	 * About GEMM_UNITS units of whole register blocks; each thread streams
-	 * its own W rows and writes its own columns of y.  Units are claimed,
-	 * not assigned: when the helper is slow to be scheduled (a busy
-	 * machine), the caller does them all and does not wait for it.
+	 * its own W rows and writes its own columns of y.
 	 */
 	job = (gemm_job) {kernel, M, N, K, x, ldx, W, ldw, bias, y, ldy, accumulate, 0, 0};
 	job.unit_rows = ((N + GEMM_UNITS - 1) / GEMM_UNITS + nr - 1) / nr * nr;
 	job.n_units = (N + job.unit_rows - 1) / job.unit_rows;
-
-	pthread_mutex_lock(&team->lock);
-	gen = ++team->gen;
-	team->job = &job;
-	atomic_store(&team->finished, 0);
-	atomic_store(&team->claim, (uint64_t) gen << 32);
-	pthread_cond_signal(&team->wake);
-	pthread_mutex_unlock(&team->lock);
-
-	work_on(team, &job, gen);
-
-	/* Wait for units the helper claimed and is still running. */
-	pthread_mutex_lock(&team->lock);
-	while (atomic_load(&team->finished) < job.n_units)
-		pthread_cond_wait(&team->done, &team->lock);
-	team->job = NULL;
-	pthread_mutex_unlock(&team->lock);
+	cm_gemm_team_run(team, gemm_unit, &job, job.n_units);
 }
 
 void

@@ -15,12 +15,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* One unit of a task run by a team; thread is 0 (the caller) or 1. */
+typedef void (*cm_team_fn) (void *ctx, int unit, int thread);
+
 /*
- * Two threads for the products of one forward pass: the caller and a
- * helper started by cm_gemm_team_start and joined by cm_gemm_team_stop
- * (call both within one call of the runtime, so that no thread outlives it:
- * safe across fork).  Owned by the caller, e.g. on its stack; the fields are
- * private to gemm.c.
+ * Two threads for the products (and other tasks) of one forward pass: the
+ * caller and a helper started by cm_gemm_team_start and joined by
+ * cm_gemm_team_stop (call both within one call of the runtime, so that no
+ * thread outlives it: safe across fork).  Owned by the caller, e.g. on its
+ * stack; the fields are private to gemm.c.
  */
 typedef struct cm_gemm_team
 {
@@ -30,10 +33,12 @@ typedef struct cm_gemm_team
 	pthread_mutex_t lock;
 	pthread_cond_t wake;		/* a new product, or stop */
 	pthread_cond_t done;		/* the last unit of a product finished */
-	uint32_t	gen;			/* product number */
-	const void *job;			/* the current product */
+	uint32_t	gen;			/* task number */
+	cm_team_fn	fn;				/* the current task, NULL between tasks */
+	void	   *ctx;
+	int			n_units;
 	_Atomic uint64_t claim;		/* gen << 32 | next unit */
-	_Atomic int finished;		/* units of the current product done */
+	_Atomic int finished;		/* units of the current task done */
 } cm_gemm_team;
 
 /*
@@ -44,6 +49,13 @@ bool		cm_gemm_team_start(cm_gemm_team *team, int n_threads);
 
 /* Join the helper; harmless on a team that did not start, or NULL. */
 void		cm_gemm_team_stop(cm_gemm_team *team);
+
+/*
+ * fn(ctx, unit, thread) for every unit < n_units, spread over the team's
+ * threads (on the caller alone when team is NULL or not started); returns
+ * when all are done.  Units must be independent of each other.
+ */
+void		cm_gemm_team_run(cm_gemm_team *team, cm_team_fn fn, void *ctx, int n_units);
 
 /*
  * y[m][n] = (accumulate ? y[m][n] : 0) + bias[n] + sum_k x[m][k] W[n][k]

@@ -27,6 +27,12 @@
  */
 #define CM_LINEAR_AVX2_MAX_ROWS 64
 
+/*
+ * Attention is shared with a forward pass's second thread from this many
+ * multiply-adds (one 50-token image: 3.8 million; one caption: 0.1).
+ */
+#define CM_ATTENTION_TEAM_MIN_WORK ((size_t) 1 << 20)
+
 cm_status
 cm_buf_reserve(cm_buf *b, size_t n_floats, cm_error *err)
 {
@@ -92,7 +98,7 @@ cm_state_reserve_tower(cm_state *s, const cm_tower_config *cfg, const cm_batch *
 
 	if (!cm_mul_size((size_t) batch->n_rows, (size_t) cfg->hidden_size, &rows_d) ||
 		!cm_mul_size((size_t) batch->n_rows, (size_t) cfg->intermediate_size, &rows_ff) ||
-		!cm_mul_size((size_t) batch->max_len, (size_t) batch->max_len, &scores) ||
+		!cm_mul_size((size_t) batch->max_len * 2, (size_t) batch->max_len, &scores) ||
 		!cm_mul_size((size_t) batch->n_seqs, (size_t) cfg->hidden_size, &pooled))
 		return cm_set_error(err, CM_ERR_LIMIT, "batch of %d rows is too large", batch->n_rows);
 	if ((st = cm_buf_reserve(&s->x, rows_d, err)) != CM_OK ||
@@ -162,32 +168,59 @@ cm_linear(cm_gemm_team *team, const float *x, int rows, int in, const float *W, 
 				1.0f, x, in, W, in, 1.0f, y, out);
 }
 
-/* Multi-head scaled dot-product attention of s->q/k/v into s->attn. */
+/* One attention pass over the sequences and heads of a batch. */
+typedef struct attention_task
+{
+	const cm_tower_config *cfg;
+	cm_state   *s;
+	const cm_batch *batch;
+	bool		causal;
+} attention_task;
+
+/*
+ * Scaled dot-product attention of one (sequence, head) unit, from
+ * s->q/k/v into its columns of s->attn; each thread has its own scores.
+ */
+static void
+attention_unit(void *ctx, int unit, int thread)
+{
+	const attention_task *t = ctx;
+	cm_state   *s = t->s;
+	int			d = t->cfg->hidden_size;
+	int			hd = d / t->cfg->num_heads;
+	int			q = unit / t->cfg->num_heads;
+	int			h = unit % t->cfg->num_heads;
+	size_t		r0 = (size_t) t->batch->start[q] * d;
+	size_t		col = (size_t) h * hd;
+	int			n = t->batch->len[q];
+	float	   *scores = s->scores.p + (size_t) thread * t->batch->max_len * t->batch->max_len;
+	float		scale = 1.0f / sqrtf((float) hd);
+
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd,
+				scale, s->q.p + r0 + col, d, s->k.p + r0 + col, d,
+				0.0f, scores, n);
+	cm_softmax_rows(scores, n, t->causal);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, n,
+				1.0f, scores, n, s->v.p + r0 + col, d,
+				0.0f, s->attn.p + r0 + col, d);
+}
+
+/*
+ * Multi-head attention of s->q/k/v into s->attn, the (sequence, head)
+ * units shared with the team's helper when there is enough of them.
+ */
 static void
 attention(const cm_tower_config *cfg, cm_state *s, const cm_batch *batch, bool causal)
 {
-	int			d = cfg->hidden_size;
-	int			hd = d / cfg->num_heads;
-	float		scale = 1.0f / sqrtf((float) hd);
+	attention_task task = {cfg, s, batch, causal};
+	int			units = batch->n_seqs * cfg->num_heads;
+	size_t		work = 0;
 
 	for (int q = 0; q < batch->n_seqs; q++)
-	{
-		size_t		r0 = (size_t) batch->start[q] * d;
-		int			n = batch->len[q];
-
-		for (int h = 0; h < cfg->num_heads; h++)
-		{
-			size_t		col = (size_t) h * hd;
-
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd,
-						scale, s->q.p + r0 + col, d, s->k.p + r0 + col, d,
-						0.0f, s->scores.p, n);
-			cm_softmax_rows(s->scores.p, n, causal);
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, n,
-						1.0f, s->scores.p, n, s->v.p + r0 + col, d,
-						0.0f, s->attn.p + r0 + col, d);
-		}
-	}
+		work += (size_t) batch->len[q] * batch->len[q];
+	work *= (size_t) 2 * cfg->hidden_size;	/* multiply-adds of both products */
+	cm_gemm_team_run(work >= CM_ATTENTION_TEAM_MIN_WORK ? s->team : NULL,
+					 attention_unit, &task, units);
 }
 
 cm_status

@@ -32,7 +32,7 @@ struct cm_state
 	cm_buf		v;				/* [rows][d] */
 	cm_buf		attn;			/* [rows][d] attention output, heads side by side */
 	cm_buf		ff;				/* [rows][ff] MLP hidden */
-	cm_buf		scores;			/* [max_len][max_len] one head's attention */
+	cm_buf		scores;			/* [2][max_len][max_len] one head's attention per thread */
 	cm_buf		patches;		/* [n_images * grid^2][3 * p * p] im2col */
 	cm_buf		pooled;			/* [n_seqs][d] */
 	cm_buf		pixels;			/* [batch][3][S][S] decoded images */

@@ -12,6 +12,7 @@
 #include "runtime_test_util.h"
 
 #include <float.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
@@ -250,6 +251,45 @@ check_team_identical(cm_gemm_team *t)
 	free(y2);
 }
 
+/* A generic task: every unit runs exactly once, on thread 0 or 1. */
+typedef struct count_task
+{
+	_Atomic int runs[257];
+	_Atomic int bad_thread;
+} count_task;
+
+static void
+count_unit(void *ctx, int unit, int thread)
+{
+	count_task *t = ctx;
+
+	atomic_fetch_add(&t->runs[unit], 1);
+	if (thread != 0 && thread != 1)
+		atomic_fetch_add(&t->bad_thread, 1);
+}
+
+static void
+check_team_run(cm_gemm_team *t)
+{
+	static count_task task;
+	int			wrong = 0;
+
+	for (int rep = 0; rep < 300; rep++)
+	{
+		int			n = 1 + rep % 257;
+
+		for (int u = 0; u < 257; u++)
+			atomic_store(&task.runs[u], 0);
+		atomic_store(&task.bad_thread, 0);
+		cm_gemm_team_run(t, count_unit, &task, n);
+		for (int u = 0; u < 257; u++)
+			if (atomic_load(&task.runs[u]) != (u < n ? 1 : 0))
+				wrong++;
+		wrong += atomic_load(&task.bad_thread);
+	}
+	RT_CHECK(wrong == 0, "team task: %d units run other than once (or on a bad thread)", wrong);
+}
+
 int
 main(void)
 {
@@ -275,6 +315,8 @@ main(void)
 	RT_CHECK(!cm_gemm_team_start(&two, 1), "a team of one thread started");
 	cm_gemm_team_stop(&two);	/* harmless when not started */
 	cm_gemm_team_stop(NULL);
+	check_team_run(NULL);
+	check_team_run(&two);		/* not started: the caller alone */
 	RT_CHECK(cm_gemm_team_start(&two, 2), "a team of two threads did not start");
 	if (two.running)
 	{
@@ -293,6 +335,7 @@ main(void)
 			}
 		team = NULL;
 		check_team_identical(&two);
+		check_team_run(&two);
 		cm_gemm_team_stop(&two);
 	}
 	return rt_summary("test_gemm");
