@@ -3,6 +3,7 @@
 #
 # Usage: /usr/bin/python3 tools/export_samples.py samples   [MODEL_DIR]   # MODEL_DIR/samples/*.png + captions.tsv
 #        /usr/bin/python3 tools/export_samples.py reference [MODEL_DIR]   # MODEL_DIR/reference_outputs.json
+#        /usr/bin/python3 tools/export_samples.py demo      [MODEL_DIR]   # rank the samples for their captions
 #
 # The samples come from concept families that were removed from training, in the three training styles.
 # The reference file holds the training code's own forward outputs for fixed texts (token ids, raw
@@ -96,6 +97,30 @@ def reference(model_dir):
     print("wrote reference outputs for %d texts and %d images" % (len(texts), len(images)))
 
 
+@torch.no_grad()
+def demo(model_dir):
+    """What the README demo does, in PyTorch: every caption ranks the sample images, read from the files."""
+    model = load_model(model_dir)
+    tok = Tokenizer.load(model_dir)
+    size = model.config["vision_config"]["image_size"]
+    sample_dir = os.path.join(model_dir, "samples")
+    with open(os.path.join(sample_dir, "captions.tsv"), encoding="utf-8") as f:
+        rows = [line.rstrip("\n").split("\t") for line in f][1:]
+    px = torch.stack([clip_preprocess(Image.open(os.path.join(sample_dir, r[0])), size) for r in rows])
+    img = torch.nn.functional.normalize(model.encode_image(px), dim=-1)
+    for col, lang in ((1, "English"), (2, "Korean")):
+        ids = [tok.encode(r[col]) for r in rows]
+        n = max(len(x) for x in ids)
+        t = torch.tensor([x + [tok.eos] * (n - len(x)) for x in ids])
+        txt = torch.nn.functional.normalize(model.encode_text(t), dim=-1)
+        rank = (txt @ img.T).argsort(dim=1, descending=True)
+        top1 = sum(int(rank[i, 0] == i) for i in range(len(rows)))
+        top3 = sum(int(i in rank[i, :3].tolist()) for i in range(len(rows)))
+        print("%s captions over the %d sample images: top-1 %d, top-3 %d" % (lang, len(rows), top1, top3))
+        for i, r in enumerate(rows):
+            print("  %-40s -> %s" % (r[col], ", ".join(rows[j][0] for j in rank[i, :3].tolist())))
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     model_dir = sys.argv[2] if len(sys.argv) > 2 else DEFAULT_MODEL
@@ -103,5 +128,7 @@ if __name__ == "__main__":
         samples(model_dir)
     elif what == "reference":
         reference(model_dir)
+    elif what == "demo":
+        demo(model_dir)
     else:
-        sys.exit("usage: export_samples.py samples|reference [MODEL_DIR]")
+        sys.exit("usage: export_samples.py samples|reference|demo [MODEL_DIR]")

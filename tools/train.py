@@ -152,6 +152,8 @@ def main():
     ap.add_argument("--text-width", type=int, default=128)
     ap.add_argument("--smoke", action="store_true", help="a few steps, timing only; exports nothing")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--stop-after", type=int, default=0,
+                    help="end after this many epochs of the schedule (0: run it to the end)")
     ap.add_argument("--min-scale", type=float, default=0.8, help="smallest random zoom factor")
     ap.add_argument("--outline-p", type=float, default=0.0, help="share of images given a dark contour")
     ap.add_argument("--init-from", default="", help="start from the weights of an exported model directory "
@@ -273,6 +275,8 @@ def main():
         with open(log_path, "a") as f:
             f.write(line + "\n")
         print("EPOCH " + line, flush=True)
+        if args.stop_after and epoch + 1 >= args.stop_after:
+            break
 
 
 if __name__ == "__main__":
