@@ -13,6 +13,7 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
 
@@ -219,6 +220,9 @@ def main():
         os.makedirs(args.out, exist_ok=True)
         clip_bpe.save(args.out, vocab, merges, max_len)
         epoch_offset = 0
+        earlier_log = os.path.join(args.init_from, "training_log.tsv") if args.init_from else ""
+        if earlier_log and not os.path.exists(log_path) and os.path.exists(earlier_log):
+            shutil.copyfile(earlier_log, log_path)  # one log across all stages
         if args.init_from and os.path.exists(log_path):
             with open(log_path) as f:
                 epoch_offset = sum(1 for _ in f) - 1
