@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # The README's first command: installs what it needs, builds and installs the
-# extension, starts a throwaway cluster, loads sample embeddings, runs an exact
-# nearest-neighbour query, prints the hits and stops the cluster.
+# extension with its default model, starts a throwaway cluster, loads sample
+# emoji images the model never trained on, queries them by text in English and
+# Korean through an HNSW index, prints the hits and zero-shot labels for one
+# image, then stops the cluster.
 # Usage (as root on Debian 12): tools/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+MODEL=emoji-clip-en-ko
+SAMPLES=models/$MODEL/samples
 
 tools/install-deps.sh
 make -s -j2 && make -s install
@@ -13,40 +18,55 @@ make -s -j2 && make -s install
 cluster_start 54338
 psql() { as_postgres "$PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
 
-# Until the encoders are in, the samples are deterministic 512-d embeddings:
-# 20 topics, each a random direction, and 50 documents per topic scattered
-# around it.  A new sample of topic 7 must find topic 7's documents.
-psql <<'SQL'
+# The server reads the sample files itself (pg_read_binary_file), so they go
+# where the postgres user can read them.
+mkdir "$CLUSTER_DIR/samples"
+cp "$SAMPLES"/*.png "$SAMPLES/captions.tsv" "$CLUSTER_DIR/samples/"
+chown -R postgres: "$CLUSTER_DIR/samples"
+
+psql -v samples="$CLUSTER_DIR/samples" <<'SQL'
 CREATE EXTENSION crossmodal;
 
-CREATE TABLE documents (id bigserial PRIMARY KEY, title text, emb embedding(512));
+-- Each image is embedded by the server as it is stored (a generated column).
+CREATE TABLE emoji (
+	id bigserial PRIMARY KEY,
+	file text NOT NULL,
+	caption_en text,
+	caption_ko text,
+	data bytea NOT NULL,
+	emb embedding GENERATED ALWAYS AS (encode_image('emoji-clip-en-ko', data)) STORED
+);
 
--- Deterministic pseudo-random embedding (a hash of seed and position), unit length.
-CREATE FUNCTION pseudo_random_embedding(seed int) RETURNS embedding
-LANGUAGE sql IMMUTABLE AS $$
-	SELECT l2_normalize(array_agg((h - floor(h) - 0.5)::real ORDER BY i)::embedding)
-	FROM (SELECT i, sin(seed * 12.9898 + i * 78.233) * 43758.5453 AS h FROM generate_series(1, 512) i) s
-$$;
--- A sample near a topic: the topic's direction plus a smaller random one.
-CREATE FUNCTION sample_embedding(topic int, seed int) RETURNS embedding
-LANGUAGE sql IMMUTABLE AS $$
-	SELECT l2_normalize(pseudo_random_embedding(topic)
-						+ (SELECT array_agg(0.8 * x)::real[]::embedding
-						   FROM unnest(pseudo_random_embedding(100000 + seed)::real[]) x))
-$$;
+CREATE TEMP TABLE captions (file text, english text, korean text, source text);
+\set captions_file :samples '/captions.tsv'
+COPY captions FROM :'captions_file' WITH (FORMAT csv, DELIMITER E'\t', HEADER true);
 
-INSERT INTO documents (title, emb)
-SELECT format('topic %s, document %s', t, d), sample_embedding(t, 1000 * t + d)
-FROM generate_series(1, 20) t, generate_series(1, 50) d;
+INSERT INTO emoji (file, caption_en, caption_ko, data)
+SELECT file, english, korean, pg_read_binary_file(:'samples' || '/' || file)
+FROM captions ORDER BY file;
+
+CREATE INDEX ON emoji USING crossmodal_hnsw (emb embedding_cosine_ops);
+ANALYZE emoji;
 
 \echo
-SELECT count(*) AS documents, min(dims(emb)) AS dimensions FROM documents;
+SELECT count(*) AS images, min(dims(emb)) AS dimensions FROM emoji;
+SELECT name, dimensions, image_size, parameters, weight_dtype FROM crossmodal_models();
 
-\echo 'The 5 nearest documents by cosine distance (<=>) to a new sample of topic 7:'
-SELECT id, title, round((emb <=> sample_embedding(7, 999999))::numeric, 4) AS cosine_distance
-FROM documents
-ORDER BY emb <=> sample_embedding(7, 999999)
-LIMIT 5;
+\echo 'Query by text (English and Korean), top 3 images by cosine distance:'
+SELECT q.query, h.rank, h.file, h.caption_en, h.distance
+FROM unnest(ARRAY['cow', '젖소', 'raccoon', '너구리', 'tornado', '얼음',
+				  'a laughing face', 'eight-thirty']) WITH ORDINALITY AS q(query, n)
+CROSS JOIN LATERAL (
+	SELECT row_number() OVER () AS rank, file, caption_en,
+		   round((emb <=> encode_text(q.query))::numeric, 3) AS distance
+	FROM (SELECT * FROM emoji ORDER BY emb <=> encode_text(q.query) LIMIT 3) top
+) h
+ORDER BY q.n, h.rank;
+
+\echo 'Zero-shot labels for fluent_1f404.png (a cow):'
+SELECT label, round(score::numeric, 3) AS score
+FROM image_labels((SELECT data FROM emoji WHERE file = 'fluent_1f404.png'),
+				  ARRAY['cow', 'cat', 'car', 'tree', 'pizza', '젖소', '고양이']);
 SQL
 cluster_stop
 echo "demo done: cluster stopped and removed."
