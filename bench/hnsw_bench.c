@@ -8,6 +8,14 @@
  * table.  The exact top-10 by cosine distance is computed here, in double.
  * Queries go through one connection as a prepared statement with the vector
  * as a text parameter.  Connection settings come from the PG* environment.
+ * Server NOTICEs of the index build (e.g. the graph outgrowing
+ * maintenance_work_mem) are printed with a "server:" prefix.
+ *
+ * --dump DIR writes the exact data used to DIR as NumPy .npy files, for
+ * bench/hnsw_reference.py: base.npy (float32 [rows][dims], row i is table
+ * id i + 1), queries.npy (float32 [queries][dims]) and truth.npy (int32
+ * [queries][k], the exact top-k as table ids, nearest first).  --no-db
+ * stops after that, without connecting to a server.
  *
  * Build: cc -O2 -o hnsw_bench hnsw_bench.c -I$(pg_config --includedir) -lpq -lm
  * (bench/hnsw_bench.sh does this and runs the two standard configurations).
@@ -36,6 +44,8 @@ typedef struct Options
 	const char *workersList;
 	const char *table;
 	int			skipLoad;
+	const char *dumpDir;		/* NULL: write no files */
+	int			noDb;
 } Options;
 
 /* ---------- deterministic random numbers ---------- */
@@ -143,6 +153,56 @@ ParseList(const char *s, int *out, int max)
 	return n;
 }
 
+/*
+ * Writes a 2-D little-endian array as a NumPy .npy file (format 1.0): magic,
+ * version, header length, a dict padded with spaces to a multiple of 64
+ * bytes, then the rows.  `descr` is "f4" or "i4".
+ */
+static void
+WriteNpy(const char *dir, const char *name, const char *descr, const void *data,
+		 long rows, int cols)
+{
+	char		path[4096];
+	char		header[256];
+	int			len;
+	int			total;
+	uint16_t	one = 1;
+	FILE	   *f;
+	size_t		count = (size_t) rows * cols;
+
+	if (*(const unsigned char *) &one != 1)
+	{
+		fprintf(stderr, "hnsw_bench: --dump writes little-endian files only\n");
+		exit(1);
+	}
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	len = snprintf(header, sizeof(header),
+				   "{'descr': '<%s', 'fortran_order': False, 'shape': (%ld, %d), }",
+				   descr, rows, cols);
+	total = (10 + len + 1 + 63) / 64 * 64;	/* magic 6, version 2, length 2, '\n' */
+	memset(header + len, ' ', total - 10 - len - 1);
+	header[total - 10 - 1] = '\n';
+	f = fopen(path, "wb");
+	if (f == NULL ||
+		fwrite("\x93NUMPY\x01\x00", 1, 8, f) != 8 ||
+		fputc((total - 10) & 0xff, f) == EOF || fputc((total - 10) >> 8, f) == EOF ||
+		fwrite(header, 1, total - 10, f) != (size_t) (total - 10) ||
+		fwrite(data, 4, count, f) != count ||
+		fclose(f) != 0)
+	{
+		perror(path);
+		exit(1);
+	}
+	printf("wrote %s (%ld x %d %s)\n", path, rows, cols, descr);
+}
+
+static void
+PrintNotice(void *arg, const char *message)
+{
+	(void) arg;
+	printf("server: %s", message);
+}
+
 /* ---------- phases ---------- */
 
 static void
@@ -228,6 +288,12 @@ GroundTruth(const Options *o, const float *centres, const float *queries)
 		memcpy(truth + (size_t) q * o->k, bestId, sizeof(int) * o->k);
 	}
 	printf("exact top-%d of %d queries in %.1f s\n", o->k, o->queries, Now() - t0);
+	if (o->dumpDir != NULL)
+	{
+		WriteNpy(o->dumpDir, "base.npy", "f4", data, o->rows, o->dims);
+		WriteNpy(o->dumpDir, "queries.npy", "f4", queries, o->queries, o->dims);
+		WriteNpy(o->dumpDir, "truth.npy", "i4", truth, o->queries, o->k);
+	}
 	free(data);
 	return truth;
 }
@@ -247,8 +313,10 @@ Build(PGconn *conn, const Options *o, int workers)
 	snprintf(sql, sizeof(sql),
 			 "CREATE INDEX %s_hnsw ON %s USING crossmodal_hnsw (emb embedding_cosine_ops) "
 			 "WITH (m = %d, ef_construction = %d)", o->table, o->table, o->m, o->efConstruction);
+	Exec(conn, "SET client_min_messages = notice");	/* the build's NOTICEs */
 	t0 = Now();
 	Exec(conn, sql);
+	Exec(conn, "SET client_min_messages = warning");
 	printf("build (max_parallel_maintenance_workers = %d): %.1f s", workers, Now() - t0);
 	snprintf(sql, sizeof(sql), "SELECT pg_relation_size('%s_hnsw')", o->table);
 	res = PQexec(conn, sql);
@@ -328,7 +396,7 @@ int
 main(int argc, char **argv)
 {
 	Options		o = {100000, 512, 1000, 500, 16, 64, 1.0, 10,
-	"10,20,40,80,160,320", "0", "hnsw_bench", 0};
+	"10,20,40,80,160,320", "0", "hnsw_bench", 0, NULL, 0};
 	PGconn	   *conn;
 	float	   *centres;
 	float	   *queries;
@@ -354,15 +422,18 @@ main(int argc, char **argv)
 		else if (strcmp(a, "--workers") == 0) o.workersList = v, i++;
 		else if (strcmp(a, "--table") == 0) o.table = v, i++;
 		else if (strcmp(a, "--skip-load") == 0) o.skipLoad = 1;
+		else if (strcmp(a, "--dump") == 0) o.dumpDir = v, i++;
+		else if (strcmp(a, "--no-db") == 0) o.noDb = 1;
 		else
 		{
 			fprintf(stderr, "usage: hnsw_bench [--rows N] [--dims D] [--clusters C] [--queries Q] "
 					"[--m M] [--ef-construction E] [--spread S] [--ef 10,20,...] "
-					"[--workers 0,1] [--table NAME] [--skip-load]\n");
+					"[--workers 0,1] [--table NAME] [--skip-load] [--dump DIR [--no-db]]\n");
 			return 2;
 		}
 	}
-	if (o.rows < o.k || o.dims < 1 || o.clusters < 1 || o.queries < 1 || o.k > 64)
+	if (o.rows < o.k || o.dims < 1 || o.clusters < 1 || o.queries < 1 || o.k > 64 ||
+		(o.noDb && o.dumpDir == NULL))
 	{
 		fprintf(stderr, "hnsw_bench: bad sizes\n");
 		return 2;
@@ -378,9 +449,18 @@ main(int argc, char **argv)
 	for (int q = 0; q < o.queries; q++)
 		MixtureVector(centres, &o, 2, q, queries + (size_t) q * o.dims);
 
+	if (o.noDb)
+	{
+		free(GroundTruth(&o, centres, queries));
+		free(centres);
+		free(queries);
+		return 0;
+	}
+
 	conn = PQconnectdb("");
 	if (PQstatus(conn) != CONNECTION_OK)
 		Die(conn, "connect");
+	PQsetNoticeProcessor(conn, PrintNotice, NULL);
 	Exec(conn, "SET client_min_messages = warning");
 	Exec(conn, "CREATE EXTENSION IF NOT EXISTS crossmodal");
 	Exec(conn, "SET maintenance_work_mem = '2GB'");
