@@ -358,26 +358,50 @@ gif_skip_subblocks(const unsigned char *b, size_t len, size_t *i)
 	return false;
 }
 
+/* What PIL's convert("RGB") needs from a GIF beyond stb's decode. */
+typedef struct gif_first_frame
+{
+	int			left,
+				top,
+				width,
+				height;			/* the first image's rectangle on the screen */
+	const unsigned char *palette;	/* its colour table (local, else global), RGB */
+	int			palette_entries;
+	int			transparent;	/* its transparent index, -1 when none */
+} gif_first_frame;
+
 /*
  * stb's GIF reader returns zeros past the end of the data instead of
  * failing; walk the blocks up to the end of the first image's data and
- * refuse the image when they run past the bytes given.
+ * refuse the image when they run past the bytes given.  On the way, note
+ * the first image's rectangle, colour table and transparent index.
  */
 static cm_status
-check_gif(const unsigned char *b, size_t len, cm_error *err)
+check_gif(const unsigned char *b, size_t len, gif_first_frame *frame, cm_error *err)
 {
 	size_t		i = 13;
+	const unsigned char *global_palette = NULL;
+	int			global_entries = 0;
 
+	memset(frame, 0, sizeof(*frame));
+	frame->transparent = -1;
 	if (len < 13)
 		return CM_OK;			/* stb reports the short header */
 	if (b[10] & 0x80)			/* global colour table */
-		i += (size_t) 3 * (2u << (b[10] & 7));
+	{
+		global_entries = 2 << (b[10] & 7);
+		global_palette = b + 13;
+		i += (size_t) 3 * global_entries;
+	}
 	for (;;)
 	{
 		if (i >= len)
 			break;
 		if (b[i] == 0x21)		/* extension: label, then sub-blocks */
 		{
+			/* A graphic control block: its flags, delay and transparent index. */
+			if (i + 6 < len && b[i + 1] == 0xF9 && b[i + 2] >= 4)
+				frame->transparent = (b[i + 3] & 1) ? b[i + 6] : -1;
 			i += 2;
 			if (!gif_skip_subblocks(b, len, &i))
 				break;
@@ -388,10 +412,20 @@ check_gif(const unsigned char *b, size_t len, cm_error *err)
 
 			if (i + 10 > len)
 				break;
+			frame->left = read_le16(b + i + 1);
+			frame->top = read_le16(b + i + 3);
+			frame->width = read_le16(b + i + 5);
+			frame->height = read_le16(b + i + 7);
 			flags = b[i + 9];
 			i += 10;
+			frame->palette = global_palette;
+			frame->palette_entries = global_entries;
 			if (flags & 0x80)	/* local colour table */
-				i += (size_t) 3 * (2u << (flags & 7));
+			{
+				frame->palette = b + i;
+				frame->palette_entries = 2 << (flags & 7);
+				i += (size_t) 3 * frame->palette_entries;
+			}
 			i++;				/* LZW minimum code size */
 			if (!gif_skip_subblocks(b, len, &i) || i > len)
 				break;
@@ -403,6 +437,42 @@ check_gif(const unsigned char *b, size_t len, cm_error *err)
 	return cm_set_error(err, CM_ERR_INPUT,
 						"invalid GIF image: truncated (the first image's data ends past the %zu bytes given)",
 						len);
+}
+
+/*
+ * stb leaves the first frame's transparent pixels, and the screen outside
+ * the first image, as zeros (transparent black).  PIL's convert("RGB") of a
+ * GIF shows the colour table there instead: the transparent index's colour,
+ * and outside the image that of the transparent index, or of index 0 when
+ * there is none (Pillow 9's first-frame fill).  Rewrite those pixels.
+ */
+static void
+gif_fill_as_pil(unsigned char *rgba, int w, int h, const gif_first_frame *frame)
+{
+	int			fill = frame->transparent >= 0 ? frame->transparent : 0;
+	unsigned char inside[3] = {0, 0, 0},
+				outside[3] = {0, 0, 0};
+
+	if (frame->palette == NULL)
+		return;
+	if (frame->transparent >= 0 && frame->transparent < frame->palette_entries)
+		memcpy(inside, frame->palette + 3 * frame->transparent, 3);
+	if (fill < frame->palette_entries)
+		memcpy(outside, frame->palette + 3 * fill, 3);
+	for (int y = 0; y < h; y++)
+	{
+		bool		row_inside = y >= frame->top && y - frame->top < frame->height;
+
+		for (int x = 0; x < w; x++)
+		{
+			unsigned char *p = rgba + ((size_t) y * w + x) * 4;
+
+			if (!row_inside || x < frame->left || x - frame->left >= frame->width)
+				memcpy(p, outside, 3);
+			else if (p[3] == 0 && frame->transparent >= 0)
+				memcpy(p, inside, 3);
+		}
+	}
 }
 
 /* The largest single allocation stb may need for a w x h image from len bytes. */
@@ -446,6 +516,7 @@ cm_image_decode(const unsigned char *bytes, size_t len, uint64_t max_pixels,
 				dcomp;
 	unsigned char *pixels;
 	cm_status	status;
+	gif_first_frame gif_frame;
 
 	memset(out, 0, sizeof(*out));
 	if (bytes == NULL || len == 0)
@@ -497,7 +568,7 @@ cm_image_decode(const unsigned char *bytes, size_t len, uint64_t max_pixels,
 	else if (format == CM_IMAGE_BMP)
 		status = check_bmp(bytes, len, err);
 	else if (format == CM_IMAGE_GIF)
-		status = check_gif(bytes, len, err);
+		status = check_gif(bytes, len, &gif_frame, err);
 	else
 		status = CM_OK;
 	if (status != CM_OK)
@@ -530,6 +601,8 @@ cm_image_decode(const unsigned char *bytes, size_t len, uint64_t max_pixels,
 							"invalid %s image: header says %dx%d but the data decodes to %dx%d",
 							format_name(format), w, h, dw, dh);
 	}
+	if (format == CM_IMAGE_GIF && dcomp == 4)
+		gif_fill_as_pil(pixels, w, h, &gif_frame);
 	out->pixels = pixels;
 	out->width = w;
 	out->height = h;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "image.h"
+#include "image_decode.h"
 #include "safetensors.h"
 
 static int	n_passed;
@@ -663,6 +664,59 @@ test_conversions(void)
 	free(b.p);
 }
 
+/*
+ * GIF pixels stb leaves transparent black: the first frame's transparent
+ * pixels and the screen outside the first image.  Expected: the RGB bytes of
+ * PIL 9.4's Image.open(f).convert("RGB") for the same files (made with PIL:
+ * a 12x8 palette GIF with index 3 transparent; the same placed at (1, 1) on
+ * a 14x10 screen; and that one without a transparent index).
+ */
+static void
+test_gif_palette_fill(void)
+{
+	static const char *const names[] = {"gif_transparent_12x8", "gif_offset_14x10",
+	"gif_offset_opaque_14x10"};
+
+	for (size_t f = 0; f < sizeof(names) / sizeof(names[0]); f++)
+	{
+		char		path[256];
+		size_t		len,
+					rgb_len;
+		unsigned char *gif,
+				   *rgb;
+		cm_decoded_image img;
+		cm_error	err = {0};
+		size_t		differ = 0;
+
+		snprintf(path, sizeof(path), "test/encoders/data/%s.gif", names[f]);
+		gif = read_file(path, &len);
+		snprintf(path, sizeof(path), "test/encoders/data/%s.rgb", names[f]);
+		rgb = read_file(path, &rgb_len);
+		CHECK(gif != NULL && rgb != NULL, "%s: fixture missing", names[f]);
+		if (gif == NULL || rgb == NULL)
+		{
+			free(gif);
+			free(rgb);
+			continue;
+		}
+		CHECK(cm_image_decode(gif, len, 0, &img, &err) == CM_OK, "%s: %s", names[f], err.message);
+		if (img.pixels != NULL)
+		{
+			CHECK(img.colours == 3 && (size_t) img.width * img.height * 3 == rgb_len,
+				  "%s: decoded %dx%d with %d colours, expected %zu RGB bytes", names[f],
+				  img.width, img.height, img.colours, rgb_len);
+			if (img.colours == 3 && (size_t) img.width * img.height * 3 == rgb_len)
+				for (size_t i = 0; i < rgb_len; i++)
+					differ += img.pixels[i / 3 * img.stride + i % 3] != rgb[i];
+			CHECK(differ == 0, "%s: %zu of %zu samples differ from PIL's convert(\"RGB\")",
+				  names[f], differ, rgb_len);
+			cm_decoded_image_free(&img);
+		}
+		free(gif);
+		free(rgb);
+	}
+}
+
 static void
 test_geometry(void)
 {
@@ -806,6 +860,7 @@ main(void)
 	test_golden();
 	test_hostile();
 	test_conversions();
+	test_gif_palette_fill();
 	test_geometry();
 	test_threads();
 	printf("test_image: %d passed, %d failed\n", n_passed, n_failed);
