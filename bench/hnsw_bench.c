@@ -387,8 +387,16 @@ Queries(PGconn *conn, const Options *o, const float *queries, const int *truth)
 		}
 		fflush(stdout);
 	}
-	printf("recall@10 >= 0.95 from ef_search %s%.0f, >= 0.99 from ef_search %s%.0f\n",
-		   at95 < 0 ? "(none) " : "", at95, at99 < 0 ? "(none) " : "", at99);
+	{
+		char		from95[32] = "(none)";
+		char		from99[32] = "(none)";
+
+		if (at95 >= 0)
+			snprintf(from95, sizeof(from95), "%.0f", at95);
+		if (at99 >= 0)
+			snprintf(from99, sizeof(from99), "%.0f", at99);
+		printf("recall@10 >= 0.95 from ef_search %s, >= 0.99 from ef_search %s\n", from95, from99);
+	}
 	free(text);
 }
 

@@ -12,10 +12,17 @@ query at a time, one thread) for each ef.  The build uses --threads threads
 (default 2); hnswlib's graph then depends on thread timing, not its quality.
 
 Needs Debian's python3-numpy and python3-hnswlib; run with /usr/bin/python3.
+--self-check N searches for N random base vectors themselves (top-10 at the
+largest ef) and counts how many come back: an element that does not is, in
+practice, unreachable in the graph, and caps recall at any ef.
+--index PATH saves the built index there, or loads it if the file exists.
+
 Usage: bench/hnsw_reference.py DIR [--m 16] [--ef-construction 64]
            [--ef 10,20,40,80,160,320] [--threads 2] [--check-truth]
+           [--self-check N] [--index PATH]
 """
 import argparse
+import os
 import sys
 import time
 
@@ -50,6 +57,8 @@ def main():
     ap.add_argument("--ef", default="10,20,40,80,160,320")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=100)
+    ap.add_argument("--self-check", type=int, default=0, metavar="N")
+    ap.add_argument("--index", metavar="PATH")
     ap.add_argument("--check-truth", action="store_true",
                     help="recompute the exact top-10 with numpy and report its overlap with truth.npy")
     args = ap.parse_args()
@@ -70,13 +79,19 @@ def main():
               f"({time.time() - t0:.1f} s)")
 
     index = hnswlib.Index(space="cosine", dim=dims)
-    index.init_index(max_elements=rows, ef_construction=args.ef_construction, M=args.m,
-                     random_seed=args.seed)
-    t0 = time.time()
-    for start in range(0, rows, 100_000):  # in slices, so the mapping need not be copied at once
-        chunk = np.ascontiguousarray(base[start:start + 100_000])
-        index.add_items(chunk, np.arange(start + 1, start + 1 + len(chunk)), num_threads=args.threads)
-    print(f"build: {time.time() - t0:.1f} s")
+    if args.index and os.path.exists(args.index):
+        index.load_index(args.index, max_elements=rows)
+        print(f"loaded {args.index}")
+    else:
+        index.init_index(max_elements=rows, ef_construction=args.ef_construction, M=args.m,
+                         random_seed=args.seed)
+        t0 = time.time()
+        for start in range(0, rows, 100_000):  # in slices, so the mapping need not be copied at once
+            chunk = np.ascontiguousarray(base[start:start + 100_000])
+            index.add_items(chunk, np.arange(start + 1, start + 1 + len(chunk)), num_threads=args.threads)
+        print(f"build: {time.time() - t0:.1f} s")
+        if args.index:
+            index.save_index(args.index)
 
     print(f"{'ef':>8} {'recall@10':>10} {'queries/s':>10}")
     at95 = at99 = None
@@ -95,6 +110,13 @@ def main():
             at99 = ef
     print(f"recall@10 >= 0.95 from ef {at95 if at95 is not None else '(none)'}, "
           f">= 0.99 from ef {at99 if at99 is not None else '(none)'}")
+
+    if args.self_check > 0:
+        ids = np.random.default_rng(1).choice(rows, min(args.self_check, rows), replace=False)
+        labels, _ = index.knn_query(np.asarray(base[np.sort(ids)]), k=k, num_threads=args.threads)
+        found = int(sum((i + 1) in set(row.tolist()) for i, row in zip(np.sort(ids), labels)))
+        print(f"self-check at ef {max(ef, k)}: {found} of {len(ids)} base vectors find themselves "
+              f"in their top-{k}")
 
 
 if __name__ == "__main__":
