@@ -65,6 +65,13 @@
 #define HNSW_PAGE_META				(1 << 0)
 #define HNSW_PAGE_ELEMENTS			(1 << 1)
 
+/*
+ * Element flags.  VACUUM marks the elements of its current batch of dead
+ * ones before it repairs the links to them: inserts that start after the
+ * mark still walk through such elements but never link to them.
+ */
+#define HNSW_ELEMENT_DELETED		(1 << 0)
+
 typedef struct HnswPageOpaqueData
 {
 	uint16		flags;
@@ -198,6 +205,7 @@ typedef struct HnswCandidate
 	float		dist;
 	bool		expanded;		/* its neighbours have been visited */
 	bool		emitted;		/* returned by a scan already */
+	bool		deleted;		/* marked HNSW_ELEMENT_DELETED by vacuum */
 	uint8		level;
 	ItemPointerData tid;		/* where the element tuple lives */
 	ItemPointerData heaptid;
@@ -235,6 +243,7 @@ typedef struct HnswSearch
 	int			level;
 	int			ef;
 	bool		keepVectors;
+	bool		skipDeleted;	/* walk through deleted elements, never return them */
 	HnswCandidate *pool;
 	int			npool;
 	int			poolCapacity;

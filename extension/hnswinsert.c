@@ -496,6 +496,19 @@ HnswInsertVector(HnswIndexState *state, const float4 *vector, ItemPointer heapti
 				 RelationGetRelationName(state->index));
 	}
 
+	/*
+	 * Link only to elements that vacuum is not deleting.  Vacuum moves the
+	 * entry point off its dead batch (with no insert in flight) before it
+	 * repairs links, so a deleted entry point means this insert started
+	 * before that: it may then link to anything, as vacuum waits for it and
+	 * repairs its links afterwards (and a deleted-only search could walk
+	 * the whole index).  Starting elements are kept even if deleted, so no
+	 * layer's search comes back empty; with a live entry point they are live
+	 * unless vacuum marks them meanwhile, and then it waits for this insert
+	 * and repairs its links too.
+	 */
+	search.skipDeleted = !search.pool[search.npool - 1].deleted;
+
 	/* Greedy descent through the layers above the new element's. */
 	for (int lc = entryLevel; lc > level; lc--)
 	{

@@ -574,6 +574,7 @@ HnswSearchLoadPinned(HnswSearch *search, ItemPointer tid, Buffer buf)
 	c->dist = HnswDistance(state, search->query, HnswElementVector(etup));
 	c->expanded = false;
 	c->emitted = false;
+	c->deleted = (etup->flags & HNSW_ELEMENT_DELETED) != 0;
 	c->level = etup->level;
 	c->tid = *tid;
 	c->heaptid = etup->heaptid;
@@ -644,6 +645,7 @@ HnswSearchAddEntry(HnswSearch *search, ItemPointer tid, int level)
 		return false;
 	search->nvisited++;
 	HnswHeapPush(&search->candidates, idx, search->pool);
+	/* a starting element enters the batch even if deleted: a batch is never empty */
 	HnswHeapPush(&search->results, idx, search->pool);
 	return true;
 }
@@ -653,9 +655,22 @@ static void
 HnswSearchConsider(HnswSearch *search, int idx, int ef)
 {
 	HnswCandidate *pool = search->pool;
+	bool		near = search->results.count < ef ||
+		pool[idx].dist < pool[HnswHeapTop(&search->results)].dist;
 
-	if (search->results.count < ef ||
-		pool[idx].dist < pool[HnswHeapTop(&search->results)].dist)
+	/*
+	 * An element that vacuum is deleting may still lead to live ones: expand
+	 * it like any other, but keep it out of the batch.  Only inserts skip
+	 * such elements, and nothing continues an insert's search, so it is not
+	 * set aside either.
+	 */
+	if (search->skipDeleted && pool[idx].deleted)
+	{
+		if (near)
+			HnswHeapPush(&search->candidates, idx, pool);
+		return;
+	}
+	if (near)
 	{
 		HnswHeapPush(&search->candidates, idx, pool);
 		HnswHeapPush(&search->results, idx, pool);

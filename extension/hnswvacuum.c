@@ -2,16 +2,25 @@
  * hnswvacuum.c
  *	  VACUUM for crossmodal_hnsw: drop dead elements, repair the links that pointed at them.
  *
- * Three passes over the index:
- *  1. find the elements whose heap tuples are dead;
- *  2. rewrite the neighbour lists of live elements that link to a dead one:
- *     the dead links go, and the freed slots are refilled with the nearest
- *     live elements among the remaining neighbours' and the dead neighbours'
- *     own neighbours (so paths that ran through a dead element survive);
- *     move the entry point off a dead element;
- *  3. wait for in-flight scans and inserts (HNSW_SCAN_LOCK), then free the
- *     dead elements' space and tell the free space map, so later inserts
- *     reuse it instead of growing the index.
+ * The dead elements are handled in batches that fit maintenance_work_mem
+ * (autovacuum_work_mem in autovacuum), as the heap's own vacuum handles its
+ * dead TIDs.  Each batch goes through four steps:
+ *  1. walk on from where the last batch stopped, collecting dead elements
+ *     (with a copy of their neighbour lists) until the memory is used up,
+ *     and mark them HNSW_ELEMENT_DELETED, so that inserts starting from now
+ *     on do not link to them;
+ *  2. wait for in-flight scans and inserts (HNSW_SCAN_LOCK) and, while none
+ *     can start, move the entry point off a dead element;
+ *  3. rewrite the neighbour lists of live elements that link to a dead one:
+ *     the dead links go, and the freed slots are refilled from the remaining
+ *     neighbours and the dead neighbours' own neighbours (so paths that ran
+ *     through a dead element survive);
+ *  4. wait for scans and inserts again, then free the batch's space and tell
+ *     the free space map, so later inserts reuse it instead of growing the
+ *     index.
+ * Step 2's wait is what makes step 3 complete: every element inserted
+ * before it is on a page that step 3 walks, and every later insert sees the
+ * marks.
  */
 #include "postgres.h"
 
@@ -21,82 +30,194 @@
 #include "funcapi.h"
 #include "hnsw.h"
 #include "miscadmin.h"
+#include "postmaster/autovacuum.h"
 #include "storage/bufmgr.h"
 #include "storage/freespace.h"
 #include "storage/indexfsm.h"
 #include "storage/lmgr.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/tuplestore.h"
+
+/* A dead element of the current batch, with its neighbour lists. */
+typedef struct HnswDeadElement
+{
+	uint64		key;			/* HnswTidKey of its index TID; the hash key */
+	int			level;
+	ItemPointerData *tids;		/* [HnswElementSlots(m, level)] */
+} HnswDeadElement;
 
 typedef struct HnswVacuumState
 {
 	Relation	index;
 	HnswIndexState state;
 	BufferAccessStrategy bstrategy;
-	HnswKeySet	dead;			/* index TIDs of dead elements */
-	ItemPointerData bestLive;	/* highest-layer live element */
-	int			bestLiveLevel;
+	Size		budget;			/* bytes the dead batch may hold */
+	MemoryContext deadCxt;		/* the batch: hash table and neighbour lists */
+	HTAB	   *dead;			/* HnswDeadElement by key */
+	BlockNumber nblocks;		/* blocks when vacuum began: no dead element lies beyond */
+	BlockNumber nextBlock;		/* where the next batch's collection starts */
+	BlockNumber batchStart;		/* the current batch's blocks */
+	BlockNumber batchEnd;
 	double		live;
 	MemoryContext tmpCxt;
 } HnswVacuumState;
 
-/* Pass 1: collect dead elements. */
-static void
-HnswCollectDead(HnswVacuumState *vs, IndexBulkDeleteCallback callback, void *callback_state,
-				IndexBulkDeleteResult *stats)
+/*
+ * Walks the element pages of an index in block order, each one pinned and
+ * locked in `lockmode` until the next call (or HnswPageWalkRelease).
+ */
+typedef struct HnswPageWalk
 {
-	BlockNumber nblocks = RelationGetNumberOfBlocks(vs->index);
+	Relation	index;
+	BufferAccessStrategy strategy;
+	int			lockmode;
+	BlockNumber next;
+	BlockNumber end;
+	Buffer		buf;
+} HnswPageWalk;
 
-	ItemPointerSetInvalid(&vs->bestLive);
-	vs->bestLiveLevel = -1;
-	for (BlockNumber blkno = HNSW_METAPAGE_BLKNO + 1; blkno < nblocks; blkno++)
+static void
+HnswPageWalkBegin(HnswPageWalk *walk, Relation index, BufferAccessStrategy strategy,
+				  int lockmode, BlockNumber start, BlockNumber end)
+{
+	walk->index = index;
+	walk->strategy = strategy;
+	walk->lockmode = lockmode;
+	walk->next = Max(start, HNSW_METAPAGE_BLKNO + 1);
+	walk->end = end;
+	walk->buf = InvalidBuffer;
+}
+
+/* Unlocks and unpins the current page, if any. */
+static void
+HnswPageWalkRelease(HnswPageWalk *walk)
+{
+	if (BufferIsValid(walk->buf))
+		UnlockReleaseBuffer(walk->buf);
+	walk->buf = InvalidBuffer;
+}
+
+/* Moves to the next element page and returns its buffer; InvalidBuffer at the end. */
+static Buffer
+HnswPageWalkNext(HnswPageWalk *walk)
+{
+	HnswPageWalkRelease(walk);
+	while (walk->next < walk->end)
 	{
 		Buffer		buf;
 		Page		page;
 
-		vacuum_delay_point();
-		buf = ReadBufferExtended(vs->index, MAIN_FORKNUM, blkno, RBM_NORMAL, vs->bstrategy);
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		vacuum_delay_point();	/* also checks for interrupts */
+		buf = ReadBufferExtended(walk->index, MAIN_FORKNUM, walk->next++, RBM_NORMAL,
+								 walk->strategy);
+		LockBuffer(buf, walk->lockmode);
 		page = BufferGetPage(buf);
 		if (!PageIsNew(page) && (HnswPageGetOpaque(page)->flags & HNSW_PAGE_ELEMENTS))
 		{
-			OffsetNumber maxoff = PageGetMaxOffsetNumber(page);
-
-			for (OffsetNumber off = FirstOffsetNumber; off <= maxoff; off++)
-			{
-				ItemId		itemid = PageGetItemId(page, off);
-				HnswElementTuple etup;
-				ItemPointerData tid;
-
-				if (!ItemIdIsNormal(itemid))
-					continue;
-				etup = (HnswElementTuple) PageGetItem(page, itemid);
-				ItemPointerSet(&tid, blkno, off);
-				if (callback(&etup->heaptid, callback_state))
-				{
-					HnswKeySetAdd(&vs->dead, HnswTidKey(&tid));
-					stats->tuples_removed += 1;
-				}
-				else
-				{
-					vs->live += 1;
-					if (etup->level > vs->bestLiveLevel)
-					{
-						vs->bestLiveLevel = etup->level;
-						vs->bestLive = tid;
-					}
-				}
-			}
+			walk->buf = buf;
+			return buf;
 		}
 		UnlockReleaseBuffer(buf);
 	}
+	return InvalidBuffer;
+}
+
+static void
+HnswDeadBatchReset(HnswVacuumState *vs)
+{
+	HASHCTL		ctl;
+
+	MemoryContextReset(vs->deadCxt);
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(uint64);
+	ctl.entrysize = sizeof(HnswDeadElement);
+	ctl.hcxt = vs->deadCxt;
+	vs->dead = hash_create("crossmodal_hnsw dead elements", 1024, &ctl,
+						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+static inline HnswDeadElement *
+HnswFindDead(HnswVacuumState *vs, ItemPointer tid)
+{
+	uint64		key = HnswTidKey(tid);
+
+	return (HnswDeadElement *) hash_search(vs->dead, &key, HASH_FIND, NULL);
 }
 
 static inline bool
 HnswIsDead(HnswVacuumState *vs, ItemPointer tid)
 {
-	return HnswKeySetContains(&vs->dead, HnswTidKey(tid));
+	return HnswFindDead(vs, tid) != NULL;
+}
+
+/*
+ * Step 1: from vs->nextBlock on, collect and mark dead elements until the
+ * batch fills its memory (checked after each page, so a batch may exceed
+ * the budget by one page's elements) or the blocks run out.
+ */
+static void
+HnswCollectDeadBatch(HnswVacuumState *vs, IndexBulkDeleteCallback callback,
+					 void *callback_state, IndexBulkDeleteResult *stats)
+{
+	HnswPageWalk walk;
+	Buffer		buf;
+	int			m = vs->state.m;
+
+	HnswDeadBatchReset(vs);
+	vs->batchStart = vs->nextBlock;
+	HnswPageWalkBegin(&walk, vs->index, vs->bstrategy, BUFFER_LOCK_EXCLUSIVE,
+					  vs->nextBlock, vs->nblocks);
+	while (BufferIsValid(buf = HnswPageWalkNext(&walk)))
+	{
+		GenericXLogState *xlog = GenericXLogStart(vs->index);
+		Page		page = GenericXLogRegisterBuffer(xlog, buf, 0);
+		OffsetNumber maxoff = PageGetMaxOffsetNumber(page);
+		bool		changed = false;
+
+		for (OffsetNumber off = FirstOffsetNumber; off <= maxoff; off++)
+		{
+			ItemId		itemid = PageGetItemId(page, off);
+			HnswElementTuple etup;
+			ItemPointerData tid;
+			HnswDeadElement *dead;
+			uint64		key;
+			int			nslots;
+
+			if (!ItemIdIsNormal(itemid))
+				continue;
+			etup = (HnswElementTuple) PageGetItem(page, itemid);
+			if (!callback(&etup->heaptid, callback_state))
+			{
+				vs->live += 1;
+				continue;
+			}
+			if (!(etup->flags & HNSW_ELEMENT_DELETED))
+			{
+				etup->flags |= HNSW_ELEMENT_DELETED;
+				changed = true;
+			}
+			ItemPointerSet(&tid, BufferGetBlockNumber(buf), off);
+			key = HnswTidKey(&tid);
+			dead = (HnswDeadElement *) hash_search(vs->dead, &key, HASH_ENTER, NULL);
+			dead->level = etup->level;
+			nslots = HnswElementSlots(m, etup->level);
+			dead->tids = MemoryContextAlloc(vs->deadCxt, sizeof(ItemPointerData) * nslots);
+			memcpy(dead->tids, HnswElementTids(etup, vs->state.dims, m),
+				   sizeof(ItemPointerData) * nslots);
+			stats->tuples_removed += 1;
+		}
+		if (changed)
+			GenericXLogFinish(xlog);
+		else
+			GenericXLogAbort(xlog);
+		if (MemoryContextMemAllocated(vs->deadCxt, true) >= vs->budget)
+			break;
+	}
+	vs->nextBlock = BufferIsValid(buf) ? BufferGetBlockNumber(buf) + 1 : vs->nblocks;
+	vs->batchEnd = vs->nextBlock;
+	HnswPageWalkRelease(&walk);
 }
 
 /* Reads a copy of the element tuple at tid, or NULL if there is none. */
@@ -129,7 +250,11 @@ HnswReadElement(HnswVacuumState *vs, ItemPointer tid)
 	return copy;
 }
 
-/* Copies the vector of the element at tid, or NULL (no element, or dead). */
+/*
+ * Copies the vector of the element at tid, or NULL: no element on layer lc
+ * there, or a deleted one (of this batch, or marked by an earlier vacuum
+ * that did not finish; a later batch removes those).
+ */
 static float4 *
 HnswRepairVector(HnswVacuumState *vs, ItemPointer tid, int lc)
 {
@@ -139,7 +264,7 @@ HnswRepairVector(HnswVacuumState *vs, ItemPointer tid, int lc)
 	if (HnswIsDead(vs, tid))
 		return NULL;
 	etup = HnswReadElement(vs, tid);
-	if (etup == NULL || etup->level < lc)
+	if (etup == NULL || etup->level < lc || (etup->flags & HNSW_ELEMENT_DELETED))
 		return NULL;
 	v = palloc(sizeof(float4) * vs->state.dims);
 	memcpy(v, HnswElementVector(etup), sizeof(float4) * vs->state.dims);
@@ -157,12 +282,73 @@ HnswCandidateCmp(const void *a, const void *b)
 }
 
 /*
+ * Step 2: if the entry point is dead, the nearest live element that a
+ * search from it finds on the highest layer where it finds one becomes the
+ * entry point; none at all leaves the graph empty for the next insert to
+ * restart.  Caller holds HNSW_SCAN_LOCK exclusively: no insert is in flight
+ * that could add a live element this search would miss.
+ */
+static void
+HnswRepairEntryPoint(HnswVacuumState *vs)
+{
+	HnswMetaPageData meta;
+	HnswElementTuple entry;
+	HnswSearch	search;
+	ItemPointerData newEntry;
+	int			newLevel = -1;
+	Buffer		buf;
+	GenericXLogState *xlog;
+	HnswMetaPage metap;
+
+	HnswReadMeta(vs->index, &meta);
+	if (!ItemPointerIsValid(&meta.entry) || !HnswIsDead(vs, &meta.entry))
+		return;
+	entry = HnswReadElement(vs, &meta.entry);
+	if (entry == NULL)
+		elog(ERROR, "entry point of crossmodal_hnsw index \"%s\" is missing",
+			 RelationGetRelationName(vs->index));
+
+	ItemPointerSetInvalid(&newEntry);
+	HnswSearchInit(&search, &vs->state, HnswElementVector(entry), 1, false);
+	search.skipDeleted = true;
+	for (int lc = meta.entryLevel; lc >= 0 && newLevel < 0; lc--)
+	{
+		int			best;
+
+		HnswSearchBeginLayer(&search, lc);
+		HnswSearchAddEntry(&search, &meta.entry, lc);
+		search.results.count = 0;	/* the dead entry point itself is no answer */
+		HnswSearchLayer(&search, lc, 1, 0);
+		if (HnswSearchResults(&search, &best) == 1)
+		{
+			newEntry = search.pool[best].tid;
+			newLevel = search.pool[best].level;
+		}
+	}
+
+	buf = ReadBuffer(vs->index, HNSW_METAPAGE_BLKNO);
+	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+	xlog = GenericXLogStart(vs->index);
+	metap = HnswPageGetMeta(GenericXLogRegisterBuffer(xlog, buf, 0));
+	if (ItemPointerEquals(&metap->entry, &meta.entry))
+	{
+		metap->entry = newEntry;
+		metap->entryLevel = newLevel;
+		GenericXLogFinish(xlog);
+	}
+	else
+		GenericXLogAbort(xlog);
+	UnlockReleaseBuffer(buf);
+}
+
+/*
  * Repairs one live element (a copy in `etup`, living at `tid`) that links to
  * dead elements.  On each affected layer the new list is chosen with the
  * same selection heuristic as inserts, over the live neighbours and the live
  * neighbours of the dead ones: the heuristic keeps the long links between
  * clusters that a nearest-only refill would lose.  The list is written under
  * the page's lock, keeping links that concurrent inserts added meanwhile.
+ * The dead neighbours' lists come from the batch, not from their pages.
  */
 static void
 HnswRepairElement(HnswVacuumState *vs, ItemPointer tid, HnswElementTuple etup)
@@ -210,17 +396,16 @@ HnswRepairElement(HnswVacuumState *vs, ItemPointer tid, HnswElementTuple etup)
 			{
 				ItemPointerData *list = &tids[i];
 				int			nlist = 1;
-				HnswElementTuple dead = NULL;
+				HnswDeadElement *dead = HnswFindDead(vs, &tids[i]);
 
 				/* pass 0: live neighbours; pass 1: neighbours of dead ones */
-				if (HnswIsDead(vs, &tids[i]) != (pass == 1))
+				if ((dead != NULL) != (pass == 1))
 					continue;
 				if (pass == 1)
 				{
-					dead = HnswReadElement(vs, &tids[i]);
-					if (dead == NULL || dead->level < lc)
+					if (dead->level < lc)
 						continue;
-					list = HnswElementTids(dead, dims, m) + first;
+					list = dead->tids + first;
 					for (nlist = 0; nlist < nslots && ItemPointerIsValid(&list[nlist]); nlist++)
 						;
 				}
@@ -244,8 +429,6 @@ HnswRepairElement(HnswVacuumState *vs, ItemPointer tid, HnswElementTuple etup)
 					cands[ncands].dist = HnswDistance(state, self, v);
 					ncands++;
 				}
-				if (dead != NULL)
-					pfree(dead);
 			}
 		}
 		qsort(cands, ncands, sizeof(HnswCandidate), HnswCandidateCmp);
@@ -299,16 +482,27 @@ HnswRepairElement(HnswVacuumState *vs, ItemPointer tid, HnswElementTuple etup)
 					addedDists[nadded++] = dists[i];
 				}
 			}
+			/*
+			 * Those come first: such a link may be the only one to a new
+			 * element, and dropping it could leave that element unreachable;
+			 * the repair's own choice fills the slots left.
+			 */
 			n = 0;
-			for (int i = 0; i < nchosen[lc] && n < nslots; i++)
-			{
-				tids[n] = chosenTids[lc][i];
-				dists[n++] = chosenDists[lc][i];
-			}
-			for (int i = 0; i < nadded && n < nslots; i++)
+			for (int i = 0; i < nadded; i++)
 			{
 				tids[n] = added[i];
 				dists[n++] = addedDists[i];
+			}
+			for (int i = 0; i < nchosen[lc] && n < nslots; i++)
+			{
+				bool		dup = false;
+
+				for (int j = 0; j < nadded; j++)
+					dup |= ItemPointerEquals(&added[j], &chosenTids[lc][i]);
+				if (dup)
+					continue;
+				tids[n] = chosenTids[lc][i];
+				dists[n++] = chosenDists[lc][i];
 			}
 			for (int i = n; i < nslots; i++)
 				ItemPointerSetInvalid(&tids[i]);
@@ -320,63 +514,57 @@ HnswRepairElement(HnswVacuumState *vs, ItemPointer tid, HnswElementTuple etup)
 	UnlockReleaseBuffer(buf);
 }
 
-/* Pass 2: repair links of live elements; move the entry point off the dead. */
+/* Step 3: repair the links of live elements that point into the batch. */
 static void
 HnswRepairGraph(HnswVacuumState *vs)
 {
-	BlockNumber nblocks = RelationGetNumberOfBlocks(vs->index);
+	HnswPageWalk walk;
+	Buffer		buf;
 	int			m = vs->state.m;
 	int			dims = vs->state.dims;
 
-	for (BlockNumber blkno = HNSW_METAPAGE_BLKNO + 1; blkno < nblocks; blkno++)
+	HnswPageWalkBegin(&walk, vs->index, vs->bstrategy, BUFFER_LOCK_SHARE,
+					  HNSW_METAPAGE_BLKNO + 1, RelationGetNumberOfBlocks(vs->index));
+	while (BufferIsValid(buf = HnswPageWalkNext(&walk)))
 	{
-		Buffer		buf;
-		Page		page;
+		Page		page = BufferGetPage(buf);
+		OffsetNumber maxoff = PageGetMaxOffsetNumber(page);
 		List	   *todo = NIL;
 		List	   *todoTids = NIL;
 		ListCell   *lc1,
 				   *lc2;
-		MemoryContext old;
+		MemoryContext old = MemoryContextSwitchTo(vs->tmpCxt);
 
-		vacuum_delay_point();
-		old = MemoryContextSwitchTo(vs->tmpCxt);
-		buf = ReadBufferExtended(vs->index, MAIN_FORKNUM, blkno, RBM_NORMAL, vs->bstrategy);
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
-		page = BufferGetPage(buf);
-		if (!PageIsNew(page) && (HnswPageGetOpaque(page)->flags & HNSW_PAGE_ELEMENTS))
+		for (OffsetNumber off = FirstOffsetNumber; off <= maxoff; off++)
 		{
-			OffsetNumber maxoff = PageGetMaxOffsetNumber(page);
+			ItemId		itemid = PageGetItemId(page, off);
+			HnswElementTuple etup;
+			ItemPointerData tid;
+			ItemPointerData *tids;
+			bool		needs = false;
 
-			for (OffsetNumber off = FirstOffsetNumber; off <= maxoff; off++)
+			if (!ItemIdIsNormal(itemid))
+				continue;
+			ItemPointerSet(&tid, BufferGetBlockNumber(buf), off);
+			if (HnswIsDead(vs, &tid))
+				continue;
+			etup = (HnswElementTuple) PageGetItem(page, itemid);
+			tids = HnswElementTids(etup, dims, m);
+			for (int i = 0; i < HnswElementSlots(m, etup->level) && !needs; i++)
+				needs = ItemPointerIsValid(&tids[i]) && HnswIsDead(vs, &tids[i]);
+			if (needs)
 			{
-				ItemId		itemid = PageGetItemId(page, off);
-				HnswElementTuple etup;
-				ItemPointerData tid;
-				ItemPointerData *tids;
-				bool		needs = false;
+				HnswElementTuple copy = palloc(ItemIdGetLength(itemid));
+				ItemPointer tidcopy = palloc(sizeof(ItemPointerData));
 
-				if (!ItemIdIsNormal(itemid))
-					continue;
-				ItemPointerSet(&tid, blkno, off);
-				if (HnswIsDead(vs, &tid))
-					continue;
-				etup = (HnswElementTuple) PageGetItem(page, itemid);
-				tids = HnswElementTids(etup, dims, m);
-				for (int i = 0; i < HnswElementSlots(m, etup->level) && !needs; i++)
-					needs = ItemPointerIsValid(&tids[i]) && HnswIsDead(vs, &tids[i]);
-				if (needs)
-				{
-					HnswElementTuple copy = palloc(ItemIdGetLength(itemid));
-					ItemPointer tidcopy = palloc(sizeof(ItemPointerData));
-
-					memcpy(copy, etup, ItemIdGetLength(itemid));
-					*tidcopy = tid;
-					todo = lappend(todo, copy);
-					todoTids = lappend(todoTids, tidcopy);
-				}
+				memcpy(copy, etup, ItemIdGetLength(itemid));
+				*tidcopy = tid;
+				todo = lappend(todo, copy);
+				todoTids = lappend(todoTids, tidcopy);
 			}
 		}
-		UnlockReleaseBuffer(buf);
+		/* The repairs lock pages themselves, this one included. */
+		HnswPageWalkRelease(&walk);
 
 		forboth(lc1, todo, lc2, todoTids)
 		{
@@ -386,57 +574,28 @@ HnswRepairGraph(HnswVacuumState *vs)
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(vs->tmpCxt);
 	}
-
-	/* Entry point. */
-	{
-		Buffer		buf = ReadBuffer(vs->index, HNSW_METAPAGE_BLKNO);
-		GenericXLogState *xlog;
-		HnswMetaPage meta;
-
-		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-		xlog = GenericXLogStart(vs->index);
-		meta = HnswPageGetMeta(GenericXLogRegisterBuffer(xlog, buf, 0));
-		if (ItemPointerIsValid(&meta->entry) && HnswIsDead(vs, &meta->entry))
-		{
-			meta->entry = vs->bestLive;
-			meta->entryLevel = vs->bestLiveLevel;
-			GenericXLogFinish(xlog);
-		}
-		else
-			GenericXLogAbort(xlog);
-		UnlockReleaseBuffer(buf);
-	}
 }
 
-/* Pass 3: free the dead elements' space. */
+/* Step 4: free the batch's space. */
 static void
-HnswFreeDead(HnswVacuumState *vs, IndexBulkDeleteResult *stats)
+HnswFreeDeadBatch(HnswVacuumState *vs)
 {
-	BlockNumber nblocks = RelationGetNumberOfBlocks(vs->index);
+	HnswPageWalk walk;
+	Buffer		buf;
 
 	/* Wait until no scan or insert that might still follow a dead link runs. */
 	LockPage(vs->index, HNSW_SCAN_LOCK, ExclusiveLock);
 	UnlockPage(vs->index, HNSW_SCAN_LOCK, ExclusiveLock);
 
-	for (BlockNumber blkno = HNSW_METAPAGE_BLKNO + 1; blkno < nblocks; blkno++)
+	HnswPageWalkBegin(&walk, vs->index, vs->bstrategy, BUFFER_LOCK_EXCLUSIVE,
+					  vs->batchStart, vs->batchEnd);
+	while (BufferIsValid(buf = HnswPageWalkNext(&walk)))
 	{
-		Buffer		buf;
-		Page		page;
-		GenericXLogState *xlog;
+		GenericXLogState *xlog = GenericXLogStart(vs->index);
+		Page		page = GenericXLogRegisterBuffer(xlog, buf, 0);
 		bool		changed = false;
 		Size		freespace;
 
-		vacuum_delay_point();
-		buf = ReadBufferExtended(vs->index, MAIN_FORKNUM, blkno, RBM_NORMAL, vs->bstrategy);
-		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-		xlog = GenericXLogStart(vs->index);
-		page = GenericXLogRegisterBuffer(xlog, buf, 0);
-		if (PageIsNew(page) || !(HnswPageGetOpaque(page)->flags & HNSW_PAGE_ELEMENTS))
-		{
-			GenericXLogAbort(xlog);
-			UnlockReleaseBuffer(buf);
-			continue;
-		}
 		for (OffsetNumber off = FirstOffsetNumber; off <= PageGetMaxOffsetNumber(page); off++)
 		{
 			ItemId		itemid = PageGetItemId(page, off);
@@ -444,7 +603,7 @@ HnswFreeDead(HnswVacuumState *vs, IndexBulkDeleteResult *stats)
 
 			if (!ItemIdIsNormal(itemid))
 				continue;
-			ItemPointerSet(&tid, blkno, off);
+			ItemPointerSet(&tid, BufferGetBlockNumber(buf), off);
 			if (HnswIsDead(vs, &tid))
 			{
 				ItemIdSetUnused(itemid);
@@ -462,11 +621,9 @@ HnswFreeDead(HnswVacuumState *vs, IndexBulkDeleteResult *stats)
 			freespace = PageGetFreeSpace(page);
 			GenericXLogAbort(xlog);
 		}
-		UnlockReleaseBuffer(buf);
-		RecordPageWithFreeSpace(vs->index, blkno, freespace);
+		RecordPageWithFreeSpace(vs->index, BufferGetBlockNumber(buf), freespace);
 	}
-	FreeSpaceMapVacuum(vs->index);
-	stats->pages_free = 0;
+	HnswPageWalkRelease(&walk);
 }
 
 IndexBulkDeleteResult *
@@ -477,9 +634,13 @@ hnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	HnswMetaPageData meta;
 	MemoryContext cxt;
 	MemoryContext old;
+	int			memKb;
+	int			passes = 0;
+	double		removedBefore;
 
 	if (stats == NULL)
 		stats = palloc0(sizeof(IndexBulkDeleteResult));
+	removedBefore = stats->tuples_removed;
 
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "crossmodal_hnsw vacuum",
 								ALLOCSET_DEFAULT_SIZES);
@@ -489,16 +650,41 @@ hnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	vs.bstrategy = info->strategy;
 	HnswReadMeta(info->index, &meta);
 	HnswInitState(&vs.state, info->index, &meta);
-	HnswKeySetInit(&vs.dead, 1024);
+	memKb = (IsAutoVacuumWorkerProcess() && autovacuum_work_mem != -1) ?
+		autovacuum_work_mem : maintenance_work_mem;
+	vs.budget = (Size) memKb * 1024;
+	vs.deadCxt = AllocSetContextCreate(cxt, "crossmodal_hnsw vacuum dead elements",
+									   ALLOCSET_DEFAULT_SIZES);
 	vs.tmpCxt = AllocSetContextCreate(cxt, "crossmodal_hnsw vacuum element",
 									  ALLOCSET_DEFAULT_SIZES);
+	vs.nblocks = RelationGetNumberOfBlocks(info->index);
+	vs.nextBlock = HNSW_METAPAGE_BLKNO + 1;
 
-	HnswCollectDead(&vs, callback, callback_state, stats);
-	if (vs.dead.count > 0)
+	while (vs.nextBlock < vs.nblocks)
 	{
+		HnswCollectDeadBatch(&vs, callback, callback_state, stats);
+		if (hash_get_num_entries(vs.dead) == 0)
+			continue;
+		passes++;
+		LockPage(vs.index, HNSW_SCAN_LOCK, ExclusiveLock);
+		MemoryContextSwitchTo(vs.tmpCxt);
+		HnswRepairEntryPoint(&vs);
+		MemoryContextSwitchTo(cxt);
+		MemoryContextReset(vs.tmpCxt);
+		UnlockPage(vs.index, HNSW_SCAN_LOCK, ExclusiveLock);
 		HnswRepairGraph(&vs);
-		HnswFreeDead(&vs, stats);
+		HnswFreeDeadBatch(&vs);
 	}
+	if (passes > 0)
+		FreeSpaceMapVacuum(vs.index);
+	/* DEBUG1 at least: VACUUM reports index passes at DEBUG2 (PostgreSQL 15) */
+	ereport(Max(info->message_level, DEBUG1),
+			(errmsg_plural("removed %.0f dead elements from index \"%s\" in %d pass",
+						   "removed %.0f dead elements from index \"%s\" in %d passes",
+						   passes, stats->tuples_removed - removedBefore,
+						   RelationGetRelationName(vs.index), passes),
+			 errdetail("Each pass held at most %d kB of dead elements and repaired the links to them.",
+					   memKb)));
 	stats->num_index_tuples = vs.live;
 	stats->num_pages = RelationGetNumberOfBlocks(info->index);
 	stats->estimated_count = false;
@@ -516,28 +702,21 @@ hnswvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 	if (stats == NULL)
 	{
 		/* No bulkdelete pass ran: count what is there. */
-		BlockNumber nblocks = RelationGetNumberOfBlocks(info->index);
+		HnswPageWalk walk;
+		Buffer		buf;
 
 		stats = palloc0(sizeof(IndexBulkDeleteResult));
-		for (BlockNumber blkno = HNSW_METAPAGE_BLKNO + 1; blkno < nblocks; blkno++)
+		HnswPageWalkBegin(&walk, info->index, info->strategy, BUFFER_LOCK_SHARE,
+						  HNSW_METAPAGE_BLKNO + 1, RelationGetNumberOfBlocks(info->index));
+		while (BufferIsValid(buf = HnswPageWalkNext(&walk)))
 		{
-			Buffer		buf;
-			Page		page;
+			Page		page = BufferGetPage(buf);
 
-			vacuum_delay_point();
-			buf = ReadBufferExtended(info->index, MAIN_FORKNUM, blkno, RBM_NORMAL,
-									 info->strategy);
-			LockBuffer(buf, BUFFER_LOCK_SHARE);
-			page = BufferGetPage(buf);
-			if (!PageIsNew(page) && (HnswPageGetOpaque(page)->flags & HNSW_PAGE_ELEMENTS))
-			{
-				for (OffsetNumber off = FirstOffsetNumber; off <= PageGetMaxOffsetNumber(page); off++)
-					if (ItemIdIsNormal(PageGetItemId(page, off)))
-						stats->num_index_tuples += 1;
-			}
-			UnlockReleaseBuffer(buf);
+			for (OffsetNumber off = FirstOffsetNumber; off <= PageGetMaxOffsetNumber(page); off++)
+				if (ItemIdIsNormal(PageGetItemId(page, off)))
+					stats->num_index_tuples += 1;
 		}
-		stats->num_pages = nblocks;
+		stats->num_pages = walk.end;
 		stats->estimated_count = false;
 		FreeSpaceMapVacuum(info->index);
 	}
@@ -557,7 +736,8 @@ crossmodal_hnsw_heap_tids(PG_FUNCTION_ARGS)
 	Oid			indexoid = PG_GETARG_OID(0);
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	Relation	index;
-	BlockNumber nblocks;
+	HnswPageWalk walk;
+	Buffer		buf;
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	index = index_open(indexoid, AccessShareLock);
@@ -565,33 +745,26 @@ crossmodal_hnsw_heap_tids(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("\"%s\" is not a crossmodal_hnsw index", RelationGetRelationName(index))));
-	nblocks = RelationGetNumberOfBlocks(index);
-	for (BlockNumber blkno = HNSW_METAPAGE_BLKNO + 1; blkno < nblocks; blkno++)
+	HnswPageWalkBegin(&walk, index, NULL, BUFFER_LOCK_SHARE, HNSW_METAPAGE_BLKNO + 1,
+					  RelationGetNumberOfBlocks(index));
+	while (BufferIsValid(buf = HnswPageWalkNext(&walk)))
 	{
-		Buffer		buf = ReadBuffer(index, blkno);
-		Page		page;
+		Page		page = BufferGetPage(buf);
 
-		CHECK_FOR_INTERRUPTS();
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
-		page = BufferGetPage(buf);
-		if (!PageIsNew(page) && (HnswPageGetOpaque(page)->flags & HNSW_PAGE_ELEMENTS))
+		for (OffsetNumber off = FirstOffsetNumber; off <= PageGetMaxOffsetNumber(page); off++)
 		{
-			for (OffsetNumber off = FirstOffsetNumber; off <= PageGetMaxOffsetNumber(page); off++)
-			{
-				ItemId		itemid = PageGetItemId(page, off);
-				ItemPointer heaptid;
-				Datum		value;
-				bool		isnull = false;
+			ItemId		itemid = PageGetItemId(page, off);
+			ItemPointer heaptid;
+			Datum		value;
+			bool		isnull = false;
 
-				if (!ItemIdIsNormal(itemid))
-					continue;
-				heaptid = palloc(sizeof(ItemPointerData));
-				*heaptid = ((HnswElementTuple) PageGetItem(page, itemid))->heaptid;
-				value = PointerGetDatum(heaptid);
-				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
-			}
+			if (!ItemIdIsNormal(itemid))
+				continue;
+			heaptid = palloc(sizeof(ItemPointerData));
+			*heaptid = ((HnswElementTuple) PageGetItem(page, itemid))->heaptid;
+			value = PointerGetDatum(heaptid);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &value, &isnull);
 		}
-		UnlockReleaseBuffer(buf);
 	}
 	index_close(index, AccessShareLock);
 	return (Datum) 0;
