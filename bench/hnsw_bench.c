@@ -8,7 +8,8 @@
  * table.  The exact top-10 by cosine distance is computed here, in double.
  * Queries go through one connection as a prepared statement with the vector
  * as a text parameter.  Connection settings come from the PG* environment.
- * Server NOTICEs of the index build (e.g. the graph outgrowing
+ * Builds run with maintenance_work_mem = 2GB unless --maintenance-work-mem
+ * says otherwise; server NOTICEs of the build (e.g. the graph outgrowing
  * maintenance_work_mem) are printed with a "server:" prefix.
  *
  * --dump DIR writes the exact data used to DIR as NumPy .npy files, for
@@ -44,6 +45,7 @@ typedef struct Options
 	const char *workersList;
 	const char *table;
 	int			skipLoad;
+	const char *maintenanceWorkMem;
 	const char *dumpDir;		/* NULL: write no files */
 	int			noDb;
 } Options;
@@ -404,7 +406,7 @@ int
 main(int argc, char **argv)
 {
 	Options		o = {100000, 512, 1000, 500, 16, 64, 1.0, 10,
-	"10,20,40,80,160,320", "0", "hnsw_bench", 0, NULL, 0};
+	"10,20,40,80,160,320", "0", "hnsw_bench", 0, "2GB", NULL, 0};
 	PGconn	   *conn;
 	float	   *centres;
 	float	   *queries;
@@ -430,20 +432,23 @@ main(int argc, char **argv)
 		else if (strcmp(a, "--workers") == 0) o.workersList = v, i++;
 		else if (strcmp(a, "--table") == 0) o.table = v, i++;
 		else if (strcmp(a, "--skip-load") == 0) o.skipLoad = 1;
+		else if (strcmp(a, "--maintenance-work-mem") == 0) o.maintenanceWorkMem = v, i++;
 		else if (strcmp(a, "--dump") == 0) o.dumpDir = v, i++;
 		else if (strcmp(a, "--no-db") == 0) o.noDb = 1;
 		else
 		{
 			fprintf(stderr, "usage: hnsw_bench [--rows N] [--dims D] [--clusters C] [--queries Q] "
 					"[--m M] [--ef-construction E] [--spread S] [--ef 10,20,...] "
-					"[--workers 0,1] [--table NAME] [--skip-load] [--dump DIR [--no-db]]\n");
+					"[--workers 0,1] [--table NAME] [--skip-load] [--maintenance-work-mem 2GB] "
+					"[--dump DIR [--no-db]]\n");
 			return 2;
 		}
 	}
 	if (o.rows < o.k || o.dims < 1 || o.clusters < 1 || o.queries < 1 || o.k > 64 ||
-		(o.noDb && o.dumpDir == NULL))
+		(o.noDb && o.dumpDir == NULL) ||
+		strlen(o.maintenanceWorkMem) > 32 || strchr(o.maintenanceWorkMem, '\'') != NULL)
 	{
-		fprintf(stderr, "hnsw_bench: bad sizes\n");
+		fprintf(stderr, "hnsw_bench: bad sizes or option values\n");
 		return 2;
 	}
 	printf("data: %d x %d, %d clusters, spread %.2f, unit-normalised; %d queries; "
@@ -471,7 +476,12 @@ main(int argc, char **argv)
 	PQsetNoticeProcessor(conn, PrintNotice, NULL);
 	Exec(conn, "SET client_min_messages = warning");
 	Exec(conn, "CREATE EXTENSION IF NOT EXISTS crossmodal");
-	Exec(conn, "SET maintenance_work_mem = '2GB'");
+	{
+		char		sql[128];
+
+		snprintf(sql, sizeof(sql), "SET maintenance_work_mem = '%s'", o.maintenanceWorkMem);
+		Exec(conn, sql);
+	}
 	if (!o.skipLoad)
 		Load(conn, &o, centres);
 	truth = GroundTruth(&o, centres, queries);
