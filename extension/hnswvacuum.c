@@ -683,7 +683,7 @@ hnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 						   "removed %.0f dead elements from index \"%s\" in %d passes",
 						   passes, stats->tuples_removed - removedBefore,
 						   RelationGetRelationName(vs.index), passes),
-			 errdetail("Each pass held at most %d kB of dead elements and repaired the links to them.",
+			 errdetail("Each pass collected up to %d kB of dead elements, then repaired the links to them and freed them.",
 					   memKb)));
 	stats->num_index_tuples = vs.live;
 	stats->num_pages = RelationGetNumberOfBlocks(info->index);
