@@ -12,6 +12,9 @@
  * says otherwise; server NOTICEs of the build (e.g. the graph outgrowing
  * maintenance_work_mem) are printed with a "server:" prefix.
  *
+ * --self-check N searches for N table rows' own vectors at the last
+ * ef_search and counts those that come back (unreachable rows cap recall).
+ *
  * --dump DIR writes the exact data used to DIR as NumPy .npy files, for
  * bench/hnsw_reference.py: base.npy (float32 [rows][dims], row i is table
  * id i + 1), queries.npy (float32 [queries][dims]) and truth.npy (int32
@@ -46,6 +49,7 @@ typedef struct Options
 	const char *table;
 	int			skipLoad;
 	const char *maintenanceWorkMem;
+	int			selfCheck;		/* base vectors searched for themselves */
 	const char *dumpDir;		/* NULL: write no files */
 	int			noDb;
 } Options;
@@ -402,11 +406,50 @@ Queries(PGconn *conn, const Options *o, const float *queries, const int *truth)
 	free(text);
 }
 
+/*
+ * Searches for N base vectors themselves (rows spread evenly over the table)
+ * at the last ef_search of the list and counts those in their own top-k.  A
+ * row the search cannot find from its own vector is, in practice,
+ * unreachable: it caps recall at every ef.  Uses the "knn" statement.
+ */
+static void
+SelfCheck(PGconn *conn, const Options *o, const float *centres)
+{
+	float	   *v = malloc(sizeof(float) * o->dims);
+	char	   *text = malloc((size_t) o->dims * 20 + 8);
+	int			n = o->selfCheck < o->rows ? o->selfCheck : o->rows;
+	int			found = 0;
+
+	for (int s = 0; s < n; s++)
+	{
+		long		row = (long) ((double) s * o->rows / n);
+		const char *params[1];
+		PGresult   *res;
+
+		MixtureVector(centres, o, 1, row, v);
+		params[0] = VectorText(v, o->dims, text);
+		res = PQexecPrepared(conn, "knn", 1, params, NULL, NULL, 0);
+		if (PQresultStatus(res) != PGRES_TUPLES_OK)
+			Die(conn, "self-check query");
+		for (int r = 0; r < PQntuples(res); r++)
+			if (atol(PQgetvalue(res, r, 0)) == row + 1)
+			{
+				found++;
+				break;
+			}
+		PQclear(res);
+	}
+	printf("self-check at the last ef_search: %d of %d table rows find themselves in their top-%d\n",
+		   found, n, o->k);
+	free(v);
+	free(text);
+}
+
 int
 main(int argc, char **argv)
 {
 	Options		o = {100000, 512, 1000, 500, 16, 64, 1.0, 10,
-	"10,20,40,80,160,320", "0", "hnsw_bench", 0, "2GB", NULL, 0};
+	"10,20,40,80,160,320", "0", "hnsw_bench", 0, "2GB", 0, NULL, 0};
 	PGconn	   *conn;
 	float	   *centres;
 	float	   *queries;
@@ -433,6 +476,7 @@ main(int argc, char **argv)
 		else if (strcmp(a, "--table") == 0) o.table = v, i++;
 		else if (strcmp(a, "--skip-load") == 0) o.skipLoad = 1;
 		else if (strcmp(a, "--maintenance-work-mem") == 0) o.maintenanceWorkMem = v, i++;
+		else if (strcmp(a, "--self-check") == 0) o.selfCheck = atoi(v), i++;
 		else if (strcmp(a, "--dump") == 0) o.dumpDir = v, i++;
 		else if (strcmp(a, "--no-db") == 0) o.noDb = 1;
 		else
@@ -440,7 +484,7 @@ main(int argc, char **argv)
 			fprintf(stderr, "usage: hnsw_bench [--rows N] [--dims D] [--clusters C] [--queries Q] "
 					"[--m M] [--ef-construction E] [--spread S] [--ef 10,20,...] "
 					"[--workers 0,1] [--table NAME] [--skip-load] [--maintenance-work-mem 2GB] "
-					"[--dump DIR [--no-db]]\n");
+					"[--self-check N] [--dump DIR [--no-db]]\n");
 			return 2;
 		}
 	}
@@ -490,6 +534,8 @@ main(int argc, char **argv)
 	for (int w = 0; w < nworkers; w++)
 		Build(conn, &o, workers[w]);
 	Queries(conn, &o, queries, truth);
+	if (o.selfCheck > 0)
+		SelfCheck(conn, &o, centres);
 
 	PQfinish(conn);
 	free(centres);
