@@ -9,6 +9,14 @@
  * expand, one batch of ef at a time, until crossmodal.hnsw_max_scan_tuples
  * elements have been read.  Within a batch rows come nearest first; across
  * batches the order is approximate, like the search itself.
+ *
+ * HNSW's neighbour selection can leave an element with no incoming link (a
+ * full list re-selected with the heuristic may drop the only link to it;
+ * hnswlib and pgvector share this), and no search finds such an element.  So
+ * when the search has visited every element it can reach and the scan is
+ * still within its bound, the scan sweeps the index pages in order and
+ * returns the live elements the search never visited, nearest first within
+ * each page: a scan that runs to the end returns every indexed row.
  */
 #include "postgres.h"
 
@@ -19,6 +27,13 @@
 #include "storage/lmgr.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+
+/* A row found by the sweep. */
+typedef struct HnswSweptRow
+{
+	float		dist;
+	ItemPointerData heaptid;
+} HnswSweptRow;
 
 typedef struct HnswScanOpaqueData
 {
@@ -31,6 +46,15 @@ typedef struct HnswScanOpaqueData
 	int		   *batch;			/* pool indexes of the current batch */
 	int			nbatch;
 	int			next;			/* next batch entry to return */
+
+	/* The sweep after the graph (see the header comment). */
+	bool		sweeping;
+	BlockNumber sweepBlock;		/* next block to read */
+	BlockNumber sweepEnd;		/* the index's size when the sweep began */
+	HnswSweptRow *swept;		/* unvisited rows of the last page read */
+	int			nswept;
+	int			sweptCapacity;
+	int			sweepNext;
 } HnswScanOpaqueData;
 
 typedef HnswScanOpaqueData *HnswScanOpaque;
@@ -65,6 +89,11 @@ hnswrescan(IndexScanDesc scan, ScanKey keys, int nkeys, ScanKey orderbys, int no
 	so->done = false;
 	so->nbatch = 0;
 	so->next = 0;
+	so->sweeping = false;
+	so->swept = NULL;
+	so->nswept = 0;
+	so->sweptCapacity = 0;
+	so->sweepNext = 0;
 }
 
 /* Runs the first search: greedy descent, then ef_search on layer 0. */
@@ -137,6 +166,78 @@ HnswScanStart(IndexScanDesc scan)
 	so->next = 0;
 }
 
+static int
+HnswCompareSweptRows(const void *a, const void *b)
+{
+	float		da = ((const HnswSweptRow *) a)->dist;
+	float		db = ((const HnswSweptRow *) b)->dist;
+
+	return (da > db) - (da < db);
+}
+
+/*
+ * Reads index pages from so->sweepBlock on until one holds live elements the
+ * search never visited; they become so->swept, nearest first.  False when the
+ * pages or the scan's bound run out.
+ */
+static bool
+HnswScanSweep(IndexScanDesc scan)
+{
+	HnswScanOpaque so = (HnswScanOpaque) scan->opaque;
+	HnswIndexState *state = &so->state;
+
+	if (!so->sweeping)
+	{
+		so->sweeping = true;
+		so->sweepBlock = HNSW_METAPAGE_BLKNO + 1;
+		so->sweepEnd = RelationGetNumberOfBlocks(scan->indexRelation);
+		so->sweptCapacity = MaxOffsetNumber;
+		so->swept = palloc(sizeof(HnswSweptRow) * so->sweptCapacity);
+	}
+	so->nswept = 0;
+	so->sweepNext = 0;
+	while (so->nswept == 0 && so->sweepBlock < so->sweepEnd &&
+		   so->search.nvisited < hnsw_max_scan_tuples)
+	{
+		BlockNumber blkno = so->sweepBlock++;
+		Buffer		buf;
+		Page		page;
+		OffsetNumber maxoff;
+
+		CHECK_FOR_INTERRUPTS();
+		buf = ReadBuffer(scan->indexRelation, blkno);
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		maxoff = PageIsNew(page) ? InvalidOffsetNumber : PageGetMaxOffsetNumber(page);
+		if (!PageIsNew(page) && (HnswPageGetOpaque(page)->flags & HNSW_PAGE_ELEMENTS))
+		{
+			for (OffsetNumber off = FirstOffsetNumber; off <= maxoff; off = OffsetNumberNext(off))
+			{
+				ItemId		itemid = PageGetItemId(page, off);
+				HnswElementTuple etup;
+				ItemPointerData tid;
+
+				if (!ItemIdIsNormal(itemid))
+					continue;
+				etup = (HnswElementTuple) PageGetItem(page, itemid);
+				ItemPointerSet(&tid, blkno, off);
+				if ((etup->flags & HNSW_ELEMENT_DELETED) ||
+					HnswKeySetContains(&so->search.visited, HnswTidKey(&tid)))
+					continue;
+				so->search.nvisited++;
+				so->swept[so->nswept].dist = HnswDistance(state, so->query,
+														  HnswElementVector(etup));
+				so->swept[so->nswept].heaptid = etup->heaptid;
+				so->nswept++;
+			}
+		}
+		UnlockReleaseBuffer(buf);
+	}
+	if (so->nswept > 1)
+		qsort(so->swept, so->nswept, sizeof(HnswSweptRow), HnswCompareSweptRows);
+	return so->nswept > 0;
+}
+
 /* Fetches the next batch; false when the scan is exhausted or over its bound. */
 static bool
 HnswScanNextBatch(IndexScanDesc scan)
@@ -146,8 +247,8 @@ HnswScanNextBatch(IndexScanDesc scan)
 
 	if (so->search.nvisited >= hnsw_max_scan_tuples)
 		return false;
-	if (!HnswSearchContinue(&so->search))
-		return false;
+	if (so->sweeping || !HnswSearchContinue(&so->search))
+		return HnswScanSweep(scan);
 	HnswSearchLayer(&so->search, 0, ef, hnsw_max_scan_tuples);
 	so->nbatch = HnswSearchResults(&so->search, so->batch);
 	so->next = 0;
@@ -170,7 +271,7 @@ hnswgettuple(IndexScanDesc scan, ScanDirection dir)
 				 errhint("Use ORDER BY column <=> value (or <->, <#>) with a LIMIT.")));
 
 	old = MemoryContextSwitchTo(so->cxt);
-	if (!so->started || so->next >= so->nbatch)
+	if (!so->started || (so->sweeping ? so->sweepNext >= so->nswept : so->next >= so->nbatch))
 	{
 		bool		more;
 
@@ -181,7 +282,20 @@ hnswgettuple(IndexScanDesc scan, ScanDirection dir)
 			so->started = true;
 			pgstat_count_index_scan(scan->indexRelation);
 			HnswScanStart(scan);
-			more = !so->done && so->nbatch > 0;
+			if (so->done)
+			{
+				/*
+				 * No way into the graph (no entry point, or it is gone): the
+				 * sweep still returns what the pages hold.  Nothing was
+				 * returned yet, so every element counts as unvisited.
+				 */
+				so->done = false;
+				HnswSearchBeginLayer(&so->search, 0);
+				so->search.nvisited = 0;
+				more = HnswScanSweep(scan);
+			}
+			else
+				more = so->nbatch > 0;
 		}
 		else
 			more = HnswScanNextBatch(scan);
@@ -195,15 +309,20 @@ hnswgettuple(IndexScanDesc scan, ScanDirection dir)
 	}
 	MemoryContextSwitchTo(old);
 
-	c = &so->search.pool[so->batch[so->next++]];
-	scan->xs_heaptid = c->heaptid;
 	scan->xs_recheck = false;
 	scan->xs_recheckorderby = false;
-	if (scan->numberOfOrderBys > 0)
+	scan->xs_orderbynulls[0] = false;
+	if (so->sweeping)
 	{
-		scan->xs_orderbyvals[0] = Float8GetDatum((double) c->dist);
-		scan->xs_orderbynulls[0] = false;
+		HnswSweptRow *row = &so->swept[so->sweepNext++];
+
+		scan->xs_heaptid = row->heaptid;
+		scan->xs_orderbyvals[0] = Float8GetDatum((double) row->dist);
+		return true;
 	}
+	c = &so->search.pool[so->batch[so->next++]];
+	scan->xs_heaptid = c->heaptid;
+	scan->xs_orderbyvals[0] = Float8GetDatum((double) c->dist);
 	return true;
 }
 
