@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that building, testing and the demo need.
-# Usage: tools/install-deps.sh [--test|--train]   (as root; --test adds the test-only packages,
-#        --train the packages that prepare the emoji data and train the default model;
+# Usage: tools/install-deps.sh [--test|--train|--bench]   (as root; --test adds the test-only packages,
+#        --train the packages that prepare the emoji data and train the default model, --bench those of
+#        the benchmarks' reference implementations (PyTorch, hnswlib);
 #        fetching that data also needs the `npm` client)
 set -euo pipefail
 
@@ -9,6 +10,9 @@ packages=(make gcc pkg-config postgresql-15 postgresql-server-dev-15
           libopenblas-dev libstb-dev libcjson-dev libutf8proc-dev)
 if [ "${1:-}" = "--test" ]; then
 	packages+=(clang libclang-rt-14-dev libipc-run-perl python3-numpy)
+fi
+if [ "${1:-}" = "--bench" ]; then  # bench/encoders/torch_clip.py, bench/hnsw_reference.py
+	packages+=(python3-torch python3-numpy python3-hnswlib)
 fi
 if [ "${1:-}" = "--train" ]; then  # tools/emoji_data.py, tools/train.py, tools/evaluate.py
 	packages+=(librsvg2-bin python3-torch python3-numpy python3-pil python3-regex)
