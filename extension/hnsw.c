@@ -29,6 +29,7 @@
 
 int			hnsw_ef_search = 40;
 int			hnsw_max_scan_tuples = 20000;
+bool		hnsw_scan_sweep = true;
 
 static relopt_kind hnsw_relopt_kind;
 
@@ -58,6 +59,11 @@ HnswInit(void)
 							"A scan whose rows a WHERE clause keeps rejecting goes on searching until it has read this many elements.",
 							&hnsw_max_scan_tuples, 20000, 1, INT_MAX,
 							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("crossmodal.hnsw_scan_sweep",
+							 "Lets a crossmodal_hnsw scan that has followed every link read the index pages for the rest.",
+							 "Off, a scan returns only what the graph's links lead to, which tests use to check them.",
+							 &hnsw_scan_sweep, true,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
 }
 
 static bytea *

@@ -274,6 +274,7 @@ HnswKernelL2Squared(const float4 *a, const float4 *b, int n)
 /* GUCs */
 extern int	hnsw_ef_search;
 extern int	hnsw_max_scan_tuples;
+extern bool hnsw_scan_sweep;
 
 /* hnsw.c */
 extern void HnswInit(void);

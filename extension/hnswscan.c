@@ -186,6 +186,8 @@ HnswScanSweep(IndexScanDesc scan)
 	HnswScanOpaque so = (HnswScanOpaque) scan->opaque;
 	HnswIndexState *state = &so->state;
 
+	if (!hnsw_scan_sweep)
+		return false;
 	if (!so->sweeping)
 	{
 		so->sweeping = true;

@@ -111,7 +111,7 @@ is($node->safe_psql('postgres',
 		"SELECT count(*) FROM items WHERE ctid NOT IN (SELECT crossmodal_hnsw_heap_tids('items_emb'))"),
 	'0', 'every row stored in the index after concurrent inserts');
 my $reach = $node->safe_psql('postgres', q{
-SET enable_seqscan = off; SET crossmodal.hnsw_max_scan_tuples = 1000000;
+SET enable_seqscan = off; SET crossmodal.hnsw_max_scan_tuples = 1000000; SET crossmodal.hnsw_scan_sweep = off;
 SELECT count(DISTINCT id) FROM (SELECT id FROM items ORDER BY emb <=> (SELECT emb FROM items WHERE id = 5) LIMIT 100000) s;
 });
 cmp_ok($reach, '>=', 12000 - 12, "rows reachable through the graph after concurrent inserts ($reach of 12000)");
@@ -123,7 +123,7 @@ $node->safe_psql('postgres', 'VACUUM items');
 $r = recall_at(200, 0.7);
 cmp_ok($r, '>=', 0.99, "recall\@10 after delete and VACUUM at ef_search 200 ($r)");
 $reach = $node->safe_psql('postgres', q{
-SET enable_seqscan = off; SET crossmodal.hnsw_max_scan_tuples = 1000000;
+SET enable_seqscan = off; SET crossmodal.hnsw_max_scan_tuples = 1000000; SET crossmodal.hnsw_scan_sweep = off;
 SELECT count(DISTINCT id) FROM (SELECT id FROM items ORDER BY emb <=> (SELECT emb FROM items WHERE id = 7) LIMIT 100000) s;
 });
 my $live = $node->safe_psql('postgres', 'SELECT count(*) FROM items');

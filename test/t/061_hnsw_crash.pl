@@ -36,7 +36,7 @@ sub check_index
 			"SELECT count(*) FROM items WHERE ctid NOT IN (SELECT crossmodal_hnsw_heap_tids('items_emb'))"),
 		'0', "$what: every committed row is in the index ($rows rows)");
 	my $reach = $node->safe_psql('postgres', q{
-SET enable_seqscan = off; SET crossmodal.hnsw_max_scan_tuples = 1000000;
+SET enable_seqscan = off; SET crossmodal.hnsw_max_scan_tuples = 1000000; SET crossmodal.hnsw_scan_sweep = off;
 SELECT count(DISTINCT id) FROM (SELECT id FROM items ORDER BY emb <-> (SELECT emb FROM items WHERE id = 1) LIMIT 1000000) s;
 });
 	# HNSW's ordinary pruning leaves the odd element with no in-link (see

@@ -56,7 +56,7 @@ is($node->safe_psql('postgres',
 		"SELECT count(*) FROM items WHERE ctid NOT IN (SELECT crossmodal_hnsw_heap_tids('items_emb'))"),
 	'0', 'every row is in the index');
 my $reach = $node->safe_psql('postgres', q{
-SET enable_seqscan = off; SET crossmodal.hnsw_max_scan_tuples = 1000000;
+SET enable_seqscan = off; SET crossmodal.hnsw_max_scan_tuples = 1000000; SET crossmodal.hnsw_scan_sweep = off;
 SELECT count(*) FROM (SELECT id FROM items ORDER BY emb <-> (SELECT emb FROM items LIMIT 1) LIMIT 100000) s;
 });
 cmp_ok($reach, '>=', $rows - 2, "rows reachable through the graph ($reach of $rows)");

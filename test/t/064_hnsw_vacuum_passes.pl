@@ -65,7 +65,7 @@ sub check_graph
 			"SELECT count(*) FROM items WHERE ctid NOT IN (SELECT crossmodal_hnsw_heap_tids('items_emb'))"),
 		'0', "$what: every live row is in the index");
 	my $reach = $node->safe_psql('postgres', q{
-SET enable_seqscan = off; SET crossmodal.hnsw_max_scan_tuples = 1000000;
+SET enable_seqscan = off; SET crossmodal.hnsw_max_scan_tuples = 1000000; SET crossmodal.hnsw_scan_sweep = off;
 SELECT count(DISTINCT id) FROM (SELECT id FROM items
 	ORDER BY emb <-> (SELECT emb FROM items ORDER BY id LIMIT 1) LIMIT 1000000) s;
 });

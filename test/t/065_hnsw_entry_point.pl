@@ -42,7 +42,7 @@ sub check_reachable
 	for my $pick ('ORDER BY id LIMIT 1', 'ORDER BY id DESC LIMIT 1')
 	{
 		my $reach = $node->safe_psql('postgres', qq{
-SET enable_seqscan = off; SET crossmodal.hnsw_max_scan_tuples = 1000000;
+SET enable_seqscan = off; SET crossmodal.hnsw_max_scan_tuples = 1000000; SET crossmodal.hnsw_scan_sweep = off;
 SELECT count(DISTINCT id) FROM (SELECT id FROM items
 	ORDER BY emb <=> (SELECT emb FROM items $pick) LIMIT 1000000) s;
 });
