@@ -34,6 +34,7 @@ typedef struct cm_gemm_team
 	pthread_cond_t wake;		/* a new product, or stop */
 	pthread_cond_t done;		/* the last unit of a product finished */
 	uint32_t	gen;			/* task number */
+	_Atomic uint32_t posted;	/* gen (or stop) published for threads spinning without the lock */
 	cm_team_fn	fn;				/* the current task, NULL between tasks */
 	void	   *ctx;
 	int			n_units;
