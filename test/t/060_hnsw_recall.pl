@@ -115,6 +115,10 @@ SET enable_seqscan = off; SET crossmodal.hnsw_max_scan_tuples = 1000000; SET cro
 SELECT count(DISTINCT id) FROM (SELECT id FROM items ORDER BY emb <=> (SELECT emb FROM items WHERE id = 5) LIMIT 100000) s;
 });
 cmp_ok($reach, '>=', 12000 - 12, "rows reachable through the graph after concurrent inserts ($reach of 12000)");
+is($node->safe_psql('postgres', q{
+SET enable_seqscan = off; SET crossmodal.hnsw_max_scan_tuples = 1000000;
+SELECT count(DISTINCT id) FROM (SELECT id FROM items ORDER BY emb <=> (SELECT emb FROM items WHERE id = 5) LIMIT 100000) s;
+}), '12000', 'every row reachable through the index (with the sweep) after concurrent inserts');
 
 # Delete about a fifth (spread over every cluster), VACUUM: dead rows gone
 # from the index, recall holds.
@@ -128,6 +132,10 @@ SELECT count(DISTINCT id) FROM (SELECT id FROM items ORDER BY emb <=> (SELECT em
 });
 my $live = $node->safe_psql('postgres', 'SELECT count(*) FROM items');
 cmp_ok($reach, '>=', $live - 12, "live rows reachable after VACUUM ($reach of $live)");
+is($node->safe_psql('postgres', q{
+SET enable_seqscan = off; SET crossmodal.hnsw_max_scan_tuples = 1000000;
+SELECT count(DISTINCT id) FROM (SELECT id FROM items ORDER BY emb <=> (SELECT emb FROM items WHERE id = 7) LIMIT 100000) s;
+}), $live, 'every live row reachable through the index (with the sweep) after VACUUM');
 is($node->safe_psql('postgres',
 		"SELECT count(*) FROM crossmodal_hnsw_heap_tids('items_emb')"),
 	$live, 'VACUUM removed every dead element');

@@ -45,6 +45,11 @@ SELECT count(DISTINCT id) FROM (SELECT id FROM items ORDER BY emb <-> (SELECT em
 	# 20,000 elements without a crash (one in 12 runs of this test's inserts
 	# without the crash), and it was 2 of 1,674 once after one: allow 0.2%.
 	cmp_ok($reach, '>=', $rows - $rows / 500, "$what: rows reachable through the graph ($reach of $rows)");
+	# With the default sweep, a scan run to the end returns every row.
+	is($node->safe_psql('postgres', q{
+SET enable_seqscan = off; SET crossmodal.hnsw_max_scan_tuples = 1000000;
+SELECT count(DISTINCT id) FROM (SELECT id FROM items ORDER BY emb <-> (SELECT emb FROM items WHERE id = 1) LIMIT 1000000) s;
+}), $rows, "$what: every row reachable through the index");
 	my $self = $node->safe_psql('postgres', q{
 SET enable_seqscan = off; SET crossmodal.hnsw_ef_search = 100;
 SELECT count(*) FROM (SELECT id, (SELECT s.id FROM items s ORDER BY s.emb <-> i.emb LIMIT 1) AS nn

@@ -55,6 +55,12 @@ SELECT count(DISTINCT id) FROM (SELECT id FROM items
 		{
 			is($reach, $rows, "$what: every row reachable through the index (query $pick)");
 		}
+		# With the default sweep, a scan run to the end returns every row.
+		is($node->safe_psql('postgres', qq{
+SET enable_seqscan = off; SET crossmodal.hnsw_max_scan_tuples = 1000000;
+SELECT count(DISTINCT id) FROM (SELECT id FROM items
+	ORDER BY emb <=> (SELECT emb FROM items $pick) LIMIT 1000000) s;
+}), $rows, "$what: an index scan run to the end returns every row (query $pick)");
 	}
 }
 
