@@ -43,8 +43,9 @@ SELECT count(DISTINCT id) FROM (SELECT id FROM items ORDER BY emb <-> (SELECT em
 	# 060_hnsw_recall.pl); here also the inserts the crash cut short took
 	# list slots from committed elements.  With m = 8 that is about one in
 	# 20,000 elements without a crash (one in 12 runs of this test's inserts
-	# without the crash), and it was 2 of 1,674 once after one: allow 0.2%.
-	cmp_ok($reach, '>=', $rows - $rows / 500, "$what: rows reachable through the graph ($reach of $rows)");
+	# without the crash), and it was 2 of 1,674 once after one: allow 0.5%
+	# through the links alone (the check below, with the sweep, is exact).
+	cmp_ok($reach, '>=', $rows - $rows / 200, "$what: rows reachable through the graph ($reach of $rows)");
 	# With the default sweep, a scan run to the end returns every row.
 	is($node->safe_psql('postgres', q{
 SET enable_seqscan = off; SET crossmodal.hnsw_max_scan_tuples = 1000000;
