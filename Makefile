@@ -44,6 +44,13 @@ include $(PGXS)
 $(EXTENSION_SCRIPT): $(sort $(wildcard extension/sql/*.sql))
 	cat $^ > $@
 
+# PGXS knows no header dependencies (Debian's PostgreSQL is built without
+# --enable-depend): an object left from before a header changed would be
+# linked with objects that see a different struct layout.  Every object
+# depends on every header, as in encoders/Makefile.
+HEADERS = $(wildcard extension/*.h encoders/*.h)
+$(OBJS) $(OBJS:.o=.bc): $(HEADERS)
+
 # Models shipped with the extension: every models/NAME/ directory holding a
 # config.json is installed into <sharedir>/extension/crossmodal_models/NAME,
 # the default of crossmodal.model_path.
