@@ -256,6 +256,21 @@ typedef struct HnswSearch
 	int64		nvisited;
 } HnswSearch;
 
+/*
+ * Walks the element pages of an index in block order, each one pinned and
+ * locked in `lockmode` until the next call (or HnswPageWalkRelease).  Between
+ * pages it checks for interrupts (and, under VACUUM, applies the cost delay).
+ */
+typedef struct HnswPageWalk
+{
+	Relation	index;
+	BufferAccessStrategy strategy;
+	int			lockmode;
+	BlockNumber next;
+	BlockNumber end;
+	Buffer		buf;
+} HnswPageWalk;
+
 /* Distance kernels of the embedding type, chosen for this CPU at load time. */
 extern const DistanceKernels *hnsw_kernels;
 
@@ -328,6 +343,11 @@ extern void HnswHeapInit(HnswHeap *heap, int capacity, bool maxHeap);
 extern void HnswHeapPush(HnswHeap *heap, int item, const HnswCandidate *pool);
 extern int	HnswHeapPop(HnswHeap *heap, const HnswCandidate *pool);
 extern int	HnswHeapTop(const HnswHeap *heap);
+
+extern void HnswPageWalkBegin(HnswPageWalk *walk, Relation index, BufferAccessStrategy strategy,
+							  int lockmode, BlockNumber start, BlockNumber end);
+extern Buffer HnswPageWalkNext(HnswPageWalk *walk);
+extern void HnswPageWalkRelease(HnswPageWalk *walk);
 
 extern void HnswKeySetInit(HnswKeySet *set, uint32 expected);
 extern bool HnswKeySetAdd(HnswKeySet *set, uint64 key);

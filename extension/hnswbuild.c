@@ -382,6 +382,26 @@ HnswBuildSelect(HnswBuildState *bs, const HnswPair *cands, int ncands, int maxn,
  * with the heuristic if full; with `force`, a full list drops its farthest
  * link instead.  Returns whether q is now linked from n.
  */
+/*
+ * Puts q at distance d into ne's sorted list starting at slot `first`, whose
+ * entries 0 .. last - 1 are kept: entry `last` is overwritten (a free slot, or
+ * the farthest neighbour being dropped).
+ */
+static void
+HnswBuildListInsert(HnswBuildElement *ne, int first, int last, int32 q, float d)
+{
+	int			i = last;
+
+	while (i > 0 && ne->dist[first + i - 1] > d)
+	{
+		ne->nbr[first + i] = ne->nbr[first + i - 1];
+		ne->dist[first + i] = ne->dist[first + i - 1];
+		i--;
+	}
+	ne->nbr[first + i] = q;
+	ne->dist[first + i] = d;
+}
+
 static bool
 HnswBuildConnectLocked(HnswBuildState *bs, int32 n, int32 q, float d, int lc, bool force)
 {
@@ -397,32 +417,14 @@ HnswBuildConnectLocked(HnswBuildState *bs, int32 n, int32 q, float d, int lc, bo
 
 	if (cnt < maxn)
 	{
-		int			i = cnt;
-
-		while (i > 0 && ne->dist[first + i - 1] > d)
-		{
-			ne->nbr[first + i] = ne->nbr[first + i - 1];
-			ne->dist[first + i] = ne->dist[first + i - 1];
-			i--;
-		}
-		ne->nbr[first + i] = q;
-		ne->dist[first + i] = d;
+		HnswBuildListInsert(ne, first, cnt, q, d);
 		ne->count[lc] = cnt + 1;
 		return true;
 	}
 	if (force)
 	{
 		/* drop the farthest (the last), insert in order */
-		int			i = cnt - 1;
-
-		while (i > 0 && ne->dist[first + i - 1] > d)
-		{
-			ne->nbr[first + i] = ne->nbr[first + i - 1];
-			ne->dist[first + i] = ne->dist[first + i - 1];
-			i--;
-		}
-		ne->nbr[first + i] = q;
-		ne->dist[first + i] = d;
+		HnswBuildListInsert(ne, first, cnt - 1, q, d);
 		return true;
 	}
 	/* Lists are kept sorted by distance: merge the new element in. */

@@ -49,8 +49,7 @@ typedef struct HnswScanOpaqueData
 
 	/* The sweep after the graph (see the header comment). */
 	bool		sweeping;
-	BlockNumber sweepBlock;		/* next block to read */
-	BlockNumber sweepEnd;		/* the index's size when the sweep began */
+	HnswPageWalk sweepWalk;		/* to the index's size when the sweep began */
 	HnswSweptRow *swept;		/* unvisited rows of the last page read */
 	int			nswept;
 	int			sweptCapacity;
@@ -176,7 +175,7 @@ HnswCompareSweptRows(const void *a, const void *b)
 }
 
 /*
- * Reads index pages from so->sweepBlock on until one holds live elements the
+ * Reads the next index pages of the sweep until one holds live elements the
  * search never visited; they become so->swept, nearest first.  False when the
  * pages or the scan's bound run out.
  */
@@ -191,50 +190,45 @@ HnswScanSweep(IndexScanDesc scan)
 	if (!so->sweeping)
 	{
 		so->sweeping = true;
-		so->sweepBlock = HNSW_METAPAGE_BLKNO + 1;
-		so->sweepEnd = RelationGetNumberOfBlocks(scan->indexRelation);
+		HnswPageWalkBegin(&so->sweepWalk, scan->indexRelation, NULL, BUFFER_LOCK_SHARE,
+						  HNSW_METAPAGE_BLKNO + 1, RelationGetNumberOfBlocks(scan->indexRelation));
 		so->sweptCapacity = MaxOffsetNumber;
 		so->swept = palloc(sizeof(HnswSweptRow) * so->sweptCapacity);
 	}
 	so->nswept = 0;
 	so->sweepNext = 0;
-	while (so->nswept == 0 && so->sweepBlock < so->sweepEnd &&
-		   so->search.nvisited < hnsw_max_scan_tuples)
+	while (so->nswept == 0 && so->search.nvisited < hnsw_max_scan_tuples)
 	{
-		BlockNumber blkno = so->sweepBlock++;
-		Buffer		buf;
+		Buffer		buf = HnswPageWalkNext(&so->sweepWalk);
 		Page		page;
 		OffsetNumber maxoff;
 
-		CHECK_FOR_INTERRUPTS();
-		buf = ReadBuffer(scan->indexRelation, blkno);
-		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		if (!BufferIsValid(buf))
+			break;
 		page = BufferGetPage(buf);
-		maxoff = PageIsNew(page) ? InvalidOffsetNumber : PageGetMaxOffsetNumber(page);
-		if (!PageIsNew(page) && (HnswPageGetOpaque(page)->flags & HNSW_PAGE_ELEMENTS))
+		maxoff = PageGetMaxOffsetNumber(page);
+		for (OffsetNumber off = FirstOffsetNumber; off <= maxoff; off = OffsetNumberNext(off))
 		{
-			for (OffsetNumber off = FirstOffsetNumber; off <= maxoff; off = OffsetNumberNext(off))
-			{
-				ItemId		itemid = PageGetItemId(page, off);
-				HnswElementTuple etup;
-				ItemPointerData tid;
+			ItemId		itemid = PageGetItemId(page, off);
+			HnswElementTuple etup;
+			ItemPointerData tid;
 
-				if (!ItemIdIsNormal(itemid))
-					continue;
-				etup = (HnswElementTuple) PageGetItem(page, itemid);
-				ItemPointerSet(&tid, blkno, off);
-				if ((etup->flags & HNSW_ELEMENT_DELETED) ||
-					HnswKeySetContains(&so->search.visited, HnswTidKey(&tid)))
-					continue;
-				so->search.nvisited++;
-				so->swept[so->nswept].dist = HnswDistance(state, so->query,
-														  HnswElementVector(etup));
-				so->swept[so->nswept].heaptid = etup->heaptid;
-				so->nswept++;
-			}
+			if (!ItemIdIsNormal(itemid))
+				continue;
+			etup = (HnswElementTuple) PageGetItem(page, itemid);
+			ItemPointerSet(&tid, BufferGetBlockNumber(buf), off);
+			if ((etup->flags & HNSW_ELEMENT_DELETED) ||
+				HnswKeySetContains(&so->search.visited, HnswTidKey(&tid)))
+				continue;
+			so->search.nvisited++;
+			so->swept[so->nswept].dist = HnswDistance(state, so->query,
+													  HnswElementVector(etup));
+			so->swept[so->nswept].heaptid = etup->heaptid;
+			so->nswept++;
 		}
-		UnlockReleaseBuffer(buf);
 	}
+	/* No page stays locked while the executor has the rows. */
+	HnswPageWalkRelease(&so->sweepWalk);
 	if (so->nswept > 1)
 		qsort(so->swept, so->nswept, sizeof(HnswSweptRow), HnswCompareSweptRows);
 	return so->nswept > 0;

@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include "access/genam.h"
+#include "commands/vacuum.h"
 #include "embedding.h"
 #include "hnsw.h"
 #include "miscadmin.h"
@@ -495,6 +496,55 @@ HnswKeySetContains(const HnswKeySet *set, uint64 key)
 		pos = (pos + 1) & set->mask;
 	}
 	return false;
+}
+
+/* ---------- walking the element pages ---------- */
+
+
+void
+HnswPageWalkBegin(HnswPageWalk *walk, Relation index, BufferAccessStrategy strategy,
+				  int lockmode, BlockNumber start, BlockNumber end)
+{
+	walk->index = index;
+	walk->strategy = strategy;
+	walk->lockmode = lockmode;
+	walk->next = Max(start, HNSW_METAPAGE_BLKNO + 1);
+	walk->end = end;
+	walk->buf = InvalidBuffer;
+}
+
+/* Unlocks and unpins the current page, if any. */
+void
+HnswPageWalkRelease(HnswPageWalk *walk)
+{
+	if (BufferIsValid(walk->buf))
+		UnlockReleaseBuffer(walk->buf);
+	walk->buf = InvalidBuffer;
+}
+
+/* Moves to the next element page and returns its buffer; InvalidBuffer at the end. */
+Buffer
+HnswPageWalkNext(HnswPageWalk *walk)
+{
+	HnswPageWalkRelease(walk);
+	while (walk->next < walk->end)
+	{
+		Buffer		buf;
+		Page		page;
+
+		vacuum_delay_point();	/* also checks for interrupts */
+		buf = ReadBufferExtended(walk->index, MAIN_FORKNUM, walk->next++, RBM_NORMAL,
+								 walk->strategy);
+		LockBuffer(buf, walk->lockmode);
+		page = BufferGetPage(buf);
+		if (!PageIsNew(page) && (HnswPageGetOpaque(page)->flags & HNSW_PAGE_ELEMENTS))
+		{
+			walk->buf = buf;
+			return buf;
+		}
+		UnlockReleaseBuffer(buf);
+	}
+	return InvalidBuffer;
 }
 
 /* ---------- graph search on disk ---------- */

@@ -64,66 +64,6 @@ typedef struct HnswVacuumState
 	MemoryContext tmpCxt;
 } HnswVacuumState;
 
-/*
- * Walks the element pages of an index in block order, each one pinned and
- * locked in `lockmode` until the next call (or HnswPageWalkRelease).
- */
-typedef struct HnswPageWalk
-{
-	Relation	index;
-	BufferAccessStrategy strategy;
-	int			lockmode;
-	BlockNumber next;
-	BlockNumber end;
-	Buffer		buf;
-} HnswPageWalk;
-
-static void
-HnswPageWalkBegin(HnswPageWalk *walk, Relation index, BufferAccessStrategy strategy,
-				  int lockmode, BlockNumber start, BlockNumber end)
-{
-	walk->index = index;
-	walk->strategy = strategy;
-	walk->lockmode = lockmode;
-	walk->next = Max(start, HNSW_METAPAGE_BLKNO + 1);
-	walk->end = end;
-	walk->buf = InvalidBuffer;
-}
-
-/* Unlocks and unpins the current page, if any. */
-static void
-HnswPageWalkRelease(HnswPageWalk *walk)
-{
-	if (BufferIsValid(walk->buf))
-		UnlockReleaseBuffer(walk->buf);
-	walk->buf = InvalidBuffer;
-}
-
-/* Moves to the next element page and returns its buffer; InvalidBuffer at the end. */
-static Buffer
-HnswPageWalkNext(HnswPageWalk *walk)
-{
-	HnswPageWalkRelease(walk);
-	while (walk->next < walk->end)
-	{
-		Buffer		buf;
-		Page		page;
-
-		vacuum_delay_point();	/* also checks for interrupts */
-		buf = ReadBufferExtended(walk->index, MAIN_FORKNUM, walk->next++, RBM_NORMAL,
-								 walk->strategy);
-		LockBuffer(buf, walk->lockmode);
-		page = BufferGetPage(buf);
-		if (!PageIsNew(page) && (HnswPageGetOpaque(page)->flags & HNSW_PAGE_ELEMENTS))
-		{
-			walk->buf = buf;
-			return buf;
-		}
-		UnlockReleaseBuffer(buf);
-	}
-	return InvalidBuffer;
-}
-
 static void
 HnswDeadBatchReset(HnswVacuumState *vs)
 {
