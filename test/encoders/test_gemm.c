@@ -43,23 +43,25 @@ run_gemm(int M, int N, int K, const float *x, size_t ldx, const float *W, size_t
 
 #define GUARD 1234.5f			/* value of y's padding, which must stay untouched */
 
+#define MAX_OFFSET 16			/* floats: every position within a cache line */
+
 /*
- * One product; offsets shift the pointers off any alignment and pad adds
- * to every leading dimension.  Returns the worst error in units of the
- * error bound.
+ * One product; offsets (< MAX_OFFSET floats) shift the pointers off any
+ * alignment, x by x_offset and the others by offset, and pad adds to every
+ * leading dimension.  Returns the worst error in units of the error bound.
  */
 static double
-check_case(const char *path, int M, int N, int K, bool with_bias, bool accumulate,
-		   int offset, int pad)
+check_case_at(const char *path, int M, int N, int K, bool with_bias, bool accumulate,
+			  int offset, int x_offset, int pad)
 {
 	size_t		ldx = (size_t) K + pad,
 				ldw = (size_t) K + pad,
 				ldy = (size_t) N + pad;
-	float	   *xb = malloc(((size_t) M * ldx + 8) * sizeof(float));
-	float	   *wb = malloc(((size_t) N * ldw + 8) * sizeof(float));
-	float	   *yb = malloc(((size_t) M * ldy + 8) * sizeof(float));
-	float	   *bb = malloc(((size_t) N + 8) * sizeof(float));
-	float	   *y0 = malloc(((size_t) M * ldy + 8) * sizeof(float));
+	float	   *xb = malloc(((size_t) M * ldx + MAX_OFFSET) * sizeof(float));
+	float	   *wb = malloc(((size_t) N * ldw + MAX_OFFSET) * sizeof(float));
+	float	   *yb = malloc(((size_t) M * ldy + MAX_OFFSET) * sizeof(float));
+	float	   *bb = malloc(((size_t) N + MAX_OFFSET) * sizeof(float));
+	float	   *y0 = malloc(((size_t) M * ldy + MAX_OFFSET) * sizeof(float));
 	float	   *x,
 			   *w,
 			   *y,
@@ -71,7 +73,7 @@ check_case(const char *path, int M, int N, int K, bool with_bias, bool accumulat
 		RT_CHECK(false, "out of memory");
 		goto done;
 	}
-	x = xb + offset;
+	x = xb + x_offset;
 	w = wb + offset;
 	y = yb + offset;
 	bias = with_bias ? bb + offset : NULL;
@@ -140,6 +142,40 @@ done:
 	return worst;
 }
 
+static double
+check_case(const char *path, int M, int N, int K, bool with_bias, bool accumulate,
+		   int offset, int pad)
+{
+	return check_case_at(path, M, N, K, with_bias, accumulate, offset, offset, pad);
+}
+
+/*
+ * W rows that share an alignment (K + pad a multiple of 16 floats) at every
+ * position within a cache line, x elsewhere: the kernels' first masked step
+ * up to W's next vector boundary, the few-row x panel copied to W's
+ * alignment, K shorter than that step, and K beyond one depth pass.
+ */
+static double
+check_alignments(const char *path)
+{
+	static const int rows[] = {1, 6, 10, 16, 17, 50};
+	static const int depths[][2] = {{16, 0}, {48, 0}, {8, 8}, {3, 13}, {512, 0}, {528, 0}, {1040, 0}};
+	double		worst = 0.0,
+				e;
+	int			i = 0;
+
+	for (int o = 0; o < MAX_OFFSET; o++)
+		for (int r = 0; r < (int) (sizeof(rows) / sizeof(rows[0])); r++, i++)
+		{
+			const int  *d = depths[i % (int) (sizeof(depths) / sizeof(depths[0]))];
+
+			e = check_case_at(path, rows[r], 9 + i % 4, d[0], i % 2 == 0, i % 3 == 0,
+							  o, (o + 5 * r) % MAX_OFFSET, d[1]);
+			worst = e > worst ? e : worst;
+		}
+	return worst;
+}
+
 static void
 check_path(const char *path)
 {
@@ -184,6 +220,9 @@ check_path(const char *path)
 	e = check_case(path, 10, 2049, 257, false, true, 3, 0);
 	worst = e > worst ? e : worst;
 	cases += 4;
+	e = check_alignments(path);
+	worst = e > worst ? e : worst;
+	cases += MAX_OFFSET * 6;
 	printf("%s: %d cases, worst error %.3f of the bound\n", path, cases, worst);
 }
 
