@@ -17,14 +17,16 @@
  *
  * Alignment: a tensor in a safetensors file starts wherever the header and
  * the tensors before it end (12 bytes past a cache line in a typical CLIP
- * file), so every vector load of W would straddle two cache lines.  A
- * block first takes the few columns up to W's next vector boundary with a
- * masked step; its other W loads are then aligned.  With a handful of x
+ * file), so every 64-byte load of W would straddle two cache lines.  An
+ * AVX-512 block first takes the few columns up to W's next cache line with
+ * a masked step; its other W loads are then aligned.  With a handful of x
  * rows, their panel is copied so that it shares W's alignment (the copy is
  * small next to the W it meets); with many, the x loads stay unaligned
  * (copying the panel for every unit of a team cost more than it saved).
- * Measured on a caption (1 thread, AVX-512): 9.9 -> 8.0 ms, with 6 x 4
- * blocks for its 10 rows (6 + 4; 5 + 5 gave 9.8).  The best the CPU runs is picked per call from its
+ * Measured (interleaved A/B medians): a caption on 1 thread 9.9 -> 8.4 ms,
+ * with 6 x 4 blocks for its 10 rows (6 + 4; 5 + 5 gave 9.8); an image on
+ * 2 threads 42.2 -> 38.8 ms.  The AVX2 kernel's 32-byte loads gained
+ * nothing from the same (an image: 4% slower), so it reads as it finds.  The best the CPU runs is picked per call from its
  * feature bits (no global state of our own).  On two threads (a team: the
  * caller plus a helper that lives as long as the caller's forward pass),
  * the W rows are cut into units that both threads claim; between products
@@ -78,13 +80,16 @@ typedef void (*block_fn) (const float *x, size_t ldx, const float *w, size_t ldw
 
 /*
  * A register-blocked kernel: blocks[(mr - 1) * nr_max + nr - 1].  Products
- * of more than GEMM_FEW_ROWS rows take blocks of mr_many rows.
+ * of more than GEMM_FEW_ROWS rows take blocks of mr_many rows.  With
+ * align_w, the blocks align their W loads and a few-row x panel is copied
+ * to W's alignment.
  */
 typedef struct gemm_kernel
 {
 	int			mr_max;
 	int			mr_many;
 	int			nr_max;
+	bool		align_w;
 	const block_fn *blocks;
 } gemm_kernel;
 
@@ -178,32 +183,12 @@ block_avx2(const int mr, const int nr, const float *x, size_t ldx, const float *
 	__m256		acc[AVX2_MR][AVX2_NR];
 	__m256		wv[AVX2_NR];
 	int			k = 0;
-	int			head = leading_columns(w, ldw, 32);
 
 	UNROLL
 	for (int i = 0; i < mr; i++)
 		UNROLL
 		for (int j = 0; j < nr; j++)
 			acc[i][j] = _mm256_setzero_ps();
-	if (head > 0 && head < kc)
-	{
-		/* Up to W's next 32-byte boundary; the loads below are then aligned. */
-		__m256i		mask = _mm256_loadu_si256((const __m256i *) (mask_lanes + 8 - head));
-
-		UNROLL
-		for (int j = 0; j < nr; j++)
-			wv[j] = _mm256_maskload_ps(w + (size_t) j * ldw, mask);
-		UNROLL
-		for (int i = 0; i < mr; i++)
-		{
-			__m256		xv = _mm256_maskload_ps(x + (size_t) i * ldx, mask);
-
-			UNROLL
-			for (int j = 0; j < nr; j++)
-				acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
-		}
-		k = head;
-	}
 	for (; k + 8 <= kc; k += 8)
 	{
 		UNROLL
@@ -279,7 +264,7 @@ static const block_fn blocks_avx2[AVX2_MR * AVX2_NR] = {
 	block_avx2_4x1, block_avx2_4x2, block_avx2_4x3,
 };
 
-static const gemm_kernel kernel_avx2 = {AVX2_MR, AVX2_MR, AVX2_NR, blocks_avx2};
+static const gemm_kernel kernel_avx2 = {AVX2_MR, AVX2_MR, AVX2_NR, false, blocks_avx2};
 
 /* ---- AVX-512 ---- */
 
@@ -419,7 +404,7 @@ static const block_fn blocks_avx512[AVX512_MR * AVX512_NR] = {
 	block_avx512_6x1, block_avx512_6x2, block_avx512_6x3, block_avx512_6x4,
 };
 
-static const gemm_kernel kernel_avx512 = {AVX512_MR, AVX512_MR_MANY, AVX512_NR, blocks_avx512};
+static const gemm_kernel kernel_avx512 = {AVX512_MR, AVX512_MR_MANY, AVX512_NR, true, blocks_avx512};
 #endif							/* CM_HAVE_X86_GEMM */
 
 /* ---- driver ---- */
@@ -481,7 +466,7 @@ gemm_nt_driver(const gemm_kernel *kernel, int M, int N, int K, const float *x, s
 		const float *xk = x + k0;
 		size_t		ldxk = ldx;
 
-		if (few && kernel != NULL)
+		if (few && kernel != NULL && kernel->align_w)
 			xk = copy_few_rows_panel(panel, M, kc, x, ldx, W, k0, &ldxk);
 
 		for (int m0 = 0; m0 < M; m0 += mc)

@@ -48,7 +48,7 @@ FEATURES="$WORK/c-features-$STAMP.bin"
 } | tee "$RESULTS"
 
 echo "== sgemm peak (threads $THREADS)" >&2
-$NICE "$BIN/sgemm_peak" --threads "$THREADS" | tee -a "$RESULTS"
+$NICE "$BIN/sgemm_peak" --threads "$THREADS" --file "$MODEL/model.safetensors" | tee -a "$RESULTS"
 echo "== C runtime (threads $THREADS)" >&2
 $NICE "$BIN/bench_encoders" "$MODEL" --threads "$THREADS" --repeats "$REPEATS" --rss --dump "$FEATURES" \
 	--image test/golden/images/landscape_320x240.png \
@@ -60,7 +60,7 @@ echo "== PyTorch, tuned environment (threads $THREADS)" >&2
 $NICE $PY bench/encoders/torch_clip.py "$MODEL" --tuned-env --threads "$THREADS" --repeats "$REPEATS" \
 	| tee -a "$RESULTS"
 echo "== sgemm peak again (the best of both is the peak)" >&2
-$NICE "$BIN/sgemm_peak" --threads "$THREADS" | tee -a "$RESULTS"
+$NICE "$BIN/sgemm_peak" --threads "$THREADS" --file "$MODEL/model.safetensors" | tee -a "$RESULTS"
 echo "RESULT uptime_after $(uptime | sed 's/^ *//')" | tee -a "$RESULTS"
 
 echo "== results ($RESULTS)" >&2
