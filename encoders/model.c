@@ -193,6 +193,17 @@ scope_base(cm_model *m, spec_scope scope, const char *tower, int layer)
 	return NULL;
 }
 
+#define WIDENED_ALIGN 64		/* bytes: a cache line */
+
+/* Floats a widened tensor takes: its elements, rounded up to whole cache lines. */
+static size_t
+widened_slot(const cm_tensor_view *t)
+{
+	size_t		per_line = WIDENED_ALIGN / sizeof(float);
+
+	return ((size_t) t->n_elements + per_line - 1) / per_line * per_line;
+}
+
 cm_status
 cm_model_bind_weights(cm_model *m, cm_safetensors *st, const char *label, cm_error *err)
 {
@@ -248,7 +259,7 @@ cm_model_bind_weights(cm_model *m, cm_safetensors *st, const char *label, cm_err
 				b = &bindings[n_bindings++];
 				b->view = t;
 				b->dest = (const float **) ((char *) scope_base(m, spec->scope, towers[tw], l) + spec->offset);
-				if (t->dtype != CM_DTYPE_F32 && !cm_add_size(widened, (size_t) t->n_elements, &widened))
+				if (t->dtype != CM_DTYPE_F32 && !cm_add_size(widened, widened_slot(t), &widened))
 				{
 					s = cm_set_error(err, CM_ERR_MODEL, "%s: weights too large", label);
 					goto fail;
@@ -259,13 +270,18 @@ cm_model_bind_weights(cm_model *m, cm_safetensors *st, const char *label, cm_err
 		}
 	}
 
-	/* Pass 2: widen into one buffer (its size is bounded by the file's), bind. */
+	/*
+	 * Pass 2: widen into one buffer (its size is bounded by the file's), each
+	 * tensor on a cache line of its own: the GEMM kernels' summation order
+	 * follows W's alignment, so widened weights must sit the same way in
+	 * every process for embeddings to be the same bits everywhere.
+	 */
 	if (widened > 0)
 	{
 		size_t		bytes;
 
 		if (!cm_mul_size(widened, sizeof(float), &bytes) ||
-			(m->widened = malloc(bytes)) == NULL)
+			(m->widened = aligned_alloc(WIDENED_ALIGN, bytes)) == NULL)
 		{
 			s = cm_set_error(err, CM_ERR_NOMEM, "%s: out of memory widening %zu weights to float32",
 							 label, widened);
@@ -288,7 +304,7 @@ cm_model_bind_weights(cm_model *m, cm_safetensors *st, const char *label, cm_err
 				if (s != CM_OK)
 					goto fail;
 				*bindings[i].dest = next;
-				next += t->n_elements;
+				next += widened_slot(t);
 			}
 		}
 	}
