@@ -6,11 +6,13 @@
 #include "crossmodal_encoder.h"
 
 #include <cblas.h>
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "image.h"
@@ -122,10 +124,22 @@ cm_model_load(const char *dir, const cm_load_options *options, cm_error *err)
 				"%s: the tokenizer's <|endoftext|> is %d but config.json's eos_token_id is %d; pooling follows config.json",
 				vocab_path, (int) cm_tokenizer_eos_id(m->tokenizer), (int) m->config.text.eos_token_id);
 
-	/* model.safetensors */
+	/* model.safetensors, or the shards its index names */
 	if (join_path(path, dir, "model.safetensors", err) != CM_OK)
 		goto fail;
-	st = cm_safetensors_open(path, err);
+	if (access(path, F_OK) != 0 && errno == ENOENT)
+	{
+		if (join_path(path, dir, "model.safetensors.index.json", err) != CM_OK)
+			goto fail;
+		if (access(path, F_OK) != 0 && errno == ENOENT)
+		{
+			cm_set_error(err, CM_ERR_IO, "%s: no model.safetensors and no model.safetensors.index.json", dir);
+			goto fail;
+		}
+		st = cm_safetensors_open_index(dir, "model.safetensors.index.json", err);
+	}
+	else
+		st = cm_safetensors_open(path, err);
 	if (st == NULL)
 		goto fail;
 	if (cm_model_bind_weights(m, st, path, err) != CM_OK)

@@ -11,7 +11,9 @@
  *
  * A model directory holds what CLIPModel.save_pretrained writes plus the
  * tokenizer files: config.json, model.safetensors, vocab.json, merges.txt,
- * preprocessor_config.json.
+ * preprocessor_config.json.  A checkpoint saved in shards has
+ * model.safetensors.index.json and the shard files it names instead of
+ * model.safetensors.
  */
 #ifndef CROSSMODAL_ENCODER_H
 #define CROSSMODAL_ENCODER_H

@@ -11,10 +11,14 @@
  */
 #include "safetensors.h"
 
+#include "config.h"
+#include "safetensors_index.h"
+
 #include <cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -23,6 +27,7 @@
 
 /* The reference implementation refuses headers above 100 MB; so do we. */
 #define CM_ST_MAX_HEADER ((uint64_t) 100 * 1000 * 1000)
+#define CM_ST_MAX_PATH 4096		/* a shard's or index's path */
 /* Integers in the header come through a double: stay where it is exact. */
 #define CM_ST_MAX_JSON_INT ((double) (1ULL << 53))
 
@@ -36,6 +41,8 @@ struct cm_safetensors
 	int			n_tensors;
 	cm_tensor_view *tensors;	/* sorted by name */
 	char	   *names;			/* all names, NUL-separated */
+	cm_safetensors **shards;	/* of a sharded checkpoint: the views point into these */
+	int			n_shards;
 };
 
 typedef struct dtype_info
@@ -466,6 +473,90 @@ cm_safetensors_from_memory(const void *buf, size_t len, cm_error *err)
 	return st;
 }
 
+/*
+ * The views of map's tensors, each found in its shard (already open in
+ * st->shards), into st->tensors, sorted by name as the map is.
+ */
+static cm_status
+gather_sharded_views(cm_safetensors *st, const cm_weight_map *map, cm_error *err)
+{
+	st->tensors = malloc((size_t) map->n_tensors * sizeof(*st->tensors));
+	if (st->tensors == NULL)
+		return cm_set_error(err, CM_ERR_NOMEM, "%s: out of memory for %d tensors", st->label,
+							map->n_tensors);
+	for (int i = 0; i < map->n_tensors; i++)
+	{
+		const cm_safetensors *shard = st->shards[map->shard[i]];
+		const cm_tensor_view *t = cm_safetensors_find(shard, map->tensor[i]);
+
+		if (t == NULL)
+			return cm_set_error(err, CM_ERR_MODEL, "%s: tensor \"%.200s\" is mapped to %s, which does not hold it",
+								st->label, map->tensor[i], shard->label);
+		st->tensors[i] = *t;	/* the name points into the shard */
+	}
+	st->n_tensors = map->n_tensors;
+	return CM_OK;
+}
+
+cm_safetensors *
+cm_safetensors_open_index(const char *dir, const char *index_file, cm_error *err)
+{
+	char		path[CM_ST_MAX_PATH];
+	char	   *text = NULL;
+	size_t		len;
+	cm_weight_map map;
+	cm_safetensors *st = NULL;
+	int			n;
+
+	n = snprintf(path, sizeof(path), "%s/%s", dir, index_file);
+	if (n < 0 || n >= (int) sizeof(path))
+	{
+		cm_set_error(err, CM_ERR_IO, "%s: model directory path too long", dir);
+		return NULL;
+	}
+	if (cm_read_file(path, CM_CONFIG_MAX_FILE_BYTES, &text, &len, err) != CM_OK)
+		return NULL;
+	if (cm_weight_map_parse(text, len, path, &map, err) != CM_OK)
+	{
+		free(text);
+		return NULL;
+	}
+	free(text);
+	st = new_reader(path, err);
+	if (st == NULL)
+		goto fail;
+	st->shards = calloc((size_t) map.n_shards, sizeof(*st->shards));
+	if (st->shards == NULL)
+	{
+		cm_set_error(err, CM_ERR_NOMEM, "%s: out of memory for %d shards", path, map.n_shards);
+		goto fail;
+	}
+	for (int i = 0; i < map.n_shards; i++)
+	{
+		char		shard_path[CM_ST_MAX_PATH];
+
+		n = snprintf(shard_path, sizeof(shard_path), "%s/%s", dir, map.shard_file[i]);
+		if (n < 0 || n >= (int) sizeof(shard_path))
+		{
+			cm_set_error(err, CM_ERR_IO, "%s: model directory path too long", dir);
+			goto fail;
+		}
+		st->shards[i] = cm_safetensors_open(shard_path, err);
+		if (st->shards[i] == NULL)
+			goto fail;
+		st->n_shards = i + 1;
+	}
+	if (gather_sharded_views(st, &map, err) != CM_OK)
+		goto fail;
+	cm_weight_map_free(&map);
+	return st;
+
+fail:
+	cm_weight_map_free(&map);
+	cm_safetensors_close(st);
+	return NULL;
+}
+
 void
 cm_safetensors_close(cm_safetensors *st)
 {
@@ -473,6 +564,9 @@ cm_safetensors_close(cm_safetensors *st)
 		return;
 	if (st->mapped)
 		munmap((void *) st->base, st->len);
+	for (int i = 0; i < st->n_shards; i++)
+		cm_safetensors_close(st->shards[i]);
+	free(st->shards);
 	free(st->tensors);
 	free(st->names);
 	free(st->label_owned);

@@ -42,6 +42,15 @@ cm_safetensors *cm_safetensors_open(const char *path, cm_error *err);
  */
 cm_safetensors *cm_safetensors_from_memory(const void *buf, size_t len, cm_error *err);
 
+/*
+ * A checkpoint sharded as transformers writes it: dir/index_file (such as
+ * model.safetensors.index.json) maps every tensor to the file in dir that
+ * holds it.  Each shard is opened and validated as above and must hold the
+ * tensors mapped to it; the result finds every mapped tensor (tensors a
+ * shard holds beyond the map are not seen).
+ */
+cm_safetensors *cm_safetensors_open_index(const char *dir, const char *index_file, cm_error *err);
+
 void		cm_safetensors_close(cm_safetensors *st);
 
 int			cm_safetensors_count(const cm_safetensors *st);

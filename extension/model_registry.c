@@ -17,6 +17,9 @@
 
 #include "model_registry.h"
 
+#include "config.h"
+#include "safetensors_index.h"
+
 char	   *cm_model_path = NULL;
 char	   *cm_default_model = NULL;
 int			cm_threads = 1;
@@ -32,10 +35,19 @@ static CmModelEntry *loaded_models = NULL;
 /* Activation buffers, shared by every model (they are sized per call). */
 static cm_state *backend_state = NULL;
 
-/* Files a model directory must hold, in the order the runtime reads them. */
+/*
+ * Files a model directory must hold, in the order the runtime reads them;
+ * then its weights: model.safetensors, or a sharded checkpoint's index (the
+ * runtime checks the shards it names).
+ */
 static const char *const model_files[] = {
-	"config.json", "preprocessor_config.json", "vocab.json", "merges.txt", "model.safetensors"
+	"config.json", "preprocessor_config.json", "vocab.json", "merges.txt"
 };
+#define MODEL_WEIGHTS "model.safetensors"
+#define MODEL_WEIGHTS_INDEX "model.safetensors.index.json"
+#define MODEL_FILES_HINT "A model directory holds config.json, preprocessor_config.json, vocab.json, merges.txt " \
+	"and model.safetensors (or model.safetensors.index.json and the shards it names)."
+
 
 /* Why name is not a valid model name, or NULL when it is. */
 static const char *
@@ -350,6 +362,40 @@ ModelErrcode(cm_status status)
 }
 
 /*
+ * With sharded weights, the first shard the index names that is not there
+ * (its path into missing), so that it gets the missing-file SQLSTATE too;
+ * false when all are there or the index cannot be read (the runtime then
+ * reports the index's problem).
+ */
+static bool
+MissingShard(const char *directory, char *missing, size_t size)
+{
+	char		index_path[MAXPGPATH];
+	char	   *text = NULL;
+	size_t		len;
+	cm_weight_map map;
+	cm_error	err = {0};
+	bool		found = false;
+
+	snprintf(index_path, sizeof(index_path), "%s/%s", directory, MODEL_WEIGHTS_INDEX);
+	if (cm_read_file(index_path, CM_CONFIG_MAX_FILE_BYTES, &text, &len, &err) != CM_OK)
+		return false;
+	if (cm_weight_map_parse(text, len, index_path, &map, &err) == CM_OK)
+	{
+		for (int i = 0; i < map.n_shards && !found; i++)
+		{
+			struct stat st;
+
+			snprintf(missing, size, "%s/%s", directory, map.shard_file[i]);
+			found = stat(missing, &st) != 0 && errno == ENOENT;
+		}
+		cm_weight_map_free(&map);
+	}
+	free(text);
+	return found;
+}
+
+/*
  * Load the model in directory; on success it joins the cache.  On failure
  * nothing is kept: the runtime frees what it allocated, and the entry is
  * freed before the error is raised.
@@ -362,18 +408,38 @@ LoadModel(const char *name, const char *directory)
 	CmRun		capture;
 
 	/* A missing file is worth its own SQLSTATE: check before the runtime. */
-	for (int i = 0; i < lengthof(model_files); i++)
+	for (int i = 0; i <= lengthof(model_files); i++)
 	{
 		char		path[MAXPGPATH];
 		struct stat st;
 
-		snprintf(path, sizeof(path), "%s/%s", directory, model_files[i]);
+		snprintf(path, sizeof(path), "%s/%s", directory,
+				 i < lengthof(model_files) ? model_files[i] : MODEL_WEIGHTS);
 		if (stat(path, &st) != 0)
+		{
+			int			stat_errno = errno;
+			char		index_path[MAXPGPATH];
+
+			snprintf(index_path, sizeof(index_path), "%s/%s", directory, MODEL_WEIGHTS_INDEX);
+			if (i == lengthof(model_files) && stat_errno == ENOENT && stat(index_path, &st) == 0)
+			{
+				/* sharded weights */
+				if (MissingShard(directory, path, sizeof(path)))
+					ereport(ERROR,
+							(errcode(ERRCODE_UNDEFINED_FILE),
+							 errmsg("could not load model \"%s\": could not stat file \"%s\": %s",
+									name, path, strerror(ENOENT)),
+							 errdetail("%s names it as a shard of the model's weights.", MODEL_WEIGHTS_INDEX),
+							 errhint(MODEL_FILES_HINT)));
+				continue;
+			}
+			errno = stat_errno;
 			ereport(ERROR,
 					(errcode_for_file_access(),
 					 errmsg("could not load model \"%s\": could not stat file \"%s\": %m",
 							name, path),
-					 errhint("A model directory holds config.json, preprocessor_config.json, vocab.json, merges.txt and model.safetensors.")));
+					 errhint(MODEL_FILES_HINT)));
+		}
 	}
 
 	entry = MemoryContextAllocZero(TopMemoryContext, sizeof(CmModelEntry));

@@ -123,6 +123,12 @@ SELECT pg_temp.try($$SELECT encode_text('no-weights', 'a cat')$$);
 SELECT pg_temp.try($$SELECT encode_text('bad-weights', 'a cat')$$);
 SELECT pg_temp.try($$SELECT encode_text('bad-config', 'a cat')$$);
 SELECT pg_temp.try($$SELECT encode_text('bad-weights', 'a cat')$$);
+-- A checkpoint in shards: an index naming a shard that is not there fails
+-- naming it; the one-shard copy of the golden F16 model (its index and a link
+-- to its weights) gives the same embeddings as the model itself.
+SELECT pg_temp.try($$SELECT encode_text('sharded-missing', 'a cat')$$);
+SELECT encode_text('sharded', 'a cat') = encode_text('tiny-clip-gelu-p16-f16', 'a cat') AS sharded_same,
+       encode_text('sharded', 'a dog') <> encode_text('tiny-clip-gelu-p16-f16', 'a cat') AS sharded_differs;
 SELECT name, dimensions, weight_dtype, loaded, replace(problem, :'abs_srcdir', '$SRCDIR') AS problem
 FROM crossmodal_models();
 SELECT dims(encode_text(:m32, 'still working')) AS still_working;
