@@ -1,6 +1,6 @@
 /*
  * cm_common.c
- *	  Error reporting helpers for the encoder runtime.
+ *	  Error reporting and path helpers for the encoder runtime.
  */
 #include "cm_common.h"
 
@@ -20,4 +20,14 @@ cm_set_error(cm_error *err, cm_status status, const char *fmt,...)
 		va_end(ap);
 	}
 	return status;
+}
+
+cm_status
+cm_join_path(char *buf, const char *dir, const char *file, cm_error *err)
+{
+	int			n = snprintf(buf, CM_MAX_PATH, "%s/%s", dir, file);
+
+	if (n < 0 || n >= CM_MAX_PATH)
+		return cm_set_error(err, CM_ERR_IO, "%s: model directory path too long", dir);
+	return CM_OK;
 }

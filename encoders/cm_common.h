@@ -23,6 +23,7 @@ typedef enum cm_status
 } cm_status;
 
 #define CM_ERROR_MESSAGE_LEN 512
+#define CM_MAX_PATH 4096		/* bytes of a model file's path, NUL included */
 
 /* Filled in by the runtime on failure; owned by the caller (stack is fine). */
 typedef struct cm_error
@@ -34,6 +35,9 @@ typedef struct cm_error
 /* Record a failure in err (which may be NULL) and return the status. */
 cm_status	cm_set_error(cm_error *err, cm_status status, const char *fmt,...)
 			__attribute__((format(printf, 3, 4)));
+
+/* buf[CM_MAX_PATH] = dir/file; CM_ERR_IO when it does not fit. */
+cm_status	cm_join_path(char *buf, const char *dir, const char *file, cm_error *err);
 
 /* Overflow-checked size arithmetic: false when the result does not fit. */
 static inline bool

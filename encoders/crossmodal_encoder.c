@@ -21,7 +21,6 @@
 #include "tokenizer.h"
 #include "transformer.h"
 
-#define CM_MAX_PATH 4096
 
 static void
 log_msg(cm_log_fn log, void *ctx, int level, const char *fmt,...)
@@ -42,20 +41,10 @@ log_msg(cm_log_fn log, void *ctx, int level, const char *fmt,...)
 }
 
 static cm_status
-join_path(char *buf, const char *dir, const char *file, cm_error *err)
-{
-	int			n = snprintf(buf, CM_MAX_PATH, "%s/%s", dir, file);
-
-	if (n < 0 || n >= CM_MAX_PATH)
-		return cm_set_error(err, CM_ERR_IO, "%s: model directory path too long", dir);
-	return CM_OK;
-}
-
-static cm_status
 load_json_file(const char *dir, const char *file, char *path, char **text, size_t *len,
 			   cm_error *err)
 {
-	cm_status	s = join_path(path, dir, file, err);
+	cm_status	s = cm_join_path(path, dir, file, err);
 
 	if (s != CM_OK)
 		return s;
@@ -106,8 +95,8 @@ cm_model_load(const char *dir, const cm_load_options *options, cm_error *err)
 	text = NULL;
 
 	/* vocab.json + merges.txt */
-	if (join_path(vocab_path, dir, "vocab.json", err) != CM_OK ||
-		join_path(path, dir, "merges.txt", err) != CM_OK)
+	if (cm_join_path(vocab_path, dir, "vocab.json", err) != CM_OK ||
+		cm_join_path(path, dir, "merges.txt", err) != CM_OK)
 		goto fail;
 	m->tokenizer = cm_tokenizer_load(vocab_path, path, err);
 	if (m->tokenizer == NULL)
@@ -125,11 +114,11 @@ cm_model_load(const char *dir, const cm_load_options *options, cm_error *err)
 				vocab_path, (int) cm_tokenizer_eos_id(m->tokenizer), (int) m->config.text.eos_token_id);
 
 	/* model.safetensors, or the shards its index names */
-	if (join_path(path, dir, "model.safetensors", err) != CM_OK)
+	if (cm_join_path(path, dir, "model.safetensors", err) != CM_OK)
 		goto fail;
 	if (access(path, F_OK) != 0 && errno == ENOENT)
 	{
-		if (join_path(path, dir, "model.safetensors.index.json", err) != CM_OK)
+		if (cm_join_path(path, dir, "model.safetensors.index.json", err) != CM_OK)
 			goto fail;
 		if (access(path, F_OK) != 0 && errno == ENOENT)
 		{

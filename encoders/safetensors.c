@@ -18,7 +18,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -27,7 +26,6 @@
 
 /* The reference implementation refuses headers above 100 MB; so do we. */
 #define CM_ST_MAX_HEADER ((uint64_t) 100 * 1000 * 1000)
-#define CM_ST_MAX_PATH 4096		/* a shard's or index's path */
 /* Integers in the header come through a double: stay where it is exact. */
 #define CM_ST_MAX_JSON_INT ((double) (1ULL << 53))
 
@@ -501,20 +499,14 @@ gather_sharded_views(cm_safetensors *st, const cm_weight_map *map, cm_error *err
 cm_safetensors *
 cm_safetensors_open_index(const char *dir, const char *index_file, cm_error *err)
 {
-	char		path[CM_ST_MAX_PATH];
+	char		path[CM_MAX_PATH];
 	char	   *text = NULL;
 	size_t		len;
 	cm_weight_map map;
 	cm_safetensors *st = NULL;
-	int			n;
 
-	n = snprintf(path, sizeof(path), "%s/%s", dir, index_file);
-	if (n < 0 || n >= (int) sizeof(path))
-	{
-		cm_set_error(err, CM_ERR_IO, "%s: model directory path too long", dir);
-		return NULL;
-	}
-	if (cm_read_file(path, CM_CONFIG_MAX_FILE_BYTES, &text, &len, err) != CM_OK)
+	if (cm_join_path(path, dir, index_file, err) != CM_OK ||
+		cm_read_file(path, CM_CONFIG_MAX_FILE_BYTES, &text, &len, err) != CM_OK)
 		return NULL;
 	if (cm_weight_map_parse(text, len, path, &map, err) != CM_OK)
 	{
@@ -533,14 +525,10 @@ cm_safetensors_open_index(const char *dir, const char *index_file, cm_error *err
 	}
 	for (int i = 0; i < map.n_shards; i++)
 	{
-		char		shard_path[CM_ST_MAX_PATH];
+		char		shard_path[CM_MAX_PATH];
 
-		n = snprintf(shard_path, sizeof(shard_path), "%s/%s", dir, map.shard_file[i]);
-		if (n < 0 || n >= (int) sizeof(shard_path))
-		{
-			cm_set_error(err, CM_ERR_IO, "%s: model directory path too long", dir);
+		if (cm_join_path(shard_path, dir, map.shard_file[i], err) != CM_OK)
 			goto fail;
-		}
 		st->shards[i] = cm_safetensors_open(shard_path, err);
 		if (st->shards[i] == NULL)
 			goto fail;
