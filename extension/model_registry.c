@@ -395,6 +395,58 @@ MissingShard(const char *directory, char *missing, size_t size)
 	return found;
 }
 
+/* The missing-file error for path, errno as its stat left it. */
+pg_attribute_noreturn()
+static void
+ReportMissingModelFile(const char *name, const char *path, const char *detail)
+{
+	ereport(ERROR,
+			(errcode_for_file_access(),
+			 errmsg("could not load model \"%s\": could not stat file \"%s\": %m", name, path),
+			 detail ? errdetail("%s", detail) : 0,
+			 errhint(MODEL_FILES_HINT)));
+	pg_unreachable();
+}
+
+/*
+ * A missing file is worth its own SQLSTATE: check the model's files, and
+ * the shards of sharded weights, before the runtime reads them.
+ */
+static void
+CheckModelFiles(const char *name, const char *directory)
+{
+	char		path[MAXPGPATH];
+	char		index_path[MAXPGPATH];
+	struct stat st;
+
+	for (int i = 0; i < lengthof(model_files); i++)
+	{
+		snprintf(path, sizeof(path), "%s/%s", directory, model_files[i]);
+		if (stat(path, &st) != 0)
+			ReportMissingModelFile(name, path, NULL);
+	}
+	snprintf(path, sizeof(path), "%s/%s", directory, MODEL_WEIGHTS);
+	if (stat(path, &st) == 0)
+		return;
+	if (errno == ENOENT)
+	{
+		snprintf(index_path, sizeof(index_path), "%s/%s", directory, MODEL_WEIGHTS_INDEX);
+		if (stat(index_path, &st) == 0)
+		{
+			/* sharded weights */
+			if (MissingShard(directory, path, sizeof(path)))
+			{
+				errno = ENOENT;
+				ReportMissingModelFile(name, path,
+									   MODEL_WEIGHTS_INDEX " names it as a shard of the model's weights.");
+			}
+			return;
+		}
+		errno = ENOENT;			/* model.safetensors's, not the index's */
+	}
+	ReportMissingModelFile(name, path, NULL);
+}
+
 /*
  * Load the model in directory; on success it joins the cache.  On failure
  * nothing is kept: the runtime frees what it allocated, and the entry is
@@ -407,40 +459,7 @@ LoadModel(const char *name, const char *directory)
 	cm_load_options options = {0};
 	CmRun		capture;
 
-	/* A missing file is worth its own SQLSTATE: check before the runtime. */
-	for (int i = 0; i <= lengthof(model_files); i++)
-	{
-		char		path[MAXPGPATH];
-		struct stat st;
-
-		snprintf(path, sizeof(path), "%s/%s", directory,
-				 i < lengthof(model_files) ? model_files[i] : MODEL_WEIGHTS);
-		if (stat(path, &st) != 0)
-		{
-			int			stat_errno = errno;
-			char		index_path[MAXPGPATH];
-
-			snprintf(index_path, sizeof(index_path), "%s/%s", directory, MODEL_WEIGHTS_INDEX);
-			if (i == lengthof(model_files) && stat_errno == ENOENT && stat(index_path, &st) == 0)
-			{
-				/* sharded weights */
-				if (MissingShard(directory, path, sizeof(path)))
-					ereport(ERROR,
-							(errcode(ERRCODE_UNDEFINED_FILE),
-							 errmsg("could not load model \"%s\": could not stat file \"%s\": %s",
-									name, path, strerror(ENOENT)),
-							 errdetail("%s names it as a shard of the model's weights.", MODEL_WEIGHTS_INDEX),
-							 errhint(MODEL_FILES_HINT)));
-				continue;
-			}
-			errno = stat_errno;
-			ereport(ERROR,
-					(errcode_for_file_access(),
-					 errmsg("could not load model \"%s\": could not stat file \"%s\": %m",
-							name, path),
-					 errhint(MODEL_FILES_HINT)));
-		}
-	}
+	CheckModelFiles(name, directory);
 
 	entry = MemoryContextAllocZero(TopMemoryContext, sizeof(CmModelEntry));
 	entry->name = MemoryContextStrdup(TopMemoryContext, name);
