@@ -9,6 +9,7 @@
 
 #include <cJSON.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,44 @@ rt_write_file(const char *path, const void *data, size_t len)
 		return 0;
 	ok = fwrite(data, 1, len, f) == len;
 	return fclose(f) == 0 && ok;
+}
+
+static inline void
+rt_put_u64le(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char) (v >> (8 * i));
+}
+
+/*
+ * The bytes of a safetensors file: header's JSON, padded with spaces to a
+ * multiple of 8 bytes as the reference writer does, then data_len bytes of
+ * data; *len_out gets the size.  NULL when out of memory.
+ */
+static inline unsigned char *
+rt_safetensors_bytes(const cJSON *header, const void *data, size_t data_len, size_t *len_out)
+{
+	char	   *json = cJSON_PrintUnformatted(header);
+	size_t		jlen,
+				padded;
+	unsigned char *out;
+
+	if (json == NULL)
+		return NULL;
+	jlen = strlen(json);
+	padded = (jlen + 7) / 8 * 8;
+	out = malloc(8 + padded + data_len);
+	if (out != NULL)
+	{
+		rt_put_u64le(out, padded);
+		memcpy(out + 8, json, jlen);
+		memset(out + 8 + jlen, ' ', padded - jlen);
+		if (data_len > 0)
+			memcpy(out + 8 + padded, data, data_len);
+		*len_out = 8 + padded + data_len;
+	}
+	free(json);
+	return out;
 }
 
 static inline cJSON *

@@ -98,12 +98,6 @@ read_u64le(const unsigned char *p)
 	return v;
 }
 
-static void
-put_u64le(unsigned char *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (unsigned char) (v >> (8 * i));
-}
 
 typedef void (*header_edit) (cJSON *header);
 
@@ -115,24 +109,15 @@ write_edited_safetensors(header_edit edit)
 	const unsigned char *orig = (const unsigned char *) originals[fi];
 	uint64_t	hlen = read_u64le(orig);
 	cJSON	   *h = cJSON_ParseWithLength((const char *) orig + 8, (size_t) hlen);
-	char	   *json;
-	size_t		jlen,
-				padded,
-				data_len = original_lens[fi] - 8 - (size_t) hlen;
+	size_t		len;
 	unsigned char *out;
 
 	edit(h);
-	json = cJSON_PrintUnformatted(h);
-	jlen = strlen(json);
-	padded = (jlen + 7) / 8 * 8;
-	out = malloc(8 + padded + data_len);
-	put_u64le(out, padded);
-	memcpy(out + 8, json, jlen);
-	memset(out + 8 + jlen, ' ', padded - jlen);
-	memcpy(out + 8 + padded, orig + 8 + hlen, data_len);
-	write_file("model.safetensors", out, 8 + padded + data_len);
+	out = rt_safetensors_bytes(h, orig + 8 + hlen, original_lens[fi] - 8 - (size_t) hlen, &len);
+	RT_CHECK(out != NULL, "out of memory");
+	if (out != NULL)
+		write_file("model.safetensors", out, len);
 	free(out);
-	free(json);
 	cJSON_Delete(h);
 }
 
@@ -292,13 +277,13 @@ check_safetensors_defects(void)
 
 	/* Lying header lengths. */
 	memcpy(buf, originals[fi], original_lens[fi]);
-	put_u64le(buf, original_lens[fi]);
+	rt_put_u64le(buf, original_lens[fi]);
 	write_file("model.safetensors", buf, original_lens[fi]);
 	expect_load_error("header length > file", CM_ERR_MODEL, "model.safetensors", "exceeds", NULL);
-	put_u64le(buf, UINT64_MAX);
+	rt_put_u64le(buf, UINT64_MAX);
 	write_file("model.safetensors", buf, original_lens[fi]);
 	expect_load_error("header length 2^64-1", CM_ERR_MODEL, "model.safetensors", "exceeds", NULL);
-	put_u64le(buf, hlen - 7);
+	rt_put_u64le(buf, hlen - 7);
 	write_file("model.safetensors", buf, original_lens[fi]);
 	expect_load_error("header length short", CM_ERR_MODEL, "model.safetensors", "not valid JSON", NULL);
 
@@ -531,7 +516,7 @@ check_safetensors_memory(void)
 				back[2];
 
 	memset(buf, ' ', sizeof(buf));
-	put_u64le(buf, hl);
+	rt_put_u64le(buf, hl);
 	memcpy(buf + 8, ok_json, jl);
 	memcpy(buf + 8 + hl, vals, sizeof(vals));
 	st = cm_safetensors_from_memory(buf, 8 + hl + 8, &err);
@@ -552,9 +537,9 @@ check_safetensors_memory(void)
 	/* Trailing bytes past the last tensor are tolerated; a short data area is not. */
 	expect_st_error("data short", buf, 8 + hl + 4, "outside");
 	expect_st_error("no header", buf, 7, "too short");
-	put_u64le(buf, 1);
+	rt_put_u64le(buf, 1);
 	expect_st_error("header 1 byte", buf, 8 + hl + 8, "cannot hold");
-	put_u64le(buf, (uint64_t) 1 << 62);
+	rt_put_u64le(buf, (uint64_t) 1 << 62);
 	expect_st_error("header 2^62", buf, 8 + hl + 8, "exceeds");
 
 	/* F16 and BF16 widening, specials included. */
@@ -568,7 +553,7 @@ check_safetensors_memory(void)
 					h16 = (l16 + 7) / 8 * 8;
 
 		memset(buf, ' ', sizeof(buf));
-		put_u64le(buf, h16);
+		rt_put_u64le(buf, h16);
 		memcpy(buf + 8, j16, l16);
 		memcpy(buf + 8 + h16, halves, sizeof(halves));
 		st = cm_safetensors_from_memory(buf, 8 + h16 + 16, &err);

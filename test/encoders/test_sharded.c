@@ -55,13 +55,6 @@ shard_name(char *buf, size_t size, int shard)
 	snprintf(buf, size, "model-%05d-of-%05d.safetensors", shard + 1, N_SHARDS);
 }
 
-static void
-put_u64le(unsigned char *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (unsigned char) (v >> (8 * i));
-}
-
 /*
  * Write shard `shard` of st: every tensor i with i % N_SHARDS == shard, in
  * the order of the source, behind a header padded with spaces to 8 bytes.
@@ -70,11 +63,10 @@ static void
 write_shard(const cm_safetensors *st, int shard)
 {
 	cJSON	   *header = cJSON_CreateObject();
-	size_t		data_len = 0;
-	char	   *text;
-	size_t		text_len,
-				padded;
-	unsigned char *file;
+	size_t		data_len = 0,
+				len;
+	unsigned char *data,
+			   *file;
 	char		name[64];
 
 	for (int i = shard; i < cm_safetensors_count(st); i += N_SHARDS)
@@ -90,25 +82,22 @@ write_shard(const cm_safetensors *st, int shard)
 		cJSON_AddItemToObject(entry, "data_offsets", cJSON_CreateDoubleArray(offsets, 2));
 		data_len += t->nbytes;
 	}
-	text = cJSON_PrintUnformatted(header);
-	text_len = strlen(text);
-	padded = (text_len + 7) / 8 * 8;
-	file = malloc(8 + padded + data_len);
-	put_u64le(file, padded);
-	memcpy(file + 8, text, text_len);
-	memset(file + 8 + text_len, ' ', padded - text_len);
+	data = malloc(data_len > 0 ? data_len : 1);
 	data_len = 0;
-	for (int i = shard; i < cm_safetensors_count(st); i += N_SHARDS)
+	for (int i = shard; data != NULL && i < cm_safetensors_count(st); i += N_SHARDS)
 	{
 		const cm_tensor_view *t = cm_safetensors_at(st, i);
 
-		memcpy(file + 8 + padded + data_len, t->data, t->nbytes);
+		memcpy(data + data_len, t->data, t->nbytes);
 		data_len += t->nbytes;
 	}
+	file = data ? rt_safetensors_bytes(header, data, data_len, &len) : NULL;
+	RT_CHECK(file != NULL, "out of memory");
 	shard_name(name, sizeof(name), shard);
-	write_tmp(name, file, 8 + padded + data_len);
+	if (file != NULL)
+		write_tmp(name, file, len);
 	free(file);
-	free(text);
+	free(data);
 	cJSON_Delete(header);
 }
 
