@@ -13,7 +13,11 @@
  *
  * Kernels: AVX2/FMA with 4 x 3 blocks (12 accumulators + 3 W + 1 x = the
  * 16 ymm registers), AVX-512 with 6 x 4 blocks (24 + 4 + 1 of the 32 zmm),
- * and portable C.
+ * and portable C.  The best the CPU runs is picked per call from its
+ * feature bits (no global state of our own).  On two threads (a team: the
+ * caller plus a helper that lives as long as the caller's forward pass),
+ * the W rows are cut into units that both threads claim; between products
+ * the threads spin briefly before they sleep.
  *
  * Alignment: a tensor in a safetensors file starts wherever the header and
  * the tensors before it end (12 bytes past a cache line in a typical CLIP
@@ -26,11 +30,7 @@
  * Measured (interleaved A/B medians): a caption on 1 thread 9.9 -> 8.4 ms,
  * with 6 x 4 blocks for its 10 rows (6 + 4; 5 + 5 gave 9.8); an image on
  * 2 threads 42.2 -> 38.8 ms.  The AVX2 kernel's 32-byte loads gained
- * nothing from the same (an image: 4% slower), so it reads as it finds.  The best the CPU runs is picked per call from its
- * feature bits (no global state of our own).  On two threads (a team: the
- * caller plus a helper that lives as long as the caller's forward pass),
- * the W rows are cut into units that both threads claim; between products
- * the threads spin briefly before they sleep.
+ * nothing from the same (an image: 4% slower), so it reads as it finds.
  */
 #include "gemm.h"
 
