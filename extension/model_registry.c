@@ -362,22 +362,20 @@ ModelErrcode(cm_status status)
 }
 
 /*
- * With sharded weights, the first shard the index names that is not there
- * (its path into missing), so that it gets the missing-file SQLSTATE too;
- * false when all are there or the index cannot be read (the runtime then
- * reports the index's problem).
+ * With sharded weights, the first shard the index at index_path names that
+ * is not in directory (its path into missing), so that it gets the
+ * missing-file SQLSTATE too; false when all are there or the index cannot
+ * be read (the runtime then reports the index's problem).
  */
 static bool
-MissingShard(const char *directory, char *missing, size_t size)
+MissingShard(const char *directory, const char *index_path, char *missing, size_t size)
 {
-	char		index_path[MAXPGPATH];
 	char	   *text = NULL;
 	size_t		len;
 	cm_weight_map map;
 	cm_error	err = {0};
 	bool		found = false;
 
-	snprintf(index_path, sizeof(index_path), "%s/%s", directory, MODEL_WEIGHTS_INDEX);
 	if (cm_read_file(index_path, CM_CONFIG_MAX_FILE_BYTES, &text, &len, &err) != CM_OK)
 		return false;
 	if (cm_weight_map_parse(text, len, index_path, &map, &err) == CM_OK)
@@ -434,7 +432,7 @@ CheckModelFiles(const char *name, const char *directory)
 		if (stat(index_path, &st) == 0)
 		{
 			/* sharded weights */
-			if (MissingShard(directory, path, sizeof(path)))
+			if (MissingShard(directory, index_path, path, sizeof(path)))
 			{
 				errno = ENOENT;
 				ReportMissingModelFile(name, path,
