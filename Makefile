@@ -3,21 +3,23 @@
 # its standalone library, CLI, unit tests and fuzzers are built by encoders/Makefile.
 
 EXTENSION = crossmodal
-EXTVERSION = 0.1.0
+EXTVERSION = 0.2.0
 
 MODULE_big = crossmodal
 EXTENSION_SRCS = $(sort $(wildcard extension/*.c))
 ENCODER_SRCS = $(sort $(wildcard encoders/*.c))
 OBJS = $(EXTENSION_SRCS:.c=.o) $(ENCODER_SRCS:.c=.o)
 
-# The install script is assembled from numbered parts, one per module.
+# The install script is assembled from numbered parts, one per module, kept
+# in sql/install_parts/; update scripts from earlier versions sit in sql/.
 # (Not named INSTALL_SCRIPT: PGXS uses that name for its install command.)
-EXTENSION_SCRIPT = extension/$(EXTENSION)--$(EXTVERSION).sql
+EXTENSION_SCRIPT = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA_built = $(EXTENSION_SCRIPT)
-DATA = $(sort $(wildcard extension/$(EXTENSION)--*--*.sql))
+DATA = $(sort $(wildcard sql/$(EXTENSION)--*--*.sql))
 
-REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
-REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
+# pg_regress tests: test/sql/NAME.sql against test/expected/NAME.out.
+REGRESS = $(patsubst test/sql/%.sql,%,$(sort $(wildcard test/sql/*.sql)))
+REGRESS_OPTS = --inputdir=test --load-extension=$(EXTENSION)
 
 # Only when there are TAP tests: PGXS would otherwise run prove on nothing and fail installcheck.
 TAP_TESTS := $(if $(wildcard test/t/*.pl),1)
@@ -41,7 +43,7 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-$(EXTENSION_SCRIPT): $(sort $(wildcard extension/sql/*.sql))
+$(EXTENSION_SCRIPT): $(sort $(wildcard sql/install_parts/*.sql))
 	cat $^ > $@
 
 # PGXS knows no header dependencies (Debian's PostgreSQL is built without

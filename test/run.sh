@@ -33,7 +33,7 @@ stage "extension build (-Werror) and install" build_extension
 # pg_regress and TAP write into the tree they run from; run them as the
 # postgres user in a copy that user owns.
 WORK=$(mktemp -d /tmp/crossmodal-tests.XXXXXX)
-cp -r Makefile crossmodal.control extension sql expected test "$WORK"/
+cp -r Makefile crossmodal.control extension sql test "$WORK"/
 mkdir -p "$WORK/encoders"
 chown -R postgres: "$WORK"
 

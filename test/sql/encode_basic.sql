@@ -10,8 +10,8 @@
 
 \getenv abs_srcdir PG_ABS_SRCDIR
 SELECT current_database() AS regress_db \gset
-\set golden :abs_srcdir '/test/golden'
-\set images :abs_srcdir '/test/golden/images/'
+\set golden :abs_srcdir '/golden'
+\set images :abs_srcdir '/golden/images/'
 SET crossmodal.model_path = :'golden';
 \set m32 '''tiny-clip-quickgelu-f32'''
 \set m16 '''tiny-clip-gelu-p16-f16'''

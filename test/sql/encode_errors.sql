@@ -8,9 +8,9 @@
 -- the tree is.
 
 \getenv abs_srcdir PG_ABS_SRCDIR
-\set golden :abs_srcdir '/test/golden'
-\set images :abs_srcdir '/test/golden/images/'
-\set golden_and_broken :abs_srcdir '/test/golden:' :abs_srcdir '/test/broken_models'
+\set golden :abs_srcdir '/golden'
+\set images :abs_srcdir '/golden/images/'
+\set golden_and_broken :abs_srcdir '/golden:' :abs_srcdir '/broken_models'
 \set m32 '''tiny-clip-quickgelu-f32'''
 SET crossmodal.model_path = :'golden';
 
