@@ -15,11 +15,27 @@ cm_set_error(cm_error *err, cm_status status, const char *fmt,...)
 		va_list		ap;
 
 		err->status = status;
+		err->limit = CM_LIMIT_NONE;
+		err->missing_file[0] = '\0';
 		va_start(ap, fmt);
 		vsnprintf(err->message, sizeof(err->message), fmt, ap);
 		va_end(ap);
 	}
 	return status;
+}
+
+void
+cm_error_set_missing(cm_error *err, const char *path)
+{
+	if (err != NULL)
+		snprintf(err->missing_file, sizeof(err->missing_file), "%s", path);
+}
+
+void
+cm_error_set_limit(cm_error *err, cm_limit_kind kind)
+{
+	if (err != NULL)
+		err->limit = kind;
 }
 
 cm_status

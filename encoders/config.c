@@ -25,12 +25,29 @@ static const cm_text_config default_text = {
 	.t = {.hidden_size = 512, .intermediate_size = 2048, .num_layers = 12,
 	.num_heads = 8, .layer_norm_eps = 1e-5f, .act = CM_ACT_QUICK_GELU},
 	.vocab_size = 49408, .max_positions = 77,
-	.bos_token_id = 49406, .eos_token_id = 49407,
+	.bos_token_id = 49406, .eos_token_id = 49407, .pad_token_id = 1,
+	.causal = true, .pooling = CM_POOL_FIRST_EOS,
 };
 static const cm_vision_config default_vision = {
 	.t = {.hidden_size = 768, .intermediate_size = 3072, .num_layers = 12,
 	.num_heads = 12, .layer_norm_eps = 1e-5f, .act = CM_ACT_QUICK_GELU},
 	.image_size = 224, .patch_size = 32, .num_channels = 3,
+	.class_token = true, .pre_norm = true,
+};
+
+/* transformers' SigLIP defaults (google/siglip-base-patch16-224) */
+static const cm_text_config default_siglip_text = {
+	.t = {.hidden_size = 768, .intermediate_size = 3072, .num_layers = 12,
+	.num_heads = 12, .layer_norm_eps = 1e-6f, .act = CM_ACT_GELU_TANH},
+	.vocab_size = 32000, .max_positions = 64,
+	.bos_token_id = 49406, .eos_token_id = 49407, .pad_token_id = 1,
+	.causal = false, .pooling = CM_POOL_LAST, .head_bias = true,
+};
+static const cm_vision_config default_siglip_vision = {
+	.t = {.hidden_size = 768, .intermediate_size = 3072, .num_layers = 12,
+	.num_heads = 12, .layer_norm_eps = 1e-6f, .act = CM_ACT_GELU_TANH},
+	.image_size = 224, .patch_size = 16, .num_channels = 3,
+	.patch_bias = true, .map_head = true,
 };
 #define DEFAULT_PROJECTION_DIM 512
 static const float openai_clip_mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
@@ -248,21 +265,31 @@ get_section(json_ctx *c, const cJSON *root, const char *key, const char *legacy_
 	return CM_OK;
 }
 
+/* projection_size: SigLIP's text head width (absent: hidden_size). */
 static cm_status
-parse_text(json_ctx *c, const cJSON *obj, cm_text_config *t)
+parse_text(json_ctx *c, const cJSON *obj, cm_text_config *t, int *projection_size)
 {
 	cm_status	s;
 	int64_t		bos = t->bos_token_id,
-				eos = t->eos_token_id;
+				eos = t->eos_token_id,
+				pad = t->pad_token_id;
 
 	if ((s = parse_tower(c, obj, &t->t)) != CM_OK ||
 		(s = get_int32(c, obj, "vocab_size", 1, CM_CONFIG_MAX_VOCAB, &t->vocab_size)) != CM_OK ||
 		(s = get_int32(c, obj, "max_position_embeddings", 2, CM_CONFIG_MAX_POSITIONS, &t->max_positions)) != CM_OK ||
 		(s = get_int(c, obj, "bos_token_id", 0, CM_CONFIG_MAX_VOCAB, &bos)) != CM_OK ||
-		(s = get_int(c, obj, "eos_token_id", 0, CM_CONFIG_MAX_VOCAB, &eos)) != CM_OK)
+		(s = get_int(c, obj, "eos_token_id", 0, CM_CONFIG_MAX_VOCAB, &eos)) != CM_OK ||
+		(s = get_int(c, obj, "pad_token_id", 0, CM_CONFIG_MAX_VOCAB, &pad)) != CM_OK)
 		return s;
 	t->bos_token_id = (int32_t) bos;
 	t->eos_token_id = (int32_t) eos;
+	t->pad_token_id = (int32_t) pad;
+	if (projection_size != NULL)
+	{
+		*projection_size = t->t.hidden_size;
+		if ((s = get_int32(c, obj, "projection_size", 1, CM_CONFIG_MAX_PROJECTION, projection_size)) != CM_OK)
+			return s;
+	}
 	return CM_OK;
 }
 
@@ -270,12 +297,40 @@ static cm_status
 parse_vision(json_ctx *c, const cJSON *obj, cm_vision_config *v)
 {
 	cm_status	s;
+	bool		use_head = v->map_head;
 
 	if ((s = parse_tower(c, obj, &v->t)) != CM_OK ||
 		(s = get_int32(c, obj, "image_size", 1, CM_CONFIG_MAX_IMAGE_SIZE, &v->image_size)) != CM_OK ||
 		(s = get_int32(c, obj, "patch_size", 1, CM_CONFIG_MAX_IMAGE_SIZE, &v->patch_size)) != CM_OK ||
 		(s = get_int32(c, obj, "num_channels", 1, 64, &v->num_channels)) != CM_OK)
 		return s;
+	if (v->map_head)
+	{
+		/* SigLIP: without the head there is no image embedding to give */
+		if (get_present(obj, "vision_use_head") != NULL &&
+			(s = get_bool(c, obj, "vision_use_head", &use_head)) != CM_OK)
+			return s;
+		if (!use_head)
+			return cm_set_error(c->err, CM_ERR_UNSUPPORTED,
+								"%s: \"%svision_use_head\" is false: the model has no image embedding head",
+								c->label, c->section);
+	}
+	return CM_OK;
+}
+
+/* Checks of a vision tower's geometry; fills grid and n_positions. */
+static cm_status
+finish_vision(const char *label, cm_vision_config *v, cm_error *err)
+{
+	if (v->num_channels != 3)
+		return cm_set_error(err, CM_ERR_UNSUPPORTED, "%s: vision num_channels is %d, only 3 (RGB) is supported",
+							label, v->num_channels);
+	if (v->patch_size > v->image_size)
+		return cm_set_error(err, CM_ERR_MODEL, "%s: vision patch_size %d exceeds image_size %d",
+							label, v->patch_size, v->image_size);
+	/* The patch convolution has stride = patch size: a remainder is dropped. */
+	v->grid = v->image_size / v->patch_size;
+	v->n_positions = v->grid * v->grid + (v->class_token ? 1 : 0);
 	return CM_OK;
 }
 
@@ -290,12 +345,11 @@ cm_config_parse(const char *json, size_t len, const char *label,
 			   *vm,
 			   *vl,
 			   *mt;
+	int			text_projection = 0;
+	bool		siglip;
 	cm_status	s;
 
 	memset(out, 0, sizeof(*out));
-	out->text = default_text;
-	out->vision = default_vision;
-	out->projection_dim = DEFAULT_PROJECTION_DIM;
 	c.defaulted = out->defaulted;
 	c.defaulted_size = sizeof(out->defaulted);
 
@@ -309,15 +363,23 @@ cm_config_parse(const char *json, size_t len, const char *label,
 	}
 
 	mt = get_present(root, "model_type");
-	if (mt != NULL && (!cJSON_IsString(mt) || strcmp(mt->valuestring, "clip") != 0))
+	if (mt != NULL && (!cJSON_IsString(mt) || (strcmp(mt->valuestring, "clip") != 0 &&
+											   strcmp(mt->valuestring, "siglip") != 0)))
 	{
-		s = cm_set_error(err, CM_ERR_UNSUPPORTED, "%s: \"model_type\" is %s%.40s%s, only \"clip\" is supported",
+		s = cm_set_error(err, CM_ERR_UNSUPPORTED, "%s: \"model_type\" is %s%.40s%s; supported: \"clip\", \"siglip\"",
 						 label, cJSON_IsString(mt) ? "\"" : "",
 						 cJSON_IsString(mt) ? mt->valuestring : "not a string",
 						 cJSON_IsString(mt) ? "\"" : "");
 		goto done;
 	}
-	if ((s = get_int32(&c, root, "projection_dim", 1, CM_CONFIG_MAX_PROJECTION, &out->projection_dim)) != CM_OK)
+	siglip = mt != NULL && strcmp(mt->valuestring, "siglip") == 0;
+	out->family = siglip ? CM_FAMILY_SIGLIP : CM_FAMILY_CLIP;
+	out->text = siglip ? default_siglip_text : default_text;
+	out->vision = siglip ? default_siglip_vision : default_vision;
+	out->projection_dim = DEFAULT_PROJECTION_DIM;
+	out->has_logit_bias = siglip;
+	if (!siglip &&
+		(s = get_int32(&c, root, "projection_dim", 1, CM_CONFIG_MAX_PROJECTION, &out->projection_dim)) != CM_OK)
 		goto done;
 
 	if ((s = get_section(&c, root, "text_config", "text_config_dict", &tm, &tl)) != CM_OK)
@@ -325,13 +387,13 @@ cm_config_parse(const char *json, size_t len, const char *label,
 	c.section = "text_config.";
 	if (tm == NULL && tl == NULL)
 		note_default(&c, "*");
-	if ((s = parse_text(&c, tm, &out->text)) != CM_OK)
+	if ((s = parse_text(&c, tm, &out->text, siglip ? &text_projection : NULL)) != CM_OK)
 		goto done;
 	if (tl != NULL)
 	{
 		c.section = "text_config_dict.";
 		c.defaulted = NULL;
-		if ((s = parse_text(&c, tl, &out->text)) != CM_OK)
+		if ((s = parse_text(&c, tl, &out->text, siglip ? &text_projection : NULL)) != CM_OK)
 			goto done;
 		c.defaulted = out->defaulted;
 	}
@@ -352,28 +414,42 @@ cm_config_parse(const char *json, size_t len, const char *label,
 	}
 
 	/* Cross-key checks */
-	if (out->vision.num_channels != 3)
-	{
-		s = cm_set_error(err, CM_ERR_UNSUPPORTED, "%s: vision_config.num_channels is %d, only 3 (RGB) is supported",
-						 label, out->vision.num_channels);
+	if ((s = finish_vision(label, &out->vision, err)) != CM_OK)
 		goto done;
-	}
-	if (out->vision.patch_size > out->vision.image_size)
+	if (siglip)
 	{
-		s = cm_set_error(err, CM_ERR_MODEL, "%s: vision_config.patch_size %d exceeds image_size %d",
-						 label, out->vision.patch_size, out->vision.image_size);
-		goto done;
+		/* Both towers end in the vision width: the text head maps to it. */
+		out->projection_dim = out->vision.t.hidden_size;
+		if (text_projection != out->projection_dim)
+		{
+			s = cm_set_error(err, CM_ERR_MODEL,
+							 "%s: text_config.projection_size %d differs from vision_config.hidden_size %d",
+							 label, text_projection, out->projection_dim);
+			goto done;
+		}
 	}
-	/* The patch convolution has stride = patch size: a remainder is dropped. */
-	out->vision.grid = out->vision.image_size / out->vision.patch_size;
-	out->vision.n_positions = 1 + out->vision.grid * out->vision.grid;
+	else if (out->text.eos_token_id == 2)
+	{
+		/*
+		 * Configs written before transformers' fix of the EOS id pool at the
+		 * argmax of the ids, which is where EOS sits in CLIP's vocabulary.
+		 */
+		out->text.pooling = CM_POOL_ARGMAX;
+	}
 	if (out->text.eos_token_id >= out->text.vocab_size || out->text.bos_token_id >= out->text.vocab_size)
 	{
-		s = cm_set_error(err, CM_ERR_MODEL, "%s: text_config bos/eos token id (%d/%d) outside the vocabulary of %d",
-						 label, (int) out->text.bos_token_id, (int) out->text.eos_token_id,
-						 out->text.vocab_size);
-		goto done;
+		if (siglip)
+			out->text.eos_token_id = out->text.bos_token_id = -1;	/* unused by SigLIP's pooling */
+		else
+		{
+			s = cm_set_error(err, CM_ERR_MODEL, "%s: text_config bos/eos token id (%d/%d) outside the vocabulary of %d",
+							 label, (int) out->text.bos_token_id, (int) out->text.eos_token_id,
+							 out->text.vocab_size);
+			goto done;
+		}
 	}
+	if (out->text.pad_token_id >= out->text.vocab_size)
+		out->text.pad_token_id = -1;
 	s = CM_OK;
 
 done:
@@ -496,12 +572,16 @@ cm_preprocessor_parse(const char *json, size_t len, const char *label,
 	if (size_item != NULL && cJSON_IsObject(size_item) &&
 		get_present(size_item, "shortest_edge") == NULL)
 	{
-		s = cm_set_error(err, CM_ERR_UNSUPPORTED,
-						 "%s: \"size\" without \"shortest_edge\" (an exact resize) is not supported", label);
-		goto done;
+		/* {"height", "width"}: a resize straight to that size, no crop (SigLIP) */
+		out->resize_mode = CM_RESIZE_EXACT;
+		out->do_center_crop = false;
+		if ((s = get_size_field(&c, root, "size", "height", "width", &out->crop_height, &out->crop_width)) != CM_OK)
+			goto done;
+		out->shortest_edge = out->crop_height < out->crop_width ? out->crop_height : out->crop_width;
 	}
-	if ((s = get_size_field(&c, root, "size", "shortest_edge", NULL, &out->shortest_edge, NULL)) != CM_OK ||
-		(s = get_size_field(&c, root, "crop_size", "height", "width", &out->crop_height, &out->crop_width)) != CM_OK ||
+	else if ((s = get_size_field(&c, root, "size", "shortest_edge", NULL, &out->shortest_edge, NULL)) != CM_OK)
+		goto done;
+	if ((s = get_size_field(&c, root, "crop_size", "height", "width", &out->crop_height, &out->crop_width)) != CM_OK ||
 		(s = get_bool(&c, root, "do_resize", &out->do_resize)) != CM_OK ||
 		(s = get_bool(&c, root, "do_center_crop", &out->do_center_crop)) != CM_OK ||
 		(s = get_bool(&c, root, "do_rescale", &do_rescale)) != CM_OK ||
@@ -511,6 +591,20 @@ cm_preprocessor_parse(const char *json, size_t len, const char *label,
 		(s = get_triple(&c, root, "image_std", true, out->std)) != CM_OK ||
 		(s = get_int32(&c, root, "resample", 0, 5, &resample)) != CM_OK)
 		goto done;
+	if (out->resize_mode == CM_RESIZE_EXACT && get_present(root, "crop_size") != NULL && out->do_center_crop)
+	{
+		s = cm_set_error(err, CM_ERR_UNSUPPORTED,
+						 "%s: a resize to \"size\" {height, width} followed by a centre crop is not supported",
+						 label);
+		goto done;
+	}
+	if (out->resize_mode == CM_RESIZE_EXACT && !out->do_resize)
+	{
+		s = cm_set_error(err, CM_ERR_UNSUPPORTED,
+						 "%s: \"do_resize\": false is not supported (the vision tower needs a %dx%d input)",
+						 label, vision->image_size, vision->image_size);
+		goto done;
+	}
 
 	if (resample != 3)
 	{
@@ -518,7 +612,7 @@ cm_preprocessor_parse(const char *json, size_t len, const char *label,
 						 label, resample);
 		goto done;
 	}
-	if (!out->do_center_crop)
+	if (!out->do_center_crop && out->resize_mode == CM_RESIZE_SHORTEST)
 	{
 		s = cm_set_error(err, CM_ERR_UNSUPPORTED,
 						 "%s: \"do_center_crop\": false is not supported (the vision tower needs a square input)",
@@ -528,8 +622,9 @@ cm_preprocessor_parse(const char *json, size_t len, const char *label,
 	if (out->crop_height != vision->image_size || out->crop_width != vision->image_size)
 	{
 		s = cm_set_error(err, CM_ERR_MODEL,
-						 "%s: crop_size %dx%d does not match the vision tower's image_size %d",
-						 label, out->crop_height, out->crop_width, vision->image_size);
+						 "%s: %s %dx%d does not match the vision tower's image_size %d",
+						 label, out->resize_mode == CM_RESIZE_EXACT ? "size" : "crop_size",
+						 out->crop_height, out->crop_width, vision->image_size);
 		goto done;
 	}
 	if (!do_rescale)
@@ -561,7 +656,14 @@ cm_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len, cm
 	*out_len = 0;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return cm_set_error(err, CM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+	{
+		int			e = errno;
+		cm_status	s = cm_set_error(err, CM_ERR_IO, "%s: cannot open: %s", path, strerror(e));
+
+		if (e == ENOENT)
+			cm_error_set_missing(err, path);
+		return s;
+	}
 	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
 	{
 		close(fd);

@@ -1,7 +1,7 @@
 /*
  * config.h
- *	  A CLIP model's config.json and preprocessor_config.json, parsed and
- *	  range-checked into plain structs.
+ *	  A model's configuration (config.json or open_clip_config.json, and the
+ *	  image preprocessing), parsed and range-checked into plain structs.
  */
 #ifndef CM_CONFIG_H
 #define CM_CONFIG_H
@@ -15,6 +15,26 @@ typedef enum cm_activation
 	CM_ACT_GELU,				/* exact: 0.5 x (1 + erf(x / sqrt 2)) */
 	CM_ACT_GELU_TANH			/* "gelu_new" / "gelu_pytorch_tanh" */
 } cm_activation;
+
+/*
+ * The model families the runtime runs.  A family fixes the few variations of
+ * the shared transformer below (attention mask, pooling, heads); the tensor
+ * names follow the layout it was saved in (model.c).
+ */
+typedef enum cm_family
+{
+	CM_FAMILY_CLIP,				/* CLIPModel, Hugging Face layout */
+	CM_FAMILY_SIGLIP,			/* SiglipModel (SigLIP and SigLIP 2 FixRes) */
+	CM_FAMILY_OPENCLIP			/* open_clip_config.json + open_clip_model.safetensors */
+} cm_family;
+
+/* Which position of a text's last hidden states becomes its feature. */
+typedef enum cm_text_pooling
+{
+	CM_POOL_FIRST_EOS,			/* first position holding eos_token_id (else 0) */
+	CM_POOL_ARGMAX,				/* position of the highest id (legacy CLIP, OpenCLIP) */
+	CM_POOL_LAST				/* the last position (SigLIP, after padding) */
+} cm_text_pooling;
 
 /* What the text and vision transformers share. */
 typedef struct cm_tower_config
@@ -33,7 +53,11 @@ typedef struct cm_text_config
 	int			vocab_size;
 	int			max_positions;	/* max_position_embeddings */
 	int32_t		bos_token_id;
-	int32_t		eos_token_id;	/* 2 selects the legacy argmax pooling */
+	int32_t		eos_token_id;
+	int32_t		pad_token_id;	/* -1: none */
+	bool		causal;			/* each position attends only to earlier ones */
+	cm_text_pooling pooling;
+	bool		head_bias;		/* the projection to projection_dim has a bias */
 } cm_text_config;
 
 typedef struct cm_vision_config
@@ -43,14 +67,20 @@ typedef struct cm_vision_config
 	int			patch_size;
 	int			num_channels;	/* always 3 */
 	int			grid;			/* image_size / patch_size */
-	int			n_positions;	/* 1 + grid * grid */
+	int			n_positions;	/* grid * grid, plus 1 with a class token */
+	bool		class_token;	/* CLIP: a class token first, pooled */
+	bool		pre_norm;		/* a layer norm before the first layer */
+	bool		patch_bias;		/* the patch convolution has a bias */
+	bool		map_head;		/* SigLIP: attention pooling over every token */
 } cm_vision_config;
 
 typedef struct cm_config
 {
+	cm_family	family;
 	cm_text_config text;
 	cm_vision_config vision;
-	int			projection_dim;
+	int			projection_dim; /* length of every embedding */
+	bool		has_logit_bias; /* SigLIP: zero-shot is sigmoid(scale cos + bias) */
 	/* Comma-separated keys that were absent and took transformers' defaults. */
 	char		defaulted[256];
 } cm_config;

@@ -51,6 +51,105 @@ load_json_file(const char *dir, const char *file, char *path, char **text, size_
 	return cm_read_file(path, CM_CONFIG_MAX_FILE_BYTES, text, len, err);
 }
 
+static bool
+file_exists(const char *dir, const char *file, char *path)
+{
+	return cm_join_path(path, dir, file, NULL) == CM_OK && access(path, F_OK) == 0;
+}
+
+/*
+ * The tokenizer a model directory ships: CLIP's vocab.json + merges.txt,
+ * else a tokenizer.json, else (SigLIP) a SentencePiece spiece.model.
+ */
+static cm_status
+load_tokenizer(cm_model *m, const char *dir, char *path, char *vocab_path, cm_log_fn log,
+			   void *log_ctx, cm_error *err)
+{
+	bool		siglip = m->config.family == CM_FAMILY_SIGLIP;
+	int32_t		n_tokens;
+	char	   *text = NULL;
+	size_t		len;
+	cm_status	s;
+
+	m->pad_id = -1;
+	/* either CLIP file present: both are required (the loader names the missing one) */
+	if ((int) file_exists(dir, "vocab.json", vocab_path) + (int) file_exists(dir, "merges.txt", path) > 0)
+	{
+		m->tokenizer = cm_tokenizer_load(vocab_path, path, err);
+		if (m->tokenizer == NULL)
+			return err ? err->status : CM_ERR_MODEL;
+		m->tokenizer_kind = "CLIP BPE";
+		n_tokens = cm_tokenizer_vocab_size(m->tokenizer);
+		if (m->config.text.pooling == CM_POOL_FIRST_EOS &&
+			cm_tokenizer_eos_id(m->tokenizer) != m->config.text.eos_token_id)
+			log_msg(log, log_ctx, CM_LOG_WARNING,
+					"%s: the tokenizer's <|endoftext|> is %d but config.json's eos_token_id is %d; pooling follows config.json",
+					vocab_path, (int) cm_tokenizer_eos_id(m->tokenizer), (int) m->config.text.eos_token_id);
+	}
+	else if (file_exists(dir, "tokenizer.json", path))
+	{
+		if ((s = cm_read_file(path, CM_HF_TOKENIZER_MAX_FILE_BYTES, &text, &len, err)) != CM_OK)
+			return s;
+		m->hf_tokenizer = cm_hf_tokenizer_from_json(text, len, path, err);
+		free(text);
+		if (m->hf_tokenizer == NULL)
+			return err ? err->status : CM_ERR_MODEL;
+		/* SigLIP 2 was trained on lower-cased text (transformers' docs) */
+		cm_hf_tokenizer_set_lower_case(m->hf_tokenizer, siglip);
+		m->tokenizer_kind = cm_hf_tokenizer_kind(m->hf_tokenizer);
+		n_tokens = cm_hf_tokenizer_vocab_size(m->hf_tokenizer);
+	}
+	else if (siglip && file_exists(dir, "spiece.model", path))
+	{
+		if ((s = cm_read_file(path, CM_HF_TOKENIZER_MAX_FILE_BYTES, &text, &len, err)) != CM_OK)
+			return s;
+		m->hf_tokenizer = cm_hf_tokenizer_from_spm_siglip((const unsigned char *) text, len, path, true, err);
+		free(text);
+		if (m->hf_tokenizer == NULL)
+			return err ? err->status : CM_ERR_MODEL;
+		m->tokenizer_kind = cm_hf_tokenizer_kind(m->hf_tokenizer);
+		n_tokens = cm_hf_tokenizer_vocab_size(m->hf_tokenizer);
+	}
+	else
+	{
+		cm_join_path(path, dir, siglip ? "spiece.model" : "vocab.json", NULL);
+		s = cm_set_error(err, CM_ERR_IO, "%s: no tokenizer: vocab.json + merges.txt, tokenizer.json%s",
+						 dir, siglip ? " or spiece.model" : "");
+		cm_error_set_missing(err, path);
+		return s;
+	}
+	if (n_tokens > m->config.text.vocab_size)
+		return cm_set_error(err, CM_ERR_MODEL, "%s: the tokenizer has %d tokens, the config's vocab_size is %d",
+							m->tokenizer != NULL ? vocab_path : path, (int) n_tokens, m->config.text.vocab_size);
+	if (siglip)
+	{
+		/* SigLIP was trained on texts padded to the full length */
+		m->pad_id = m->config.text.pad_token_id;
+		if (m->pad_id < 0 && m->hf_tokenizer != NULL)
+			m->pad_id = cm_hf_tokenizer_token_id(m->hf_tokenizer, "<pad>");
+		if (m->pad_id < 0)
+			return cm_set_error(err, CM_ERR_MODEL, "%s: SigLIP needs a pad_token_id to pad texts with", dir);
+	}
+	return CM_OK;
+}
+
+/* Tokenize with the model's tokenizer into ids[max_ids] (padded for SigLIP). */
+static cm_status
+model_tokenize(const cm_model *m, const char *text, size_t len, int32_t *ids, int max_ids,
+			   int *n_ids, cm_error *err)
+{
+	cm_status	s;
+
+	if (m->tokenizer != NULL)
+		s = cm_tokenizer_encode(m->tokenizer, text, len, ids, max_ids, n_ids, err);
+	else
+		s = cm_hf_tokenizer_encode(m->hf_tokenizer, text, len, ids, max_ids, n_ids, err);
+	if (s == CM_OK && m->pad_id >= 0)
+		while (*n_ids < max_ids)
+			ids[(*n_ids)++] = m->pad_id;
+	return s;
+}
+
 cm_model *
 cm_model_load(const char *dir, const cm_load_options *options, cm_error *err)
 {
@@ -84,7 +183,7 @@ cm_model_load(const char *dir, const cm_load_options *options, cm_error *err)
 	free(text);
 	text = NULL;
 	if (m->config.defaulted[0] != '\0')
-		log_msg(log, log_ctx, CM_LOG_INFO, "%s: absent keys take transformers' CLIPConfig defaults: %s",
+		log_msg(log, log_ctx, CM_LOG_INFO, "%s: absent keys take transformers' defaults: %s",
 				path, m->config.defaulted);
 
 	/* preprocessor_config.json */
@@ -94,24 +193,8 @@ cm_model_load(const char *dir, const cm_load_options *options, cm_error *err)
 	free(text);
 	text = NULL;
 
-	/* vocab.json + merges.txt */
-	if (cm_join_path(vocab_path, dir, "vocab.json", err) != CM_OK ||
-		cm_join_path(path, dir, "merges.txt", err) != CM_OK)
+	if (load_tokenizer(m, dir, path, vocab_path, log, log_ctx, err) != CM_OK)
 		goto fail;
-	m->tokenizer = cm_tokenizer_load(vocab_path, path, err);
-	if (m->tokenizer == NULL)
-		goto fail;
-	if (cm_tokenizer_vocab_size(m->tokenizer) > m->config.text.vocab_size)
-	{
-		cm_set_error(err, CM_ERR_MODEL, "%s: vocab.json has %d tokens, config.json's vocab_size is %d",
-					 vocab_path, (int) cm_tokenizer_vocab_size(m->tokenizer), m->config.text.vocab_size);
-		goto fail;
-	}
-	if (m->config.text.eos_token_id != 2 &&
-		cm_tokenizer_eos_id(m->tokenizer) != m->config.text.eos_token_id)
-		log_msg(log, log_ctx, CM_LOG_WARNING,
-				"%s: the tokenizer's <|endoftext|> is %d but config.json's eos_token_id is %d; pooling follows config.json",
-				vocab_path, (int) cm_tokenizer_eos_id(m->tokenizer), (int) m->config.text.eos_token_id);
 
 	/* model.safetensors, or the shards its index names */
 	if (cm_join_path(path, dir, "model.safetensors", err) != CM_OK)
@@ -123,6 +206,8 @@ cm_model_load(const char *dir, const cm_load_options *options, cm_error *err)
 		if (access(path, F_OK) != 0 && errno == ENOENT)
 		{
 			cm_set_error(err, CM_ERR_IO, "%s: no model.safetensors and no model.safetensors.index.json", dir);
+			cm_join_path(path, dir, "model.safetensors", NULL);
+			cm_error_set_missing(err, path);
 			goto fail;
 		}
 		st = cm_safetensors_open_index(dir, "model.safetensors.index.json", err);
@@ -160,6 +245,7 @@ cm_model_free(cm_model *model)
 	cm_model_release_weights(model);
 	cm_safetensors_close(model->st);
 	cm_tokenizer_free(model->tokenizer);
+	cm_hf_tokenizer_free(model->hf_tokenizer);
 	free(model);
 }
 
@@ -179,6 +265,11 @@ cm_model_get_info(const cm_model *m, cm_model_info *info)
 	info->n_params = m->n_params;
 	info->weight_dtype = m->weight_dtype;
 	info->logit_scale = expf(m->w.logit_scale[0]);
+	info->family = m->config.family == CM_FAMILY_SIGLIP ? "siglip"
+		: m->config.family == CM_FAMILY_OPENCLIP ? "openclip" : "clip";
+	info->tokenizer_kind = m->tokenizer_kind;
+	info->has_logit_bias = m->w.logit_bias != NULL;
+	info->logit_bias = m->w.logit_bias != NULL ? m->w.logit_bias[0] : 0.0f;
 }
 
 cm_state *
@@ -276,8 +367,7 @@ cm_tokenize(const cm_model *model, const char *text, size_t len, int32_t *ids, i
 		return cm_set_error(err, CM_ERR_INPUT, "max_ids must be at least 2 (BOS and EOS)");
 	if (max_ids > model->config.text.max_positions)
 		max_ids = model->config.text.max_positions;
-	return cm_tokenizer_encode(model->tokenizer, text == NULL ? "" : text, len, ids, max_ids,
-							   n_ids, err);
+	return model_tokenize(model, text == NULL ? "" : text, len, ids, max_ids, n_ids, err);
 }
 
 cm_status
@@ -373,9 +463,8 @@ cm_encode_texts(const cm_model *model, cm_state *state, const char *const *texts
 				s = cm_set_error(err, CM_ERR_INPUT, "text %d is NULL", i + j);
 			else
 			{
-				s = cm_tokenizer_encode(model->tokenizer, t ? t : "", len, dst, max_pos,
-										&counts[j], err);
-				if (s == CM_OK && counts[j] == max_pos && opt != NULL)
+				s = model_tokenize(model, t ? t : "", len, dst, max_pos, &counts[j], err);
+				if (s == CM_OK && counts[j] == max_pos && model->pad_id < 0 && opt != NULL)
 					log_msg(opt->log, opt->log_ctx, CM_LOG_DEBUG,
 							"text %d fills all %d token positions; any longer text was truncated",
 							i + j, max_pos);
@@ -415,8 +504,11 @@ cm_preprocess_image(const cm_model *model, const unsigned char *bytes, size_t le
 	if (model == NULL || out == NULL || (bytes == NULL && len > 0))
 		return cm_set_error(err, CM_ERR_INPUT, "invalid arguments to cm_preprocess_image");
 	if (len > max_bytes)
-		return cm_set_error(err, CM_ERR_LIMIT, "image of %zu bytes exceeds the %zu-byte limit",
-							len, max_bytes);
+	{
+		cm_set_error(err, CM_ERR_LIMIT, "image of %zu bytes exceeds the %zu-byte limit", len, max_bytes);
+		cm_error_set_limit(err, CM_LIMIT_IMAGE_BYTES);
+		return CM_ERR_LIMIT;
+	}
 	if (len == 0)
 		return cm_set_error(err, CM_ERR_INPUT, "image is empty (0 bytes)");
 	image_params(model, opt, &p);
@@ -482,8 +574,11 @@ cm_encode_images(const cm_model *model, cm_state *state, const unsigned char *co
 			{
 				char		msg[CM_ERROR_MESSAGE_LEN];
 
+				cm_limit_kind limit = err ? err->limit : CM_LIMIT_NONE;
+
 				snprintf(msg, sizeof(msg), "%s", err ? err->message : "");
 				s = cm_set_error(err, s, "image %d: %s", i + j, msg);
+				cm_error_set_limit(err, limit);
 			}
 		}
 		if (s == CM_OK)

@@ -1,7 +1,8 @@
 /*
  * crossmodal_encoder.h
- *	  Public API of the CLIP encoder runtime: load a Hugging Face CLIP model
- *	  directory, encode texts and images into L2-normalised embeddings.
+ *	  Public API of the encoder runtime: load a model directory (CLIP, SigLIP
+ *	  and SigLIP 2 as transformers saves them), encode texts and images into
+ *	  L2-normalised embeddings.
  *
  * Plain C (C99 and later), no PostgreSQL headers.  A loaded cm_model is
  * immutable and may be shared by any number of threads; each thread (or
@@ -9,11 +10,13 @@
  * failure as a cm_status plus a message in a caller-owned cm_error; nothing
  * prints, exits or aborts.
  *
- * A model directory holds what CLIPModel.save_pretrained writes plus the
- * tokenizer files: config.json, model.safetensors, vocab.json, merges.txt,
- * preprocessor_config.json.  A checkpoint saved in shards has
- * model.safetensors.index.json and the shard files it names instead of
- * model.safetensors.
+ * A model directory holds what CLIPModel / SiglipModel.save_pretrained
+ * writes plus the tokenizer files: config.json, model.safetensors,
+ * preprocessor_config.json, and vocab.json + merges.txt (CLIP's BPE), or a
+ * tokenizer.json, or (SigLIP) spiece.model.  A checkpoint saved in shards
+ * has model.safetensors.index.json and the shard files it names instead of
+ * model.safetensors.  A required file that is absent is reported as
+ * CM_ERR_IO with its path in cm_error.missing_file.
  */
 #ifndef CROSSMODAL_ENCODER_H
 #define CROSSMODAL_ENCODER_H
@@ -83,7 +86,17 @@ typedef struct cm_model_info
 	int64_t		n_params;		/* parameters the runtime uses */
 	const char *weight_dtype;	/* of model.safetensors: "F32", "F16", "BF16"
 								 * or "mixed"; owned by the model */
-	float		logit_scale;	/* exp(logit_scale), CLIP's similarity scale */
+	float		logit_scale;	/* exp(logit_scale), the similarity scale */
+	const char *family;			/* "clip", "siglip" or "openclip": static */
+	const char *tokenizer_kind; /* "CLIP BPE", "BPE", "WordPiece", "Unigram",
+								 * "SentencePiece Unigram": static */
+	/*
+	 * SigLIP: zero-shot scores are per-label probabilities
+	 * sigmoid(logit_scale * cos + logit_bias); otherwise (CLIP) a softmax
+	 * over the labels of logit_scale * cos.
+	 */
+	bool		has_logit_bias;
+	float		logit_bias;
 } cm_model_info;
 
 /* Load a model directory.  NULL and err filled on failure. */

@@ -104,7 +104,12 @@ cm_image_preprocess(const unsigned char *bytes, size_t len,
 	/* Resized size, as transformers' get_resize_output_image_size. */
 	res_w = img.width;
 	res_h = img.height;
-	if (params->do_resize)
+	if (params->do_resize && params->resize_mode == CM_RESIZE_EXACT)
+	{
+		res_w = params->crop_width;
+		res_h = params->crop_height;
+	}
+	else if (params->do_resize)
 	{
 		int64_t		se = params->shortest_edge;
 

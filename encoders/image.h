@@ -14,9 +14,17 @@
 /* Largest shortest_edge / crop side accepted in cm_image_params. */
 #define CM_IMAGE_MAX_OUTPUT_SIDE 8192
 
+/* How the image becomes the vision tower's square input. */
+typedef enum cm_resize_mode
+{
+	CM_RESIZE_SHORTEST,			/* short side to shortest_edge, aspect kept, then crop */
+	CM_RESIZE_EXACT				/* straight to crop_width x crop_height (SigLIP) */
+} cm_resize_mode;
+
 /* Filled from preprocessor_config.json (by the model loader) plus caller limits. */
 typedef struct cm_image_params
 {
+	cm_resize_mode resize_mode;
 	int			shortest_edge;	/* resize so the short side is this long */
 	int			crop_height;	/* then centre-crop to this size */
 	int			crop_width;
@@ -26,6 +34,15 @@ typedef struct cm_image_params
 	float		mean[3];
 	float		std[3];
 	uint64_t	max_pixels;		/* refuse larger images before decoding (0 = no limit) */
+
+	/*
+	 * open_clip's transform (torchvision) rather than transformers': the
+	 * resize runs on the image in its own mode before the RGB conversion
+	 * (palette images resized NEAREST, alpha images premultiplied, as PIL
+	 * does), and the crop offset is round((size - crop) / 2) with halves to
+	 * even instead of (size - crop) // 2.
+	 */
+	bool		torchvision;
 } cm_image_params;
 
 /*

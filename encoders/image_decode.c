@@ -537,16 +537,20 @@ cm_image_decode(const unsigned char *bytes, size_t len, uint64_t max_pixels,
 							format_name(format), (unsigned long long) dec_w,
 							(unsigned long long) dec_h);
 	if (dec_w > CM_IMAGE_MAX_SIDE || dec_h > CM_IMAGE_MAX_SIDE)
-		return cm_set_error(err, CM_ERR_LIMIT,
-							"image of %llux%llu pixels exceeds the limit of %d pixels per side",
-							(unsigned long long) dec_w, (unsigned long long) dec_h,
-							CM_IMAGE_MAX_SIDE);
+	{
+		cm_set_error(err, CM_ERR_LIMIT, "image of %llux%llu pixels exceeds the limit of %d pixels per side",
+					 (unsigned long long) dec_w, (unsigned long long) dec_h, CM_IMAGE_MAX_SIDE);
+		cm_error_set_limit(err, CM_LIMIT_IMAGE_SIDE);
+		return CM_ERR_LIMIT;
+	}
 	if (max_pixels != 0 && dec_w * dec_h > max_pixels)
-		return cm_set_error(err, CM_ERR_LIMIT,
-							"image of %llux%llu = %llu pixels exceeds the limit of %llu pixels",
-							(unsigned long long) dec_w, (unsigned long long) dec_h,
-							(unsigned long long) (dec_w * dec_h),
-							(unsigned long long) max_pixels);
+	{
+		cm_set_error(err, CM_ERR_LIMIT, "image of %llux%llu = %llu pixels exceeds the limit of %llu pixels",
+					 (unsigned long long) dec_w, (unsigned long long) dec_h,
+					 (unsigned long long) (dec_w * dec_h), (unsigned long long) max_pixels);
+		cm_error_set_limit(err, CM_LIMIT_IMAGE_PIXELS);
+		return CM_ERR_LIMIT;
+	}
 	w = (int) dec_w;
 	h = (int) dec_h;
 

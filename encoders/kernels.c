@@ -75,9 +75,9 @@ activation_portable(float *x, size_t n, cm_activation act)
 }
 
 static void
-softmax_rows_portable(float *s, int n, bool causal)
+softmax_rows_portable(float *s, int rows, int n, bool causal)
 {
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < rows; i++)
 	{
 		float	   *row = s + (size_t) i * n;
 		int			len = causal ? i + 1 : n;
@@ -268,9 +268,9 @@ layer_norm_avx2(const float *x, float *y, int rows, int d, const float *w, const
 }
 
 static AVX2 void
-softmax_rows_avx2(float *s, int n, bool causal)
+softmax_rows_avx2(float *s, int rows, int n, bool causal)
 {
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < rows; i++)
 	{
 		float	   *row = s + (size_t) i * n;
 		int			len = causal ? i + 1 : n;
@@ -368,11 +368,24 @@ cm_softmax_rows(float *s, int n, bool causal)
 #ifdef CM_HAVE_AVX2_KERNELS
 	if (cm_kernels_use_avx2())
 	{
-		softmax_rows_avx2(s, n, causal);
+		softmax_rows_avx2(s, n, n, causal);
 		return;
 	}
 #endif
-	softmax_rows_portable(s, n, causal);
+	softmax_rows_portable(s, n, n, causal);
+}
+
+void
+cm_softmax(float *s, int rows, int cols)
+{
+#ifdef CM_HAVE_AVX2_KERNELS
+	if (cm_kernels_use_avx2())
+	{
+		softmax_rows_avx2(s, rows, cols, false);
+		return;
+	}
+#endif
+	softmax_rows_portable(s, rows, cols, false);
 }
 
 void
@@ -391,5 +404,5 @@ cm_apply_activation_portable(float *x, size_t n, cm_activation act)
 void
 cm_softmax_rows_portable(float *s, int n, bool causal)
 {
-	softmax_rows_portable(s, n, causal);
+	softmax_rows_portable(s, n, n, causal);
 }

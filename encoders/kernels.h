@@ -23,6 +23,9 @@ void		cm_apply_activation(float *x, size_t n, cm_activation act);
  */
 void		cm_softmax_rows(float *s, int n, bool causal);
 
+/* Softmax of each row of s[rows][cols] in place. */
+void		cm_softmax(float *s, int rows, int cols);
+
 /* true when the AVX2/FMA versions run on this CPU. */
 bool		cm_kernels_use_avx2(void);
 

@@ -1,7 +1,8 @@
 /*
  * model.c
- *	  Bind a CLIP checkpoint's tensors to the weight structs, by name, from
- *	  one constant table, checking dtype and shape against the config.
+ *	  Bind a checkpoint's tensors to the weight structs, by name, from one
+ *	  constant table of every family's rows, checking dtype and shape against
+ *	  the config.
  *
  * float32 tensors are used in place from the read-only mapping (so processes
  * that load the same file share it through the page cache); float16 and
@@ -20,6 +21,7 @@ typedef enum spec_scope
 	SCOPE_LAYER,				/* cm_layer_weights, each layer of both towers */
 	SCOPE_TEXT,					/* cm_text_weights */
 	SCOPE_VISION,				/* cm_vision_weights */
+	SCOPE_HEAD,					/* cm_layer_weights of the vision MAP head */
 	SCOPE_MODEL					/* cm_weights */
 } spec_scope;
 
@@ -28,73 +30,158 @@ typedef enum spec_dim
 {
 	DIM_D,						/* the tower's hidden size */
 	DIM_FF,						/* the tower's intermediate size */
+	DIM_3D,						/* fused q, k, v: 3 x hidden size */
 	DIM_VOCAB,
 	DIM_TEXT_POS,				/* max_position_embeddings */
-	DIM_VISION_POS,				/* 1 + grid^2 */
+	DIM_VISION_POS,				/* grid^2, plus 1 with a class token */
 	DIM_PROJ,					/* projection_dim */
 	DIM_CHANNELS,				/* 3 */
-	DIM_PATCH					/* patch_size */
+	DIM_PATCH,					/* patch_size */
+	DIM_ONE
 } spec_dim;
+
+/* Families a row applies to. */
+#define F_CLIP (1 << CM_FAMILY_CLIP)
+#define F_SIGLIP (1 << CM_FAMILY_SIGLIP)
+#define F_OPENCLIP (1 << CM_FAMILY_OPENCLIP)
+#define F_HF (F_CLIP | F_SIGLIP)	/* transformers' names */
+
+/*
+ * How a stored tensor maps to its weight: whole, one third of a fused
+ * q/k/v tensor along its first axis, or transposed (stored [in][out] and
+ * used as x @ W, as open_clip's projections are).
+ */
+typedef enum spec_form
+{
+	FORM_WHOLE,
+	FORM_Q,
+	FORM_K,
+	FORM_V,
+	FORM_TRANSPOSED
+} spec_form;
 
 typedef struct tensor_spec
 {
+	int			families;
 	spec_scope	scope;
-	const char *name;			/* full name, or the suffix after "...layers.N." */
+	const char *name;			/* full name, or the suffix after a layer's prefix */
 	size_t		offset;			/* of the const float * in the scope's struct */
+	spec_form	form;
 	int			ndim;			/* 0: a scalar, stored as [] or [1] */
-	spec_dim	dims[4];
+	spec_dim	dims[4];		/* as stored */
 } tensor_spec;
 
-#define LAYER(n, f, nd, ...) {SCOPE_LAYER, n, offsetof(cm_layer_weights, f), nd, {__VA_ARGS__}}
-#define TEXT(n, f, nd, ...) {SCOPE_TEXT, n, offsetof(cm_text_weights, f), nd, {__VA_ARGS__}}
-#define VISION(n, f, nd, ...) {SCOPE_VISION, n, offsetof(cm_vision_weights, f), nd, {__VA_ARGS__}}
+#define LAYER(fam, n, f, form, nd, ...) {fam, SCOPE_LAYER, n, offsetof(cm_layer_weights, f), form, nd, {__VA_ARGS__}}
+#define HEAD(fam, n, f, form, nd, ...) {fam, SCOPE_HEAD, n, offsetof(cm_layer_weights, f), form, nd, {__VA_ARGS__}}
+#define TEXT(fam, n, f, form, nd, ...) {fam, SCOPE_TEXT, n, offsetof(cm_text_weights, f), form, nd, {__VA_ARGS__}}
+#define VISION(fam, n, f, form, nd, ...) {fam, SCOPE_VISION, n, offsetof(cm_vision_weights, f), form, nd, {__VA_ARGS__}}
+#define MODEL(fam, n, f) {fam, SCOPE_MODEL, n, offsetof(cm_weights, f), FORM_WHOLE, 0, {DIM_ONE}}
 
-/* Every tensor the runtime reads, with its expected shape. */
+/* Every tensor the runtime reads, per family, with its stored shape. */
 static const tensor_spec tensor_table[] = {
-	LAYER("layer_norm1.weight", ln1_w, 1, DIM_D),
-	LAYER("layer_norm1.bias", ln1_b, 1, DIM_D),
-	LAYER("self_attn.q_proj.weight", q_w, 2, DIM_D, DIM_D),
-	LAYER("self_attn.q_proj.bias", q_b, 1, DIM_D),
-	LAYER("self_attn.k_proj.weight", k_w, 2, DIM_D, DIM_D),
-	LAYER("self_attn.k_proj.bias", k_b, 1, DIM_D),
-	LAYER("self_attn.v_proj.weight", v_w, 2, DIM_D, DIM_D),
-	LAYER("self_attn.v_proj.bias", v_b, 1, DIM_D),
-	LAYER("self_attn.out_proj.weight", o_w, 2, DIM_D, DIM_D),
-	LAYER("self_attn.out_proj.bias", o_b, 1, DIM_D),
-	LAYER("layer_norm2.weight", ln2_w, 1, DIM_D),
-	LAYER("layer_norm2.bias", ln2_b, 1, DIM_D),
-	LAYER("mlp.fc1.weight", fc1_w, 2, DIM_FF, DIM_D),
-	LAYER("mlp.fc1.bias", fc1_b, 1, DIM_FF),
-	LAYER("mlp.fc2.weight", fc2_w, 2, DIM_D, DIM_FF),
-	LAYER("mlp.fc2.bias", fc2_b, 1, DIM_D),
+	/* encoder layers, transformers' names (after "{text,vision}_model.encoder.layers.N.") */
+	LAYER(F_HF, "layer_norm1.weight", ln1_w, FORM_WHOLE, 1, DIM_D),
+	LAYER(F_HF, "layer_norm1.bias", ln1_b, FORM_WHOLE, 1, DIM_D),
+	LAYER(F_HF, "self_attn.q_proj.weight", q_w, FORM_WHOLE, 2, DIM_D, DIM_D),
+	LAYER(F_HF, "self_attn.q_proj.bias", q_b, FORM_WHOLE, 1, DIM_D),
+	LAYER(F_HF, "self_attn.k_proj.weight", k_w, FORM_WHOLE, 2, DIM_D, DIM_D),
+	LAYER(F_HF, "self_attn.k_proj.bias", k_b, FORM_WHOLE, 1, DIM_D),
+	LAYER(F_HF, "self_attn.v_proj.weight", v_w, FORM_WHOLE, 2, DIM_D, DIM_D),
+	LAYER(F_HF, "self_attn.v_proj.bias", v_b, FORM_WHOLE, 1, DIM_D),
+	LAYER(F_HF, "self_attn.out_proj.weight", o_w, FORM_WHOLE, 2, DIM_D, DIM_D),
+	LAYER(F_HF, "self_attn.out_proj.bias", o_b, FORM_WHOLE, 1, DIM_D),
+	LAYER(F_HF, "layer_norm2.weight", ln2_w, FORM_WHOLE, 1, DIM_D),
+	LAYER(F_HF, "layer_norm2.bias", ln2_b, FORM_WHOLE, 1, DIM_D),
+	LAYER(F_HF, "mlp.fc1.weight", fc1_w, FORM_WHOLE, 2, DIM_FF, DIM_D),
+	LAYER(F_HF, "mlp.fc1.bias", fc1_b, FORM_WHOLE, 1, DIM_FF),
+	LAYER(F_HF, "mlp.fc2.weight", fc2_w, FORM_WHOLE, 2, DIM_D, DIM_FF),
+	LAYER(F_HF, "mlp.fc2.bias", fc2_b, FORM_WHOLE, 1, DIM_D),
 
-	TEXT("text_model.embeddings.token_embedding.weight", token_embedding, 2, DIM_VOCAB, DIM_D),
-	TEXT("text_model.embeddings.position_embedding.weight", position_embedding, 2, DIM_TEXT_POS, DIM_D),
-	TEXT("text_model.final_layer_norm.weight", final_ln_w, 1, DIM_D),
-	TEXT("text_model.final_layer_norm.bias", final_ln_b, 1, DIM_D),
-	TEXT("text_projection.weight", projection, 2, DIM_PROJ, DIM_D),
+	/* encoder layers, open_clip's names (after "[visual.]transformer.resblocks.N.") */
+	LAYER(F_OPENCLIP, "ln_1.weight", ln1_w, FORM_WHOLE, 1, DIM_D),
+	LAYER(F_OPENCLIP, "ln_1.bias", ln1_b, FORM_WHOLE, 1, DIM_D),
+	LAYER(F_OPENCLIP, "attn.in_proj_weight", q_w, FORM_Q, 2, DIM_3D, DIM_D),
+	LAYER(F_OPENCLIP, "attn.in_proj_weight", k_w, FORM_K, 2, DIM_3D, DIM_D),
+	LAYER(F_OPENCLIP, "attn.in_proj_weight", v_w, FORM_V, 2, DIM_3D, DIM_D),
+	LAYER(F_OPENCLIP, "attn.in_proj_bias", q_b, FORM_Q, 1, DIM_3D),
+	LAYER(F_OPENCLIP, "attn.in_proj_bias", k_b, FORM_K, 1, DIM_3D),
+	LAYER(F_OPENCLIP, "attn.in_proj_bias", v_b, FORM_V, 1, DIM_3D),
+	LAYER(F_OPENCLIP, "attn.out_proj.weight", o_w, FORM_WHOLE, 2, DIM_D, DIM_D),
+	LAYER(F_OPENCLIP, "attn.out_proj.bias", o_b, FORM_WHOLE, 1, DIM_D),
+	LAYER(F_OPENCLIP, "ln_2.weight", ln2_w, FORM_WHOLE, 1, DIM_D),
+	LAYER(F_OPENCLIP, "ln_2.bias", ln2_b, FORM_WHOLE, 1, DIM_D),
+	LAYER(F_OPENCLIP, "mlp.c_fc.weight", fc1_w, FORM_WHOLE, 2, DIM_FF, DIM_D),
+	LAYER(F_OPENCLIP, "mlp.c_fc.bias", fc1_b, FORM_WHOLE, 1, DIM_FF),
+	LAYER(F_OPENCLIP, "mlp.c_proj.weight", fc2_w, FORM_WHOLE, 2, DIM_D, DIM_FF),
+	LAYER(F_OPENCLIP, "mlp.c_proj.bias", fc2_b, FORM_WHOLE, 1, DIM_D),
 
-	VISION("vision_model.embeddings.class_embedding", class_embedding, 1, DIM_D),
-	VISION("vision_model.embeddings.patch_embedding.weight", patch_embedding, 4,
+	/* text tower */
+	TEXT(F_HF, "text_model.embeddings.token_embedding.weight", token_embedding, FORM_WHOLE, 2, DIM_VOCAB, DIM_D),
+	TEXT(F_HF, "text_model.embeddings.position_embedding.weight", position_embedding, FORM_WHOLE, 2, DIM_TEXT_POS, DIM_D),
+	TEXT(F_HF, "text_model.final_layer_norm.weight", final_ln_w, FORM_WHOLE, 1, DIM_D),
+	TEXT(F_HF, "text_model.final_layer_norm.bias", final_ln_b, FORM_WHOLE, 1, DIM_D),
+	TEXT(F_CLIP, "text_projection.weight", projection, FORM_WHOLE, 2, DIM_PROJ, DIM_D),
+	TEXT(F_SIGLIP, "text_model.head.weight", projection, FORM_WHOLE, 2, DIM_PROJ, DIM_D),
+	TEXT(F_SIGLIP, "text_model.head.bias", projection_b, FORM_WHOLE, 1, DIM_PROJ),
+	TEXT(F_OPENCLIP, "token_embedding.weight", token_embedding, FORM_WHOLE, 2, DIM_VOCAB, DIM_D),
+	TEXT(F_OPENCLIP, "positional_embedding", position_embedding, FORM_WHOLE, 2, DIM_TEXT_POS, DIM_D),
+	TEXT(F_OPENCLIP, "ln_final.weight", final_ln_w, FORM_WHOLE, 1, DIM_D),
+	TEXT(F_OPENCLIP, "ln_final.bias", final_ln_b, FORM_WHOLE, 1, DIM_D),
+	TEXT(F_OPENCLIP, "text_projection", projection, FORM_TRANSPOSED, 2, DIM_D, DIM_PROJ),
+
+	/* vision tower */
+	VISION(F_CLIP, "vision_model.embeddings.class_embedding", class_embedding, FORM_WHOLE, 1, DIM_D),
+	VISION(F_HF, "vision_model.embeddings.patch_embedding.weight", patch_embedding, FORM_WHOLE, 4,
 		   DIM_D, DIM_CHANNELS, DIM_PATCH, DIM_PATCH),
-	VISION("vision_model.embeddings.position_embedding.weight", position_embedding, 2, DIM_VISION_POS, DIM_D),
-	VISION("vision_model.pre_layrnorm.weight", pre_ln_w, 1, DIM_D),	/* sic */
-	VISION("vision_model.pre_layrnorm.bias", pre_ln_b, 1, DIM_D),
-	VISION("vision_model.post_layernorm.weight", post_ln_w, 1, DIM_D),
-	VISION("vision_model.post_layernorm.bias", post_ln_b, 1, DIM_D),
-	VISION("visual_projection.weight", projection, 2, DIM_PROJ, DIM_D),
+	VISION(F_SIGLIP, "vision_model.embeddings.patch_embedding.bias", patch_bias, FORM_WHOLE, 1, DIM_D),
+	VISION(F_HF, "vision_model.embeddings.position_embedding.weight", position_embedding, FORM_WHOLE, 2,
+		   DIM_VISION_POS, DIM_D),
+	VISION(F_CLIP, "vision_model.pre_layrnorm.weight", pre_ln_w, FORM_WHOLE, 1, DIM_D),	/* sic */
+	VISION(F_CLIP, "vision_model.pre_layrnorm.bias", pre_ln_b, FORM_WHOLE, 1, DIM_D),
+	VISION(F_HF, "vision_model.post_layernorm.weight", post_ln_w, FORM_WHOLE, 1, DIM_D),
+	VISION(F_HF, "vision_model.post_layernorm.bias", post_ln_b, FORM_WHOLE, 1, DIM_D),
+	VISION(F_CLIP, "visual_projection.weight", projection, FORM_WHOLE, 2, DIM_PROJ, DIM_D),
+	VISION(F_SIGLIP, "vision_model.head.probe", probe, FORM_WHOLE, 3, DIM_ONE, DIM_ONE, DIM_D),
+	VISION(F_OPENCLIP, "visual.class_embedding", class_embedding, FORM_WHOLE, 1, DIM_D),
+	VISION(F_OPENCLIP, "visual.conv1.weight", patch_embedding, FORM_WHOLE, 4,
+		   DIM_D, DIM_CHANNELS, DIM_PATCH, DIM_PATCH),
+	VISION(F_OPENCLIP, "visual.positional_embedding", position_embedding, FORM_WHOLE, 2, DIM_VISION_POS, DIM_D),
+	VISION(F_OPENCLIP, "visual.ln_pre.weight", pre_ln_w, FORM_WHOLE, 1, DIM_D),
+	VISION(F_OPENCLIP, "visual.ln_pre.bias", pre_ln_b, FORM_WHOLE, 1, DIM_D),
+	VISION(F_OPENCLIP, "visual.ln_post.weight", post_ln_w, FORM_WHOLE, 1, DIM_D),
+	VISION(F_OPENCLIP, "visual.ln_post.bias", post_ln_b, FORM_WHOLE, 1, DIM_D),
+	VISION(F_OPENCLIP, "visual.proj", projection, FORM_TRANSPOSED, 2, DIM_D, DIM_PROJ),
 
-	{SCOPE_MODEL, "logit_scale", offsetof(cm_weights, logit_scale), 0, {DIM_D}},
+	/* SigLIP's multi-head attention pooling head (torch.nn.MultiheadAttention's names) */
+	HEAD(F_SIGLIP, "vision_model.head.attention.in_proj_weight", q_w, FORM_Q, 2, DIM_3D, DIM_D),
+	HEAD(F_SIGLIP, "vision_model.head.attention.in_proj_weight", k_w, FORM_K, 2, DIM_3D, DIM_D),
+	HEAD(F_SIGLIP, "vision_model.head.attention.in_proj_weight", v_w, FORM_V, 2, DIM_3D, DIM_D),
+	HEAD(F_SIGLIP, "vision_model.head.attention.in_proj_bias", q_b, FORM_Q, 1, DIM_3D),
+	HEAD(F_SIGLIP, "vision_model.head.attention.in_proj_bias", k_b, FORM_K, 1, DIM_3D),
+	HEAD(F_SIGLIP, "vision_model.head.attention.in_proj_bias", v_b, FORM_V, 1, DIM_3D),
+	HEAD(F_SIGLIP, "vision_model.head.attention.out_proj.weight", o_w, FORM_WHOLE, 2, DIM_D, DIM_D),
+	HEAD(F_SIGLIP, "vision_model.head.attention.out_proj.bias", o_b, FORM_WHOLE, 1, DIM_D),
+	HEAD(F_SIGLIP, "vision_model.head.layernorm.weight", ln2_w, FORM_WHOLE, 1, DIM_D),
+	HEAD(F_SIGLIP, "vision_model.head.layernorm.bias", ln2_b, FORM_WHOLE, 1, DIM_D),
+	HEAD(F_SIGLIP, "vision_model.head.mlp.fc1.weight", fc1_w, FORM_WHOLE, 2, DIM_FF, DIM_D),
+	HEAD(F_SIGLIP, "vision_model.head.mlp.fc1.bias", fc1_b, FORM_WHOLE, 1, DIM_FF),
+	HEAD(F_SIGLIP, "vision_model.head.mlp.fc2.weight", fc2_w, FORM_WHOLE, 2, DIM_D, DIM_FF),
+	HEAD(F_SIGLIP, "vision_model.head.mlp.fc2.bias", fc2_b, FORM_WHOLE, 1, DIM_D),
+
+	MODEL(F_HF | F_OPENCLIP, "logit_scale", logit_scale),
+	MODEL(F_SIGLIP, "logit_bias", logit_bias),
 };
 
 #define N_SPECS (sizeof(tensor_table) / sizeof(tensor_table[0]))
-#define MAX_TENSOR_NAME 128
+#define MAX_TENSOR_NAME 160
 
 /* One tensor to bind: where it is in the file and where its pointer goes. */
 typedef struct binding
 {
 	const cm_tensor_view *view;
 	const float **dest;
+	spec_form	form;
+	float	   *copy;			/* the widened or transposed copy, once made */
 } binding;
 
 static int64_t
@@ -106,6 +193,10 @@ resolve_dim(const cm_config *cfg, const cm_tower_config *tower, spec_dim dim)
 			return tower->hidden_size;
 		case DIM_FF:
 			return tower->intermediate_size;
+		case DIM_3D:
+			return (int64_t) tower->hidden_size * 3;
+		case DIM_ONE:
+			return 1;
 		case DIM_VOCAB:
 			return cfg->text.vocab_size;
 		case DIM_TEXT_POS:
@@ -167,7 +258,7 @@ check_tensor(const cm_config *cfg, const cm_tower_config *tower, const cm_safete
 
 		format_shape(have_s, sizeof(have_s), t->ndim, t->shape);
 		format_shape(want_s, sizeof(want_s), spec->ndim, want);
-		return cm_set_error(err, CM_ERR_MODEL, "%s: tensor \"%s\" has shape %s, config.json implies %s",
+		return cm_set_error(err, CM_ERR_MODEL, "%s: tensor \"%s\" has shape %s, the config implies %s",
 							label, name, have_s, spec->ndim == 0 ? "a scalar" : want_s);
 	}
 	*out = t;
@@ -175,10 +266,8 @@ check_tensor(const cm_config *cfg, const cm_tower_config *tower, const cm_safete
 }
 
 static void *
-scope_base(cm_model *m, spec_scope scope, const char *tower, int layer)
+scope_base(cm_model *m, spec_scope scope, bool text, int layer)
 {
-	bool		text = tower[0] == 't';
-
 	switch (scope)
 	{
 		case SCOPE_LAYER:
@@ -187,6 +276,8 @@ scope_base(cm_model *m, spec_scope scope, const char *tower, int layer)
 			return &m->w.text;
 		case SCOPE_VISION:
 			return &m->w.vision;
+		case SCOPE_HEAD:
+			return &m->w.vision.head;
 		case SCOPE_MODEL:
 			return &m->w;
 	}
@@ -204,10 +295,54 @@ widened_slot(const cm_tensor_view *t)
 	return ((size_t) t->n_elements + per_line - 1) / per_line * per_line;
 }
 
+/* The name prefix of layer l of a tower in the family's layout. */
+static void
+layer_name(char *buf, size_t size, cm_family family, bool text, int l, const char *suffix)
+{
+	if (family == CM_FAMILY_OPENCLIP)
+		snprintf(buf, size, "%stransformer.resblocks.%d.%s", text ? "" : "visual.", l, suffix);
+	else
+		snprintf(buf, size, "%s_model.encoder.layers.%d.%s", text ? "text" : "vision", l, suffix);
+}
+
+/* Floats in the part of t a binding uses. */
+static size_t
+form_elements(const cm_tensor_view *t, spec_form form)
+{
+	return form == FORM_Q || form == FORM_K || form == FORM_V ? (size_t) t->n_elements / 3
+		: (size_t) t->n_elements;
+}
+
+/* Copy t (widened to float32) into out, transposed when the form asks. */
+static cm_status
+copy_tensor(const cm_tensor_view *t, spec_form form, float *out, cm_error *err)
+{
+	size_t		rows,
+				cols;
+	float	   *tmp;
+	cm_status	s;
+
+	if (form != FORM_TRANSPOSED)
+		return cm_tensor_to_f32(t, out, err);
+	rows = (size_t) t->shape[0];
+	cols = (size_t) t->shape[1];
+	tmp = malloc((size_t) t->n_elements * sizeof(float));
+	if (tmp == NULL)
+		return cm_set_error(err, CM_ERR_NOMEM, "out of memory transposing \"%s\"", t->name);
+	s = cm_tensor_to_f32(t, tmp, err);
+	if (s == CM_OK)
+		for (size_t i = 0; i < rows; i++)
+			for (size_t j = 0; j < cols; j++)
+				out[j * rows + i] = tmp[i * cols + j];
+	free(tmp);
+	return s;
+}
+
 cm_status
 cm_model_bind_weights(cm_model *m, cm_safetensors *st, const char *label, cm_error *err)
 {
 	const cm_config *cfg = &m->config;
+	int			family_bit = 1 << cfg->family;
 	int			n_text_layers = cfg->text.t.num_layers;
 	int			n_vision_layers = cfg->vision.t.num_layers;
 	size_t		n_bindings = 0,
@@ -216,7 +351,6 @@ cm_model_bind_weights(cm_model *m, cm_safetensors *st, const char *label, cm_err
 	size_t		widened = 0;
 	int			seen_dtypes = 0;
 	cm_status	s = CM_OK;
-	static const char *const towers[2] = {"text", "vision"};
 
 	m->w.text.layers = calloc((size_t) n_text_layers, sizeof(cm_layer_weights));
 	m->w.vision.layers = calloc((size_t) n_vision_layers, sizeof(cm_layer_weights));
@@ -229,52 +363,66 @@ cm_model_bind_weights(cm_model *m, cm_safetensors *st, const char *label, cm_err
 		goto fail;
 	}
 
-	/* Pass 1: find and check every tensor, count what must be widened. */
+	/*
+	 * Pass 1: find and check every tensor, count what must be copied (F16 and
+	 * BF16 widened, transposed ones rearranged; a fused q/k/v tensor once).
+	 */
 	for (size_t i = 0; i < N_SPECS; i++)
 	{
 		const tensor_spec *spec = &tensor_table[i];
 
+		if (!(spec->families & family_bit))
+			continue;
 		for (int tw = 0; tw < 2; tw++)
 		{
-			const cm_tower_config *tower = tw == 0 ? &cfg->text.t : &cfg->vision.t;
+			bool		text = tw == 0;
+			const cm_tower_config *tower = text ? &cfg->text.t : &cfg->vision.t;
 			int			n_layers = spec->scope == SCOPE_LAYER ? tower->num_layers : 1;
 
-			if ((spec->scope == SCOPE_TEXT && tw != 0) ||
-				(spec->scope == SCOPE_VISION && tw != 1) ||
-				(spec->scope == SCOPE_MODEL && tw != 0))
+			if ((spec->scope == SCOPE_TEXT && !text) ||
+				((spec->scope == SCOPE_VISION || spec->scope == SCOPE_HEAD) && text) ||
+				(spec->scope == SCOPE_MODEL && !text))
 				continue;
 			for (int l = 0; l < n_layers; l++)
 			{
 				char		name[MAX_TENSOR_NAME];
 				const cm_tensor_view *t = NULL;
 				binding    *b;
+				void	   *base;
+				bool		first_use;
 
 				if (spec->scope == SCOPE_LAYER)
-					snprintf(name, sizeof(name), "%s_model.encoder.layers.%d.%s", towers[tw], l, spec->name);
+					layer_name(name, sizeof(name), cfg->family, text, l, spec->name);
 				else
 					snprintf(name, sizeof(name), "%s", spec->name);
 				s = check_tensor(cfg, tower, st, label, name, spec, &t, err);
 				if (s != CM_OK)
 					goto fail;
+				base = scope_base(m, spec->scope, text, l);
 				b = &bindings[n_bindings++];
 				b->view = t;
-				b->dest = (const float **) ((char *) scope_base(m, spec->scope, towers[tw], l) + spec->offset);
-				if (t->dtype != CM_DTYPE_F32 && !cm_add_size(widened, widened_slot(t), &widened))
+				b->form = spec->form;
+				b->dest = (const float **) ((char *) base + spec->offset);
+				/* the q part comes first: k and v share its copy */
+				first_use = spec->form != FORM_K && spec->form != FORM_V;
+				if (first_use && (t->dtype != CM_DTYPE_F32 || spec->form == FORM_TRANSPOSED) &&
+					!cm_add_size(widened, widened_slot(t), &widened))
 				{
 					s = cm_set_error(err, CM_ERR_MODEL, "%s: weights too large", label);
 					goto fail;
 				}
 				seen_dtypes |= 1 << t->dtype;
-				m->n_params += t->n_elements;
+				if (first_use)
+					m->n_params += t->n_elements;
 			}
 		}
 	}
 
 	/*
-	 * Pass 2: widen into one buffer (its size is bounded by the file's), each
+	 * Pass 2: copy into one buffer (its size is bounded by the file's), each
 	 * tensor on a cache line of its own: the GEMM kernels' summation order
-	 * follows W's alignment, so widened weights must sit the same way in
-	 * every process for embeddings to be the same bits everywhere.
+	 * follows W's alignment, so copied weights must sit the same way in every
+	 * process for embeddings to be the same bits everywhere.
 	 */
 	if (widened > 0)
 	{
@@ -294,16 +442,33 @@ cm_model_bind_weights(cm_model *m, cm_safetensors *st, const char *label, cm_err
 
 		for (size_t i = 0; i < n_bindings; i++)
 		{
-			const cm_tensor_view *t = bindings[i].view;
+			binding    *b = &bindings[i];
+			const cm_tensor_view *t = b->view;
+			const float *whole;
+			size_t		part = 0;
 
-			if (t->dtype == CM_DTYPE_F32)
-				*bindings[i].dest = t->data;	/* aligned: the reader checked */
+			if (b->form == FORM_K || b->form == FORM_V)
+			{
+				/* the FORM_Q binding of the same tensor came before (table order) */
+				const binding *q = NULL;
+
+				for (size_t j = i; j-- > 0 && q == NULL;)
+					if (bindings[j].view == t && bindings[j].form == FORM_Q)
+						q = &bindings[j];
+				whole = q != NULL && q->copy != NULL ? q->copy : (const float *) t->data;
+				part = form_elements(t, b->form) * (b->form == FORM_K ? 1 : 2);
+				*b->dest = whole + part;
+				continue;
+			}
+			if (t->dtype == CM_DTYPE_F32 && b->form != FORM_TRANSPOSED)
+				*b->dest = t->data; /* aligned: the reader checked */
 			else
 			{
-				s = cm_tensor_to_f32(t, next, err);
+				s = copy_tensor(t, b->form, next, err);
 				if (s != CM_OK)
 					goto fail;
-				*bindings[i].dest = next;
+				b->copy = next;
+				*b->dest = next;
 				next += widened_slot(t);
 			}
 		}

@@ -1,6 +1,6 @@
 /*
  * model.h
- *	  The immutable, loaded CLIP model: config, preprocessing parameters,
+ *	  The immutable, loaded model: config, preprocessing parameters,
  *	  tokenizer and float32 views of every weight tensor.
  */
 #ifndef CM_MODEL_H
@@ -12,10 +12,13 @@
 #include "image.h"
 #include "safetensors.h"
 #include "tokenizer.h"
+#include "tokenizer_hf.h"
 
 /*
  * One pre-LN encoder layer.  d = the tower's hidden size, ff = its
- * intermediate size.  Linear weights are [out][in] (y = x W^T + b).
+ * intermediate size.  Linear weights are [out][in] (y = x W^T + b).  The
+ * same struct holds SigLIP's attention-pooling head, whose attention reads
+ * the tokens as they are (ln1 unused) and whose MLP half is a layer's.
  */
 typedef struct cm_layer_weights
 {
@@ -45,19 +48,23 @@ typedef struct cm_text_weights
 	const float *final_ln_w;	/* [d] */
 	const float *final_ln_b;	/* [d] */
 	const float *projection;	/* [projection_dim][d] */
+	const float *projection_b;	/* [projection_dim] (SigLIP's head) or NULL */
 } cm_text_weights;
 
 typedef struct cm_vision_weights
 {
-	const float *class_embedding;	/* [d] */
+	const float *class_embedding;	/* [d] or NULL (no class token) */
 	const float *patch_embedding;	/* [d][3][p][p], i.e. [d][3*p*p] */
-	const float *position_embedding;	/* [1 + grid*grid][d] */
+	const float *patch_bias;	/* [d] or NULL */
+	const float *position_embedding;	/* [n_positions][d] */
 	const float *pre_ln_w;		/* [d] */
 	const float *pre_ln_b;		/* [d] */
 	cm_layer_weights *layers;	/* [num_layers] */
 	const float *post_ln_w;		/* [d] */
 	const float *post_ln_b;		/* [d] */
-	const float *projection;	/* [projection_dim][d] */
+	const float *projection;	/* [projection_dim][d], NULL with a MAP head */
+	const float *probe;			/* [d]: the MAP head's query */
+	cm_layer_weights head;		/* the MAP head (SigLIP) */
 } cm_vision_weights;
 
 typedef struct cm_weights
@@ -65,13 +72,17 @@ typedef struct cm_weights
 	cm_text_weights text;
 	cm_vision_weights vision;
 	const float *logit_scale;	/* [] or [1]: log of the logit scale */
+	const float *logit_bias;	/* [] or [1] (SigLIP) or NULL */
 } cm_weights;
 
 struct cm_model
 {
 	cm_config	config;
 	cm_image_params image;		/* max_pixels is set per call */
-	cm_tokenizer *tokenizer;
+	cm_tokenizer *tokenizer;	/* CLIP vocab.json + merges.txt, or NULL */
+	cm_hf_tokenizer *hf_tokenizer;	/* tokenizer.json or spiece.model, or NULL */
+	const char *tokenizer_kind; /* for cm_model_info: static */
+	int32_t		pad_id;			/* >= 0: texts are padded to max_positions */
 	cm_safetensors *st;			/* the read-only mapping F32 weights point into */
 	float	   *widened;		/* F16/BF16 weights converted at load */
 	size_t		widened_floats;
@@ -81,7 +92,8 @@ struct cm_model
 };
 
 /*
- * Bind every tensor the config calls for from an open safetensors file:
+ * Bind every tensor the config's family calls for, by the names of the
+ * layout the checkpoint was saved in, from an open safetensors file:
  * checks presence, dtype and exact shape, keeps F32 data in place and widens
  * F16/BF16 into model->widened.  model->config must be filled; on success
  * model->st takes ownership of st.  On failure st is left to the caller.

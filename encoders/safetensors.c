@@ -396,7 +396,11 @@ cm_safetensors_open(const char *path, cm_error *err)
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 	{
-		cm_set_error(err, CM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+		int			e = errno;
+
+		cm_set_error(err, CM_ERR_IO, "%s: cannot open: %s", path, strerror(e));
+		if (e == ENOENT)
+			cm_error_set_missing(err, path);
 		return NULL;
 	}
 	if (fstat(fd, &sb) != 0)

@@ -1,34 +1,40 @@
 /*
  * text_encoder.c
- *	  CLIP's text tower: token + position embeddings, causal pre-LN
- *	  transformer at the real token length, final layer norm, pooling at the
- *	  EOS position and the text projection.
+ *	  The text tower: token + position embeddings, pre-LN transformer at the
+ *	  given length (causal for CLIP and OpenCLIP, full attention for
+ *	  SigLIP), final layer norm, pooling at one position (the family's rule)
+ *	  and the projection (SigLIP's head has a bias).
  */
 #include "transformer.h"
 
 #include <string.h>
 
 /*
- * The position transformers' CLIPTextTransformer pools at.  Configs with
- * eos_token_id == 2 (written before the fix) take the argmax of the ids,
- * which is where EOS sits in the original vocabulary; the others take the
- * first position holding eos_token_id, or position 0 when there is none.
+ * The position a text is pooled at.  CLIPTextTransformer takes the first
+ * position holding eos_token_id (position 0 when there is none), or, for
+ * configs with eos_token_id == 2 (written before transformers' fix), the
+ * argmax of the ids, as open_clip always does; SigLIP the last position.
  */
 static int
-eos_position(const int32_t *ids, int n, int32_t eos_token_id)
+pool_position(const int32_t *ids, int n, const cm_text_config *tc)
 {
 	int			pos = 0;
 
-	if (eos_token_id == 2)
+	switch (tc->pooling)
 	{
-		for (int i = 1; i < n; i++)
-			if (ids[i] > ids[pos])
-				pos = i;		/* first maximum, as torch.argmax */
-		return pos;
+		case CM_POOL_ARGMAX:
+			for (int i = 1; i < n; i++)
+				if (ids[i] > ids[pos])
+					pos = i;	/* first maximum, as torch.argmax */
+			return pos;
+		case CM_POOL_LAST:
+			return n - 1;
+		case CM_POOL_FIRST_EOS:
+			for (int i = 0; i < n; i++)
+				if (ids[i] == tc->eos_token_id)
+					return i;
+			return 0;
 	}
-	for (int i = 0; i < n; i++)
-		if (ids[i] == eos_token_id)
-			return i;
 	return 0;
 }
 
@@ -69,7 +75,7 @@ cm_text_forward(const cm_model *model, cm_state *s,
 	batch.start = s->seq_start;
 	batch.len = s->seq_len;
 	for (int i = 0; i < n; i++)
-		s->keep_rows[i] = s->seq_start[i] + eos_position(ids[i], n_ids[i], tc->eos_token_id);
+		s->keep_rows[i] = s->seq_start[i] + pool_position(ids[i], n_ids[i], tc);
 	/* The hidden states of every position need every row to the end. */
 	batch.keep = hidden == NULL ? s->keep_rows : NULL;
 	batch.n_keep = n;
@@ -91,7 +97,7 @@ cm_text_forward(const cm_model *model, cm_state *s,
 				x[c] = te[c] + pe[c];
 		}
 
-	if ((st = cm_transformer_forward(&tc->t, w->layers, s, &batch, true, opt, err)) != CM_OK)
+	if ((st = cm_transformer_forward(&tc->t, w->layers, s, &batch, tc->causal, opt, err)) != CM_OK)
 	{
 		cm_forward_team_stop(s);
 		return st;
@@ -108,7 +114,8 @@ cm_text_forward(const cm_model *model, cm_state *s,
 		cm_layer_norm(s->x.p + (size_t) row * d, s->pooled.p + (size_t) i * d,
 					  1, d, w->final_ln_w, w->final_ln_b, tc->t.layer_norm_eps);
 	}
-	cm_linear(s->team, s->pooled.p, n, d, w->projection, NULL, out, model->config.projection_dim, false);
+	cm_linear(s->team, s->pooled.p, n, d, w->projection, w->projection_b, out,
+			  model->config.projection_dim, false);
 	cm_forward_team_stop(s);
 	return CM_OK;
 }

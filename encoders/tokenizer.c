@@ -16,6 +16,7 @@
  * output is full.
  */
 #include "tokenizer.h"
+#include "bpe.h"
 #include "tokenizer_text.h"
 
 #include <cJSON.h>
@@ -42,15 +43,7 @@
  */
 #define MIN_WINDOW_BYTES ((size_t) 16 << 10)
 
-#define EMPTY_PAIR UINT64_MAX
 #define UNSET_OFFSET UINT32_MAX
-
-typedef struct merge_slot
-{
-	uint64_t	pair;			/* left id << 32 | right id; EMPTY_PAIR if free */
-	int32_t		rank;			/* line order in merges.txt */
-	int32_t		merged;			/* id of left + right */
-} merge_slot;
 
 struct cm_tokenizer
 {
@@ -62,9 +55,7 @@ struct cm_tokenizer
 	size_t		vocab_mask;
 	size_t		longest_token;	/* bytes */
 
-	merge_slot *merge_slots;	/* [merge_mask + 1] open addressing */
-	size_t		merge_mask;
-	int32_t		n_merges;
+	cm_bpe_merges merges;		/* ranked by line order in merges.txt */
 
 	int32_t		byte_id[256];	/* byte symbol, mid-word */
 	int32_t		byte_end_id[256];	/* byte symbol + "</w>", word end */
@@ -75,49 +66,10 @@ struct cm_tokenizer
 
 /* ---------------------------------------------------------------- hashing */
 
-static uint64_t
-hash_bytes(const char *s, size_t n)
-{
-	uint64_t	h = 1469598103934665603ULL; /* FNV-1a */
-
-	for (size_t i = 0; i < n; i++)
-	{
-		h ^= (unsigned char) s[i];
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
-
-static uint64_t
-hash_pair(uint64_t x)
-{
-	x ^= x >> 33;				/* murmur3 finaliser */
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ULL;
-	x ^= x >> 33;
-	return x;
-}
-
-/* Smallest power of two >= 2 * n, at least 16; false on overflow. */
-static bool
-table_size(size_t n, size_t *size)
-{
-	size_t		s = 16;
-
-	while (s < n || s - n < n)
-	{
-		if (!cm_mul_size(s, 2, &s))
-			return false;
-	}
-	*size = s;
-	return true;
-}
-
 static int32_t
 vocab_find(const cm_tokenizer *tok, const char *s, size_t n)
 {
-	size_t		i = hash_bytes(s, n) & tok->vocab_mask;
+	size_t		i = cm_hash_bytes(s, n) & tok->vocab_mask;
 
 	for (;;)
 	{
@@ -136,44 +88,11 @@ static void
 vocab_insert(cm_tokenizer *tok, int32_t id)
 {
 	const char *s = tok->strings + tok->string_offset[id];
-	size_t		i = hash_bytes(s, tok->string_length[id]) & tok->vocab_mask;
+	size_t		i = cm_hash_bytes(s, tok->string_length[id]) & tok->vocab_mask;
 
 	while (tok->vocab_slots[i] >= 0)
 		i = (i + 1) & tok->vocab_mask;
 	tok->vocab_slots[i] = id;
-}
-
-static const merge_slot *
-merge_find(const cm_tokenizer *tok, int32_t left, int32_t right)
-{
-	uint64_t	pair = ((uint64_t) (uint32_t) left << 32) | (uint32_t) right;
-	size_t		i = hash_pair(pair) & tok->merge_mask;
-
-	for (;;)
-	{
-		const merge_slot *slot = &tok->merge_slots[i];
-
-		if (slot->pair == pair)
-			return slot;
-		if (slot->pair == EMPTY_PAIR)
-			return NULL;
-		i = (i + 1) & tok->merge_mask;
-	}
-}
-
-/* A repeated pair takes its later rank, as the reference's map build does. */
-static void
-merge_insert(cm_tokenizer *tok, int32_t left, int32_t right, int32_t rank,
-			 int32_t merged)
-{
-	uint64_t	pair = ((uint64_t) (uint32_t) left << 32) | (uint32_t) right;
-	size_t		i = hash_pair(pair) & tok->merge_mask;
-
-	while (tok->merge_slots[i].pair != EMPTY_PAIR && tok->merge_slots[i].pair != pair)
-		i = (i + 1) & tok->merge_mask;
-	tok->merge_slots[i].pair = pair;
-	tok->merge_slots[i].rank = rank;
-	tok->merge_slots[i].merged = merged;
 }
 
 /* ---------------------------------------------------------------- loading */
@@ -244,7 +163,7 @@ load_vocab(cm_tokenizer *tok, const char *json, size_t len, cm_error *err)
 		goto done;
 	}
 	/* arena <= input length + n, so offsets fit in 32 bits */
-	if (arena >= UNSET_OFFSET || !table_size(n, &slots))
+	if (arena >= UNSET_OFFSET || !cm_hash_table_size(n, &slots))
 	{
 		status = cm_set_error(err, CM_ERR_MODEL, "vocab.json is too large");
 		goto done;
@@ -367,7 +286,6 @@ static cm_status
 load_merges(cm_tokenizer *tok, const char *text, size_t len, cm_error *err)
 {
 	size_t		lines = 1;
-	size_t		slots;
 	size_t		line_no = 0;
 	char	   *joined = NULL;
 	size_t		joined_cap = 0;
@@ -375,12 +293,8 @@ load_merges(cm_tokenizer *tok, const char *text, size_t len, cm_error *err)
 
 	for (size_t i = 0; i < len; i++)
 		lines += text[i] == '\n';
-	if (!table_size(lines, &slots) ||
-		(tok->merge_slots = malloc(slots * sizeof(merge_slot))) == NULL)
-		return cm_set_error(err, CM_ERR_NOMEM, "out of memory loading merges.txt");
-	tok->merge_mask = slots - 1;
-	for (size_t i = 0; i < slots; i++)
-		tok->merge_slots[i].pair = EMPTY_PAIR;
+	if (cm_bpe_merges_init(&tok->merges, lines, err) != CM_OK)
+		return CM_ERR_NOMEM;
 
 	for (size_t pos = 0; pos < len;)
 	{
@@ -448,13 +362,13 @@ load_merges(cm_tokenizer *tok, const char *text, size_t len, cm_error *err)
 								  joined);
 			goto done;
 		}
-		if (tok->n_merges >= MAX_MERGES)
+		if (tok->merges.n >= MAX_MERGES)
 		{
 			status = cm_set_error(err, CM_ERR_MODEL, "merges.txt has more than %d merges",
 								  MAX_MERGES);
 			goto done;
 		}
-		merge_insert(tok, left, right, tok->n_merges++, merged);
+		cm_bpe_merges_add(&tok->merges, left, right, merged);
 	}
 
 done:
@@ -521,8 +435,15 @@ read_small_file(const char *path, const char *what, char **data, size_t *len,
 	*len = 0;
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return cm_set_error(err, CM_ERR_IO, "cannot open %s \"%s\": %s", what, path,
-							strerror(errno));
+	{
+		int			e = errno;
+		cm_status	s = cm_set_error(err, CM_ERR_IO, "cannot open %s \"%s\": %s", what, path,
+									 strerror(e));
+
+		if (e == ENOENT)
+			cm_error_set_missing(err, path);
+		return s;
+	}
 	if (fstat(fd, &st) != 0)
 	{
 		int			e = errno;
@@ -603,7 +524,7 @@ cm_tokenizer_free(cm_tokenizer *tok)
 	free(tok->string_offset);
 	free(tok->string_length);
 	free(tok->vocab_slots);
-	free(tok->merge_slots);
+	cm_bpe_merges_free(&tok->merges);
 	free(tok);
 }
 
@@ -627,16 +548,6 @@ cm_tokenizer_vocab_size(const cm_tokenizer *tok)
 
 /* ---------------------------------------------------------------- encoding */
 
-typedef struct heap_entry
-{
-	int32_t		rank;
-	int32_t		left;			/* symbol positions */
-	int32_t		right;
-	int32_t		left_id;		/* ids when queued; stale if they changed */
-	int32_t		right_id;
-	int32_t		merged;
-} heap_entry;
-
 /* Everything one encode call needs; nothing is shared between calls. */
 typedef struct encode_state
 {
@@ -649,12 +560,8 @@ typedef struct encode_state
 	uint8_t    *bytes;			/* one pre-token's UTF-8 */
 	size_t		bytes_cap;
 	int32_t    *sym_id;			/* BPE symbols of one pre-token */
-	int32_t    *sym_prev;
-	int32_t    *sym_next;
 	size_t		sym_cap;
-	heap_entry *heap;
-	size_t		heap_len;
-	size_t		heap_cap;
+	cm_bpe_work bpe;
 } encode_state;
 
 static void
@@ -663,9 +570,7 @@ encode_state_free(encode_state *st)
 	cm_tok_codepoints_free(&st->text);
 	free(st->bytes);
 	free(st->sym_id);
-	free(st->sym_prev);
-	free(st->sym_next);
-	free(st->heap);
+	cm_bpe_work_free(&st->bpe);
 }
 
 static bool
@@ -689,25 +594,6 @@ grow(void **p, size_t *cap, size_t need, size_t elem)
 	return true;
 }
 
-/* The three symbol arrays share one capacity. */
-static bool
-reserve_symbols(encode_state *st, size_t n)
-{
-	size_t		cap_id = st->sym_cap,
-				cap_prev = st->sym_cap,
-				cap_next = st->sym_cap;
-
-	if (n <= st->sym_cap)
-		return true;
-	if (!grow((void **) &st->sym_id, &cap_id, n, sizeof(int32_t)) ||
-		!grow((void **) &st->sym_prev, &cap_prev, n, sizeof(int32_t)) ||
-		!grow((void **) &st->sym_next, &cap_next, n, sizeof(int32_t)))
-		return false;
-	/* each grew from the same capacity to the same size */
-	st->sym_cap = cap_next;
-	return true;
-}
-
 static bool
 output_full(const encode_state *st)
 {
@@ -721,129 +607,28 @@ emit(encode_state *st, int32_t id)
 		st->out[st->n_out++] = id;
 }
 
-static bool
-heap_less(const heap_entry *a, const heap_entry *b)
-{
-	return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-static void
-heap_push(encode_state *st, heap_entry e)
-{
-	size_t		i = st->heap_len++;
-
-	/* capacity is reserved for every push a word can make */
-	while (i > 0)
-	{
-		size_t		parent = (i - 1) / 2;
-
-		if (!heap_less(&e, &st->heap[parent]))
-			break;
-		st->heap[i] = st->heap[parent];
-		i = parent;
-	}
-	st->heap[i] = e;
-}
-
-static heap_entry
-heap_pop(encode_state *st)
-{
-	heap_entry	top = st->heap[0];
-	heap_entry	last = st->heap[--st->heap_len];
-	size_t		i = 0;
-	size_t		n = st->heap_len;
-
-	for (;;)
-	{
-		size_t		child = 2 * i + 1;
-
-		if (child >= n)
-			break;
-		if (child + 1 < n && heap_less(&st->heap[child + 1], &st->heap[child]))
-			child++;
-		if (!heap_less(&st->heap[child], &last))
-			break;
-		st->heap[i] = st->heap[child];
-		i = child;
-	}
-	if (n > 0)
-		st->heap[i] = last;
-	return top;
-}
-
-static void
-queue_pair(encode_state *st, int32_t left)
-{
-	int32_t		right = st->sym_next[left];
-	const merge_slot *m;
-
-	if (right < 0)
-		return;
-	m = merge_find(st->tok, st->sym_id[left], st->sym_id[right]);
-	if (m != NULL)
-	{
-		heap_entry	e = {m->rank, left, right, st->sym_id[left], st->sym_id[right], m->merged};
-
-		heap_push(st, e);
-	}
-}
-
 /*
- * BPE over one pre-token: start from its byte symbols and repeatedly apply
- * the lowest-ranked merge among adjacent pairs (leftmost first on a tie).
+ * BPE over one pre-token: its byte symbols ("</w>" on the last one at a
+ * word's end), merged by rank (bpe.c).
  */
 static cm_status
 bpe_word(encode_state *st, const uint8_t *bytes, size_t n, bool word_end, cm_error *err)
 {
 	const cm_tokenizer *tok = st->tok;
-	size_t		heap_need;
+	size_t		left;
+	cm_status	status;
 
 	if (n == 0)
 		return CM_OK;
-	if (n == 1)
-	{
-		emit(st, word_end ? tok->byte_end_id[bytes[0]] : tok->byte_id[bytes[0]]);
-		return CM_OK;
-	}
-	/* n - 1 initial pairs, then at most two new pairs per merge */
-	if (n > INT32_MAX || !cm_mul_size(n, 3, &heap_need) ||
-		!reserve_symbols(st, n) ||
-		!grow((void **) &st->heap, &st->heap_cap, heap_need, sizeof(heap_entry)))
+	if (!grow((void **) &st->sym_id, &st->sym_cap, n, sizeof(int32_t)))
 		return cm_set_error(err, CM_ERR_NOMEM, "out of memory tokenizing text");
-
 	for (size_t i = 0; i < n; i++)
-	{
 		st->sym_id[i] = (i + 1 == n && word_end) ? tok->byte_end_id[bytes[i]]
 			: tok->byte_id[bytes[i]];
-		st->sym_prev[i] = (int32_t) i - 1;
-		st->sym_next[i] = i + 1 < n ? (int32_t) i + 1 : -1;
-	}
-	st->heap_len = 0;
-	for (size_t i = 0; i + 1 < n; i++)
-		queue_pair(st, (int32_t) i);
-
-	while (st->heap_len > 0)
-	{
-		heap_entry	e = heap_pop(st);
-		int32_t		after;
-
-		if (st->sym_id[e.left] != e.left_id || st->sym_next[e.left] != e.right ||
-			st->sym_id[e.right] != e.right_id)
-			continue;			/* one side was merged away since */
-		st->sym_id[e.left] = e.merged;
-		after = st->sym_next[e.right];
-		st->sym_next[e.left] = after;
-		if (after >= 0)
-			st->sym_prev[after] = e.left;
-		st->sym_id[e.right] = -1;
-		st->sym_next[e.right] = -1;
-		if (st->sym_prev[e.left] >= 0)
-			queue_pair(st, st->sym_prev[e.left]);
-		queue_pair(st, e.left);
-	}
-
-	/* the first symbol is never merged away: merges keep the left position */
-	for (int32_t i = 0; i >= 0 && !output_full(st); i = st->sym_next[i])
+	status = cm_bpe_merge(&tok->merges, &st->bpe, st->sym_id, n, &left, err);
+	if (status != CM_OK)
+		return status;
+	for (size_t i = 0; i < left && !output_full(st); i++)
 		emit(st, st->sym_id[i]);
 	return CM_OK;
 }

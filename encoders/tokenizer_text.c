@@ -300,6 +300,23 @@ canonical_order(cm_tok_codepoints *out, cm_error *err)
 	return CM_OK;
 }
 
+int
+cm_tok_lower(int32_t cp, int32_t out[2])
+{
+	/*
+	 * U+0130 (capital I with dot above) is the one character whose
+	 * unconditional full lower-case mapping is two characters.
+	 */
+	if (cp == 0x130)
+	{
+		out[0] = 'i';
+		out[1] = 0x307;
+		return 2;
+	}
+	out[0] = utf8proc_tolower(cp);
+	return 1;
+}
+
 static cm_status
 lower_case(cm_tok_codepoints *out, cm_error *err)
 {

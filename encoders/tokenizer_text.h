@@ -30,6 +30,12 @@ bool		cm_tok_utf8_valid(const uint8_t *text, size_t len, size_t *bad_offset);
 /* Decode one code point of valid UTF-8; returns its byte length. */
 size_t		cm_tok_utf8_decode(const uint8_t *s, size_t len, int32_t *cp);
 
+/*
+ * The full lower-case mapping of one code point, without context (no final
+ * sigma): out receives 1 or 2 code points, the count is returned.
+ */
+int			cm_tok_lower(int32_t cp, int32_t out[2]);
+
 /* Whitespace as the reference's regex engine defines \s (White_Space). */
 bool		cm_tok_is_space(int32_t cp);
 

@@ -1,7 +1,7 @@
 /*
  * transformer.c
- *	  The pre-LN transformer encoder layer shared by CLIP's text and vision
- *	  towers.  Linear layers go through cm_linear: weights read in place by
+ *	  The pre-LN transformer encoder layer shared by the text and vision
+ *	  towers of every family.  Linear layers go through cm_linear: weights read in place by
  *	  gemm.c's kernels, or cblas_sgemm where its packing pays off.
  *
  * Layer (as transformers' CLIPEncoderLayer):
@@ -229,7 +229,6 @@ cm_transformer_forward(const cm_tower_config *cfg, const cm_layer_weights *layer
 					   const cm_run_options *opt, cm_error *err)
 {
 	int			d = cfg->hidden_size;
-	int			ff = cfg->intermediate_size;
 	int			rows = batch->n_rows;
 	cm_status	st;
 
@@ -263,11 +262,19 @@ cm_transformer_forward(const cm_tower_config *cfg, const cm_layer_weights *layer
 			rows = batch->n_keep;
 		}
 		cm_linear(s->team, s->attn.p, rows, d, w->o_w, w->o_b, s->x.p, d, true);
-
-		cm_layer_norm(s->x.p, s->h.p, rows, d, w->ln2_w, w->ln2_b, cfg->layer_norm_eps);
-		cm_linear(s->team, s->h.p, rows, d, w->fc1_w, w->fc1_b, s->ff.p, ff, false);
-		cm_apply_activation(s->ff.p, (size_t) rows * ff, cfg->act);
-		cm_linear(s->team, s->ff.p, rows, ff, w->fc2_w, w->fc2_b, s->x.p, d, true);
+		cm_mlp_residual(cfg, w, s, rows);
 	}
 	return CM_OK;
+}
+
+void
+cm_mlp_residual(const cm_tower_config *cfg, const cm_layer_weights *w, cm_state *s, int rows)
+{
+	int			d = cfg->hidden_size;
+	int			ff = cfg->intermediate_size;
+
+	cm_layer_norm(s->x.p, s->h.p, rows, d, w->ln2_w, w->ln2_b, cfg->layer_norm_eps);
+	cm_linear(s->team, s->h.p, rows, d, w->fc1_w, w->fc1_b, s->ff.p, ff, false);
+	cm_apply_activation(s->ff.p, (size_t) rows * ff, cfg->act);
+	cm_linear(s->team, s->ff.p, rows, ff, w->fc2_w, w->fc2_b, s->x.p, d, true);
 }

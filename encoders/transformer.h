@@ -86,6 +86,13 @@ cm_status	cm_transformer_forward(const cm_tower_config *cfg, const cm_layer_weig
 								   const cm_run_options *opt, cm_error *err);
 
 /*
+ * The second half of a layer on rows 0 .. rows-1 of s->x, in place:
+ * x += fc2(act(fc1(layer_norm2(x)))).
+ */
+void		cm_mlp_residual(const cm_tower_config *cfg, const cm_layer_weights *w, cm_state *s,
+							int rows);
+
+/*
  * y[rows][out] = x[rows][in] W^T + bias with W [out][in]; accumulate adds
  * the result to y instead (a residual connection).  bias may be NULL.
  * team (may be NULL): the forward pass's second thread, if any.

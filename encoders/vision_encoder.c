@@ -1,11 +1,14 @@
 /*
  * vision_encoder.c
- *	  CLIP's vision tower: patch embedding as one GEMM over im2col rows,
- *	  class and position embeddings, pre layer norm, transformer, post layer
- *	  norm on the class token and the visual projection.
+ *	  The vision tower: patch embedding as one GEMM over im2col rows, class
+ *	  token (CLIP, OpenCLIP) and position embeddings, pre layer norm (CLIP,
+ *	  OpenCLIP), transformer, post layer norm, then either the class token
+ *	  through the visual projection (CLIP, OpenCLIP) or SigLIP's multi-head
+ *	  attention pooling over every token.
  */
 #include "transformer.h"
 
+#include <math.h>
 #include <string.h>
 
 /*
@@ -36,6 +39,58 @@ im2col(const float *pixels, int n, int size, int patch, int grid, float *cols)
 	}
 }
 
+/*
+ * SigLIP's attention-pooling head over the post-normed tokens of n images
+ * in s->x (tokens rows each): one learned query (the probe) attends to every
+ * token with the head's own projections, then out_proj, then the residual
+ * MLP half of a layer, as SiglipMultiheadAttentionPoolingHead computes
+ * probe -> MultiheadAttention(probe, x, x) -> h + mlp(layernorm(h)).
+ * The n pooled vectors are left in rows 0 .. n-1 of s->x.
+ */
+static void
+map_head(const cm_vision_config *vc, const cm_vision_weights *w, cm_state *s, int n, int tokens)
+{
+	const cm_layer_weights *hw = &w->head;
+	int			d = vc->t.hidden_size;
+	int			heads = vc->t.num_heads;
+	int			hd = d / heads;
+	int			rows = n * tokens;
+	float		scale = 1.0f / sqrtf((float) hd);
+	float	   *query = s->pooled.p;	/* [d], the same for every image */
+	float	   *scores = s->scores.p;	/* [tokens] */
+
+	cm_linear(NULL, w->probe, 1, d, hw->q_w, hw->q_b, query, d, false);
+	cm_linear(s->team, s->x.p, rows, d, hw->k_w, hw->k_b, s->k.p, d, false);
+	cm_linear(s->team, s->x.p, rows, d, hw->v_w, hw->v_b, s->v.p, d, false);
+	for (int b = 0; b < n; b++)
+		for (int h = 0; h < heads; h++)
+		{
+			const float *q = query + (size_t) h * hd;
+			float	   *o = s->attn.p + (size_t) b * d + (size_t) h * hd;
+
+			for (int t = 0; t < tokens; t++)
+			{
+				const float *k = s->k.p + ((size_t) b * tokens + t) * d + (size_t) h * hd;
+				float		dot = 0.0f;
+
+				for (int c = 0; c < hd; c++)
+					dot += q[c] * k[c];
+				scores[t] = dot * scale;
+			}
+			cm_softmax(scores, 1, tokens);
+			memset(o, 0, (size_t) hd * sizeof(float));
+			for (int t = 0; t < tokens; t++)
+			{
+				const float *v = s->v.p + ((size_t) b * tokens + t) * d + (size_t) h * hd;
+
+				for (int c = 0; c < hd; c++)
+					o[c] += scores[t] * v[c];
+			}
+		}
+	cm_linear(s->team, s->attn.p, n, d, hw->o_w, hw->o_b, s->x.p, d, false);
+	cm_mlp_residual(&vc->t, hw, s, n);
+}
+
 cm_status
 cm_vision_forward(const cm_model *model, cm_state *s, const float *pixels, int n,
 				  const cm_run_options *opt, float *out, cm_error *err)
@@ -46,6 +101,7 @@ cm_vision_forward(const cm_model *model, cm_state *s, const float *pixels, int n
 	int			grid = vc->grid;
 	int			n_patches = grid * grid;
 	int			tokens = vc->n_positions;
+	int			first_patch = vc->class_token ? 1 : 0;
 	int			k = 3 * vc->patch_size * vc->patch_size;
 	size_t		rows,
 				patch_floats;
@@ -69,7 +125,8 @@ cm_vision_forward(const cm_model *model, cm_state *s, const float *pixels, int n
 	batch.max_len = tokens;
 	batch.start = s->seq_start;
 	batch.len = s->seq_len;
-	batch.keep = s->keep_rows;
+	/* the class tokens alone are pooled; a MAP head reads every token */
+	batch.keep = vc->map_head ? NULL : s->keep_rows;
 	batch.n_keep = n;
 	if ((st = cm_state_reserve_tower(s, &vc->t, &batch, err)) != CM_OK ||
 		(st = cm_buf_reserve(&s->patches, patch_floats, err)) != CM_OK)
@@ -80,25 +137,27 @@ cm_vision_forward(const cm_model *model, cm_state *s, const float *pixels, int n
 
 	/* Patch embedding: [n * grid^2][3 p p] x W^T -> s->q as scratch. */
 	im2col(pixels, n, vc->image_size, vc->patch_size, grid, s->patches.p);
-	cm_linear(s->team, s->patches.p, n * n_patches, k, w->patch_embedding, NULL, s->q.p, d, false);
+	cm_linear(s->team, s->patches.p, n * n_patches, k, w->patch_embedding, w->patch_bias, s->q.p, d, false);
 
 	for (int b = 0; b < n; b++)
 	{
 		float	   *x = s->x.p + (size_t) b * tokens * d;
 
-		for (int c = 0; c < d; c++)
-			x[c] = w->class_embedding[c] + w->position_embedding[c];
+		if (vc->class_token)
+			for (int c = 0; c < d; c++)
+				x[c] = w->class_embedding[c] + w->position_embedding[c];
 		for (int p = 0; p < n_patches; p++)
 		{
-			float	   *xr = x + (size_t) (1 + p) * d;
+			float	   *xr = x + (size_t) (first_patch + p) * d;
 			const float *pe = s->q.p + ((size_t) b * n_patches + p) * d;
-			const float *pos = w->position_embedding + (size_t) (1 + p) * d;
+			const float *pos = w->position_embedding + (size_t) (first_patch + p) * d;
 
 			for (int c = 0; c < d; c++)
 				xr[c] = pe[c] + pos[c];
 		}
 	}
-	cm_layer_norm(s->x.p, s->x.p, (int) rows, d, w->pre_ln_w, w->pre_ln_b, vc->t.layer_norm_eps);
+	if (vc->pre_norm)
+		cm_layer_norm(s->x.p, s->x.p, (int) rows, d, w->pre_ln_w, w->pre_ln_b, vc->t.layer_norm_eps);
 
 	if ((st = cm_transformer_forward(&vc->t, w->layers, s, &batch, false, opt, err)) != CM_OK)
 	{
@@ -106,9 +165,18 @@ cm_vision_forward(const cm_model *model, cm_state *s, const float *pixels, int n
 		return st;
 	}
 
-	/* After the last layer the class tokens are rows 0 .. n-1 (batch.keep). */
-	cm_layer_norm(s->x.p, s->pooled.p, n, d, w->post_ln_w, w->post_ln_b, vc->t.layer_norm_eps);
-	cm_linear(s->team, s->pooled.p, n, d, w->projection, NULL, out, model->config.projection_dim, false);
+	if (vc->map_head)
+	{
+		cm_layer_norm(s->x.p, s->x.p, (int) rows, d, w->post_ln_w, w->post_ln_b, vc->t.layer_norm_eps);
+		map_head(vc, w, s, n, tokens);
+		memcpy(out, s->x.p, (size_t) n * d * sizeof(float));
+	}
+	else
+	{
+		/* After the last layer the class tokens are rows 0 .. n-1 (batch.keep). */
+		cm_layer_norm(s->x.p, s->pooled.p, n, d, w->post_ln_w, w->post_ln_b, vc->t.layer_norm_eps);
+		cm_linear(s->team, s->pooled.p, n, d, w->projection, NULL, out, model->config.projection_dim, false);
+	}
 	cm_forward_team_stop(s);
 	return CM_OK;
 }

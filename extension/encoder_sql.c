@@ -330,8 +330,10 @@ CompareLabelScores(const void *a, const void *b)
 }
 
 /*
- * Zero-shot labelling as CLIP does it: softmax over the labels of
- * logit_scale x cosine(image, label); the k best rows are returned.
+ * Zero-shot labelling the model family's way: for SigLIP a probability per
+ * label, sigmoid(logit_scale x cosine + logit_bias) (labels are scored
+ * independently); for CLIP the softmax over the labels of logit_scale x
+ * cosine(image, label).  The k best rows are returned.
  */
 static Datum
 ImageLabels(FunctionCallInfo fcinfo, const char *model_name, bytea *image,
@@ -384,16 +386,25 @@ ImageLabels(FunctionCallInfo fcinfo, const char *model_name, bytea *image,
 		for (int j = 0; j < dim; j++)
 			dot += (double) image_emb[j] * l[j];
 		scores[i].index = i;
-		scores[i].score = entry->info.logit_scale * dot;
+		scores[i].score = entry->info.logit_scale * dot +
+			(entry->info.has_logit_bias ? entry->info.logit_bias : 0.0);
 		max_logit = Max(max_logit, scores[i].score);
 	}
-	for (int i = 0; i < n; i++)
+	if (entry->info.has_logit_bias)
 	{
-		scores[i].score = exp(scores[i].score - max_logit);
-		sum += scores[i].score;
+		for (int i = 0; i < n; i++)
+			scores[i].score = 1.0 / (1.0 + exp(-scores[i].score));
 	}
-	for (int i = 0; i < n; i++)
-		scores[i].score /= sum;
+	else
+	{
+		for (int i = 0; i < n; i++)
+		{
+			scores[i].score = exp(scores[i].score - max_logit);
+			sum += scores[i].score;
+		}
+		for (int i = 0; i < n; i++)
+			scores[i].score /= sum;
+	}
 	qsort(scores, n, sizeof(LabelScore), CompareLabelScores);
 
 	for (int i = 0; i < Min(k, n); i++)
@@ -437,25 +448,27 @@ crossmodal_models(PG_FUNCTION_ARGS)
 	foreach(lc, models)
 	{
 		CmModelListing *m = lfirst(lc);
-		Datum		values[8];
-		bool		nulls[8] = {0};
+		Datum		values[10];
+		bool		nulls[10] = {0};
 
 		values[0] = CStringGetTextDatum(m->name);
 		values[1] = CStringGetTextDatum(m->directory);
 		if (m->have_info)
 		{
-			values[2] = Int32GetDatum(m->info.embed_dim);
-			values[3] = Int32GetDatum(m->info.image_size);
-			values[4] = Int64GetDatum(m->info.n_params);
-			values[5] = CStringGetTextDatum(m->weight_dtype);
+			values[2] = CStringGetTextDatum(m->family);
+			values[3] = CStringGetTextDatum(m->tokenizer);
+			values[4] = Int32GetDatum(m->info.embed_dim);
+			values[5] = Int32GetDatum(m->info.image_size);
+			values[6] = Int64GetDatum(m->info.n_params);
+			values[7] = CStringGetTextDatum(m->weight_dtype);
 		}
 		else
-			nulls[2] = nulls[3] = nulls[4] = nulls[5] = true;
-		values[6] = BoolGetDatum(m->loaded);
+			nulls[2] = nulls[3] = nulls[4] = nulls[5] = nulls[6] = nulls[7] = true;
+		values[8] = BoolGetDatum(m->loaded);
 		if (m->problem != NULL)
-			values[7] = CStringGetTextDatum(m->problem);
+			values[9] = CStringGetTextDatum(m->problem);
 		else
-			nulls[7] = true;
+			nulls[9] = true;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

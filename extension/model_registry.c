@@ -17,9 +17,6 @@
 
 #include "model_registry.h"
 
-#include "config.h"
-#include "safetensors_index.h"
-
 char	   *cm_model_path = NULL;
 char	   *cm_default_model = NULL;
 int			cm_threads = 1;
@@ -35,19 +32,9 @@ static CmModelEntry *loaded_models = NULL;
 /* Activation buffers, shared by every model (they are sized per call). */
 static cm_state *backend_state = NULL;
 
-/*
- * Files a model directory must hold, in the order the runtime reads them;
- * then its weights: model.safetensors, or a sharded checkpoint's index (the
- * runtime checks the shards it names).
- */
-static const char *const model_files[] = {
-	"config.json", "preprocessor_config.json", "vocab.json", "merges.txt"
-};
-#define MODEL_WEIGHTS "model.safetensors"
-#define MODEL_WEIGHTS_INDEX "model.safetensors.index.json"
-#define MODEL_FILES_HINT "A model directory holds config.json, preprocessor_config.json, vocab.json, merges.txt " \
-	"and model.safetensors (or model.safetensors.index.json and the shards it names)."
-
+#define MODEL_FILES_HINT "A model directory holds config.json, preprocessor_config.json, model.safetensors " \
+	"(or model.safetensors.index.json and the shards it names) and its tokenizer: vocab.json and merges.txt, " \
+	"tokenizer.json, or spiece.model (SigLIP)."
 
 /* Why name is not a valid model name, or NULL when it is. */
 static const char *
@@ -362,90 +349,6 @@ ModelErrcode(cm_status status)
 }
 
 /*
- * With sharded weights, the first shard the index at index_path names that
- * is not in directory (its path into missing), so that it gets the
- * missing-file SQLSTATE too; false when all are there or the index cannot
- * be read (the runtime then reports the index's problem).
- */
-static bool
-MissingShard(const char *directory, const char *index_path, char *missing, size_t size)
-{
-	char	   *text = NULL;
-	size_t		len;
-	cm_weight_map map;
-	cm_error	err = {0};
-	bool		found = false;
-
-	if (cm_read_file(index_path, CM_CONFIG_MAX_FILE_BYTES, &text, &len, &err) != CM_OK)
-		return false;
-	if (cm_weight_map_parse(text, len, index_path, &map, &err) == CM_OK)
-	{
-		for (int i = 0; i < map.n_shards && !found; i++)
-		{
-			struct stat st;
-
-			snprintf(missing, size, "%s/%s", directory, map.shard_file[i]);
-			found = stat(missing, &st) != 0 && errno == ENOENT;
-		}
-		cm_weight_map_free(&map);
-	}
-	free(text);
-	return found;
-}
-
-/* The missing-file error for path, errno as its stat left it. */
-pg_attribute_noreturn()
-static void
-ReportMissingModelFile(const char *name, const char *path, const char *detail)
-{
-	ereport(ERROR,
-			(errcode_for_file_access(),
-			 errmsg("could not load model \"%s\": could not stat file \"%s\": %m", name, path),
-			 detail ? errdetail("%s", detail) : 0,
-			 errhint(MODEL_FILES_HINT)));
-	pg_unreachable();
-}
-
-/*
- * A missing file is worth its own SQLSTATE: check the model's files, and
- * the shards of sharded weights, before the runtime reads them.
- */
-static void
-CheckModelFiles(const char *name, const char *directory)
-{
-	char		path[MAXPGPATH];
-	char		index_path[MAXPGPATH];
-	struct stat st;
-
-	for (int i = 0; i < lengthof(model_files); i++)
-	{
-		snprintf(path, sizeof(path), "%s/%s", directory, model_files[i]);
-		if (stat(path, &st) != 0)
-			ReportMissingModelFile(name, path, NULL);
-	}
-	snprintf(path, sizeof(path), "%s/%s", directory, MODEL_WEIGHTS);
-	if (stat(path, &st) == 0)
-		return;
-	if (errno == ENOENT)
-	{
-		snprintf(index_path, sizeof(index_path), "%s/%s", directory, MODEL_WEIGHTS_INDEX);
-		if (stat(index_path, &st) == 0)
-		{
-			/* sharded weights */
-			if (MissingShard(directory, index_path, path, sizeof(path)))
-			{
-				errno = ENOENT;
-				ReportMissingModelFile(name, path,
-									   MODEL_WEIGHTS_INDEX " names it as a shard of the model's weights.");
-			}
-			return;
-		}
-		errno = ENOENT;			/* model.safetensors's, not the index's */
-	}
-	ReportMissingModelFile(name, path, NULL);
-}
-
-/*
  * Load the model in directory; on success it joins the cache.  On failure
  * nothing is kept: the runtime frees what it allocated, and the entry is
  * freed before the error is raised.
@@ -456,8 +359,6 @@ LoadModel(const char *name, const char *directory)
 	CmModelEntry *entry;
 	cm_load_options options = {0};
 	CmRun		capture;
-
-	CheckModelFiles(name, directory);
 
 	entry = MemoryContextAllocZero(TopMemoryContext, sizeof(CmModelEntry));
 	entry->name = MemoryContextStrdup(TopMemoryContext, name);
@@ -473,6 +374,14 @@ LoadModel(const char *name, const char *directory)
 		pfree(entry->directory);
 		pfree(entry);
 		EmitCapturedLog(&capture);
+		/* a missing file is worth its own SQLSTATE (58P01) */
+		if (capture.err.missing_file[0] != '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_FILE),
+					 errmsg("could not load model \"%s\": could not stat file \"%s\": No such file or directory",
+							name, capture.err.missing_file),
+					 errdetail("%s", capture.err.message),
+					 errhint(MODEL_FILES_HINT)));
 		ereport(ERROR,
 				(errcode(ModelErrcode(capture.err.status)),
 				 errmsg("could not load model \"%s\": %s", name, capture.err.message)));
@@ -596,11 +505,11 @@ CmRunEnd(CmRun *run, cm_status status, const CmModelEntry *entry, const char *wh
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 					 errmsg("could not encode %s: %s", what, msg),
 					 element > 0 ? errdetail("The %s is array element %d.", what, element) : 0,
-					 strstr(msg, "per side") != NULL ?
+					 run->err.limit == CM_LIMIT_IMAGE_SIDE ?
 					 errhint("No image larger than that on a side is decoded.") :
-					 strstr(msg, "pixels") != NULL ?
+					 run->err.limit == CM_LIMIT_IMAGE_PIXELS ?
 					 errhint("The limit is crossmodal.max_image_pixels (%d).", cm_max_image_pixels) :
-					 strstr(msg, "byte") != NULL ?
+					 run->err.limit == CM_LIMIT_IMAGE_BYTES ?
 					 errhint("The limit is crossmodal.max_image_bytes (%d).", cm_max_image_bytes) : 0));
 			break;
 		default:
@@ -623,7 +532,9 @@ CmListModels(void)
 		CmModelEntry *entry = FindLoaded(m->directory);
 		cm_model   *temporary = NULL;
 		cm_model_info info;
-		char		dtype[32];
+		char		dtype[32],
+					family[32],
+					tokenizer[64];
 
 		if (entry != NULL)
 		{
@@ -650,11 +561,17 @@ CmListModels(void)
 		}
 		/* Copied before the temporary model goes: nothing may raise here. */
 		strlcpy(dtype, info.weight_dtype ? info.weight_dtype : "", sizeof(dtype));
+		strlcpy(family, info.family ? info.family : "", sizeof(family));
+		strlcpy(tokenizer, info.tokenizer_kind ? info.tokenizer_kind : "", sizeof(tokenizer));
 		cm_model_free(temporary);
 		m->have_info = true;
 		m->info = info;
 		m->info.weight_dtype = NULL;	/* may belong to the freed model */
+		m->info.family = NULL;
+		m->info.tokenizer_kind = NULL;
 		m->weight_dtype = pstrdup(dtype);
+		m->family = pstrdup(family);
+		m->tokenizer = pstrdup(tokenizer);
 	}
 	return models;
 }

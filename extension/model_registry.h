@@ -98,6 +98,8 @@ typedef struct CmModelListing
 	bool		have_info;
 	cm_model_info info;
 	char	   *weight_dtype;	/* palloc'd copy */
+	char	   *family;			/* palloc'd copy: clip, siglip, openclip */
+	char	   *tokenizer;		/* palloc'd copy of the tokenizer kind */
 	char	   *problem;		/* NULL when the model loads */
 } CmModelListing;
 

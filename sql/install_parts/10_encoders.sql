@@ -67,22 +67,23 @@ CREATE FUNCTION image_labels(image bytea, labels text[], k integer DEFAULT 5)
 	AS 'MODULE_PATHNAME', 'image_labels'
 	LANGUAGE C STABLE STRICT PARALLEL SAFE COST 100000 ROWS 5;
 COMMENT ON FUNCTION image_labels(bytea, text[], integer) IS
-	'zero-shot labelling: the k labels most likely to describe the image, with the softmax over all labels of logit_scale x cosine';
+	'zero-shot labelling: the k labels most likely to describe the image; CLIP models score with the softmax over all labels of logit_scale x cosine, SigLIP models with a per-label sigmoid(logit_scale x cosine + logit_bias)';
 
 CREATE FUNCTION image_labels(model text, image bytea, labels text[], k integer DEFAULT 5)
 	RETURNS TABLE (label text, score real)
 	AS 'MODULE_PATHNAME', 'image_labels_model'
 	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 100000 ROWS 5;
 COMMENT ON FUNCTION image_labels(text, bytea, text[], integer) IS
-	'zero-shot labelling with the named model: the k most likely labels and their softmax scores';
+	'zero-shot labelling with the named model: the k most likely labels and their scores (softmax over the labels for CLIP, per-label sigmoid for SigLIP)';
 
 -- Reads the model directories and this backend's cache: VOLATILE, and
 -- PARALLEL RESTRICTED because "loaded" describes the backend running it.
 CREATE FUNCTION crossmodal_models(
-	OUT name text, OUT directory text, OUT dimensions integer, OUT image_size integer,
+	OUT name text, OUT directory text, OUT family text, OUT tokenizer text,
+	OUT dimensions integer, OUT image_size integer,
 	OUT parameters bigint, OUT weight_dtype text, OUT loaded boolean, OUT problem text)
 	RETURNS SETOF record
 	AS 'MODULE_PATHNAME', 'crossmodal_models'
 	LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED COST 1000 ROWS 10;
 COMMENT ON FUNCTION crossmodal_models() IS
-	'models on crossmodal.model_path: dimensions, image size, parameters, weight dtype, whether this backend has loaded it, and why it cannot be loaded';
+	'models on crossmodal.model_path: family (clip, siglip), tokenizer kind, dimensions, image size, parameters, weight dtype, whether this backend has loaded it, and why it cannot be loaded';

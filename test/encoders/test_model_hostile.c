@@ -401,8 +401,8 @@ check_config_defects(void)
 	expect_load_error("hidden_act number", CM_ERR_MODEL, "config.json", "hidden_act", "string");
 	write_config_edit(NULL, "text_config", cJSON_CreateArray());
 	expect_load_error("text_config array", CM_ERR_MODEL, "config.json", "text_config", "object");
-	write_config_edit(NULL, "model_type", cJSON_CreateString("siglip"));
-	expect_load_error("model_type siglip", CM_ERR_UNSUPPORTED, "config.json", "siglip", NULL);
+	write_config_edit(NULL, "model_type", cJSON_CreateString("blip"));
+	expect_load_error("model_type blip", CM_ERR_UNSUPPORTED, "config.json", "blip", NULL);
 	write_config_edit("vision_config", "num_channels", cJSON_CreateNumber(4));
 	expect_load_error("4 channels", CM_ERR_UNSUPPORTED, "config.json", "num_channels", NULL);
 	write_config_edit("vision_config", "patch_size", cJSON_CreateNumber(128));
@@ -415,7 +415,7 @@ check_config_defects(void)
 	expect_load_error("3 text layers", CM_ERR_MODEL, "model.safetensors",
 					  "missing tensor \"text_model.encoder.layers.2.", NULL);
 	write_config_edit("text_config", "hidden_size", cJSON_CreateNumber(64));
-	expect_load_error("hidden 64", CM_ERR_MODEL, "model.safetensors", "config.json implies", NULL);
+	expect_load_error("hidden 64", CM_ERR_MODEL, "model.safetensors", "the config implies", NULL);
 	write_config_edit(NULL, "projection_dim", cJSON_CreateNumber(41));
 	expect_load_error("projection 41", CM_ERR_MODEL, "text_projection.weight", "[40, 32]", "[41, 32]");
 	write_config_edit("vision_config", "image_size", cJSON_CreateNumber(48));
@@ -442,7 +442,7 @@ check_preprocessor_defects(void)
 		{"{\"crop_size\": 64, \"size\": 64, \"resample\": 2}", CM_ERR_UNSUPPORTED, "resample"},
 		{"{\"crop_size\": 64, \"size\": 64, \"image_std\": [0.2, 0, 0.3]}", CM_ERR_MODEL, "image_std"},
 		{"{\"crop_size\": 64, \"size\": 64, \"image_mean\": [0.2, 0.3]}", CM_ERR_MODEL, "image_mean"},
-		{"{\"crop_size\": 64, \"size\": {\"height\": 64, \"width\": 64}}", CM_ERR_UNSUPPORTED, "shortest_edge"},
+		{"{\"crop_size\": 64, \"do_center_crop\": true, \"size\": {\"height\": 64, \"width\": 64}}", CM_ERR_UNSUPPORTED, "centre crop"},
 		{"{\"crop_size\": 64, \"size\": \"big\"}", CM_ERR_MODEL, "\"size\""},
 		{"{\"crop_size\": 64, \"size\": 64, \"do_resize\": \"yes\"}", CM_ERR_MODEL, "do_resize"},
 		{"{\"crop_size\": 64, \"size\": 64, \"do_center_crop\": false}", CM_ERR_UNSUPPORTED, "do_center_crop"},
