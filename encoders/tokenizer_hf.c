@@ -1886,7 +1886,8 @@ cm_hf_tokenizer_encode(const cm_hf_tokenizer *tok, const char *text, size_t len,
 				scratch_free(&s);
 				return cm_set_error(err, CM_ERR_NOMEM, "out of memory tokenizing text");
 			}
-			memcpy(own, t, tlen);
+			if (tlen > 0)
+				memcpy(own, t, tlen);
 			t = own;
 		}
 
