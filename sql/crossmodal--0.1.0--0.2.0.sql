@@ -21,3 +21,349 @@ CREATE FUNCTION crossmodal_models(
 	LANGUAGE C VOLATILE STRICT PARALLEL RESTRICTED COST 1000 ROWS 10;
 COMMENT ON FUNCTION crossmodal_models() IS
 	'models on crossmodal.model_path: family (clip, siglip), tokenizer kind, dimensions, image size, parameters, weight dtype, whether this backend has loaded it, and why it cannot be loaded';
+
+-- From 30_embed_column.sql (new in 0.2.0):
+
+-- One row per run, written in the same transaction as each batch, so that a
+-- row's rows_done and last_key are exactly what is committed in the table: a
+-- run resumes from there after an interruption, and another session sees the
+-- progress as each batch commits.  Every role may run the procedure, so every
+-- role may write here, but only its own rows (row-level security; the view
+-- below runs with the caller's rights).
+CREATE TABLE crossmodal_embed_runs (
+	run_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	relid oid NOT NULL,
+	relation text NOT NULL,
+	source_column text NOT NULL,
+	target_column text NOT NULL,
+	key_column text NOT NULL,
+	model text NOT NULL,
+	refresh boolean NOT NULL,
+	batch_size integer NOT NULL,
+	state text NOT NULL DEFAULT 'running'
+		CHECK (state IN ('running', 'finished', 'failed', 'cancelled', 'interrupted')),
+	rows_total bigint NOT NULL,
+	rows_done bigint NOT NULL DEFAULT 0,
+	last_key text,
+	resumed_from bigint,
+	error text,
+	pid integer NOT NULL DEFAULT pg_backend_pid(),
+	backend_start timestamptz,
+	run_by name NOT NULL DEFAULT current_user,
+	started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+	finished_at timestamptz
+);
+COMMENT ON TABLE crossmodal_embed_runs IS
+	'runs of crossmodal_embed_column, one row each, updated as each batch commits (read crossmodal_embed_progress)';
+ALTER TABLE crossmodal_embed_runs ENABLE ROW LEVEL SECURITY;
+CREATE POLICY crossmodal_embed_runs_own ON crossmodal_embed_runs
+	USING (run_by = current_user) WITH CHECK (run_by = current_user);
+GRANT SELECT, INSERT, UPDATE, DELETE ON crossmodal_embed_runs TO PUBLIC;
+
+-- A run whose row says running but whose backend is gone (a crash, a killed
+-- session, a lost connection) is shown as interrupted.  Rate and time left
+-- come from the batches committed so far.
+CREATE VIEW crossmodal_embed_progress WITH (security_invoker = true) AS
+SELECT r.run_id, r.relation, r.source_column, r.target_column, r.model, r.refresh,
+	CASE WHEN r.state = 'running' AND a.pid IS NULL THEN 'interrupted' ELSE r.state END AS state,
+	r.rows_done, r.rows_total,
+	round(100.0 * least(r.rows_done, r.rows_total) / nullif(r.rows_total, 0), 1) AS percent,
+	round((r.rows_done / nullif(extract(epoch FROM r.updated_at - r.started_at), 0))::numeric, 1)
+		AS rows_per_second,
+	r.updated_at - r.started_at AS elapsed,
+	CASE WHEN r.state = 'running' AND a.pid IS NOT NULL AND r.rows_done > 0 THEN
+		greatest(r.rows_total - r.rows_done, 0)::float8 / r.rows_done * (r.updated_at - r.started_at)
+	END AS time_left,
+	r.started_at, r.updated_at, r.finished_at, r.pid, r.run_by, r.error, r.resumed_from
+FROM crossmodal_embed_runs r
+LEFT JOIN pg_stat_activity a
+	ON r.state = 'running' AND a.pid = r.pid
+	AND (a.backend_start IS NULL OR a.backend_start = r.backend_start);
+COMMENT ON VIEW crossmodal_embed_progress IS
+	'progress of crossmodal_embed_column runs: rows done, rate, time left; state interrupted when the run''s backend is gone';
+GRANT SELECT ON crossmodal_embed_progress TO PUBLIC;
+
+-- The procedure runs with the caller's rights (it needs UPDATE on the table)
+-- and commits after each batch, so it must be called with CALL outside a
+-- transaction block.  A procedure that commits cannot carry SET options, so
+-- it finds its own schema (the extension is relocatable) and qualifies every
+-- name it uses rather than relying on search_path.
+CREATE PROCEDURE crossmodal_embed_column(
+	relation regclass,
+	source_column text,
+	target_column text,
+	model text DEFAULT NULL,
+	batch_size integer DEFAULT 256,
+	refresh boolean DEFAULT false,
+	key_column text DEFAULT NULL,
+	resume boolean DEFAULT true)
+LANGUAGE plpgsql AS $procedure$
+DECLARE
+	me constant text := 'crossmodal_embed_column';
+	ext text;
+	runs text;
+	use_model text;
+	src_type oid;
+	src_is_image boolean;
+	tgt record;
+	key_att record;
+	encoder text;
+	prev record;
+	run bigint;
+	start_key text;
+	from_run bigint;
+	total bigint;
+	done bigint := 0;
+	key_cond text;
+	batch_sql text[];
+	batch_last text;
+	batch_rows bigint;
+	last_report timestamptz;
+	started timestamptz;
+	rate float8;
+	failed boolean := false;
+	err_state text;
+	err_message text;
+	err_detail text;
+	err_hint text;
+BEGIN
+	SELECT n.nspname INTO ext
+	FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+	WHERE e.extname = 'crossmodal';
+	runs := format('%I.crossmodal_embed_runs', ext);
+
+	IF relation IS NULL OR source_column IS NULL OR target_column IS NULL
+		OR batch_size IS NULL OR refresh IS NULL OR resume IS NULL THEN
+		RAISE EXCEPTION '%: only model and key_column may be NULL', me
+			USING ERRCODE = 'null_value_not_allowed';
+	END IF;
+	IF batch_size < 1 OR batch_size > 10000 THEN
+		RAISE EXCEPTION '%: batch_size must be between 1 and 10000, not %', me, batch_size
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = relation) NOT IN ('r', 'p') THEN
+		RAISE EXCEPTION '%: "%" is not a table', me, relation
+			USING ERRCODE = 'wrong_object_type';
+	END IF;
+
+	-- The source: a text-like column (texts) or bytea (encoded images).
+	SELECT a.atttypid INTO src_type FROM pg_catalog.pg_attribute a
+	WHERE a.attrelid = relation AND a.attname = source_column AND a.attnum > 0 AND NOT a.attisdropped;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION '%: column "%" of relation "%" does not exist', me, source_column, relation
+			USING ERRCODE = 'undefined_column';
+	END IF;
+	IF src_type = 'bytea'::regtype THEN
+		src_is_image := true;
+	ELSIF src_type IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'name'::regtype) THEN
+		src_is_image := false;
+	ELSE
+		RAISE EXCEPTION '%: source column "%" is of type %', me, source_column, format_type(src_type, NULL)
+			USING ERRCODE = 'datatype_mismatch',
+				HINT = 'The source must be bytea (encoded images) or text (texts).';
+	END IF;
+
+	-- The target: an embedding column that is not generated.
+	SELECT a.atttypid, a.attgenerated INTO tgt FROM pg_catalog.pg_attribute a
+	WHERE a.attrelid = relation AND a.attname = target_column AND a.attnum > 0 AND NOT a.attisdropped;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION '%: column "%" of relation "%" does not exist', me, target_column, relation
+			USING ERRCODE = 'undefined_column';
+	END IF;
+	IF tgt.atttypid <> format('%I.embedding', ext)::regtype THEN
+		RAISE EXCEPTION '%: target column "%" is of type %, not embedding', me, target_column,
+			format_type(tgt.atttypid, NULL)
+			USING ERRCODE = 'datatype_mismatch';
+	END IF;
+	IF tgt.attgenerated <> '' THEN
+		RAISE EXCEPTION '%: column "%" is a generated column', me, target_column
+			USING ERRCODE = 'generated_always',
+				DETAIL = 'A generated column is computed whenever its row is written.',
+				HINT = format('To recompute it, update its source: UPDATE %s SET %I = %I.', relation,
+					source_column, source_column);
+	END IF;
+
+	-- Batches follow a unique key, so that each row is visited once and a run
+	-- can resume after the last key it committed.
+	IF key_column IS NULL THEN
+		SELECT a.attname, a.atttypid INTO key_att
+		FROM pg_catalog.pg_index i
+		JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+		WHERE i.indrelid = relation AND i.indisprimary AND i.indnkeyatts = 1;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION '%: relation "%" has no single-column primary key', me, relation
+				USING ERRCODE = 'invalid_column_reference',
+					HINT = 'Name a column with a unique index as key_column.';
+		END IF;
+	ELSE
+		SELECT a.attname, a.atttypid INTO key_att
+		FROM pg_catalog.pg_attribute a
+		WHERE a.attrelid = relation AND a.attname = key_column AND a.attnum > 0 AND NOT a.attisdropped;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION '%: column "%" of relation "%" does not exist', me, key_column, relation
+				USING ERRCODE = 'undefined_column';
+		END IF;
+		PERFORM FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a
+			ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+		WHERE i.indrelid = relation AND i.indisunique AND i.indisvalid AND i.indnkeyatts = 1
+			AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = key_column;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION '%: key column "%" has no unique index', me, key_column
+				USING ERRCODE = 'invalid_column_reference',
+					HINT = 'Batches follow the key in order, so it must be unique: a primary key or a column with a unique index.';
+		END IF;
+	END IF;
+
+	use_model := coalesce(model, current_setting('crossmodal.default_model'));
+	encoder := format(CASE WHEN src_is_image THEN '%I.encode_images(%L, b.sources)'
+		ELSE '%I.encode_texts(%L, b.sources)' END, ext, use_model);
+
+	-- Only one run per column at a time: the check and the new run's row are
+	-- made under a lock that the first COMMIT releases.
+	PERFORM pg_catalog.pg_advisory_xact_lock(
+		('x' || left(md5(format('crossmodal_embed_column %s %s', relation::oid, target_column)), 16))::bit(64)::bigint);
+	EXECUTE format($q$
+		SELECT r.run_id, r.pid FROM %s r
+		JOIN pg_catalog.pg_stat_activity a ON a.pid = r.pid
+			AND (a.backend_start IS NULL OR a.backend_start = r.backend_start)
+		WHERE r.relid = $1 AND r.target_column = $2 AND r.state = 'running' AND r.pid <> pg_catalog.pg_backend_pid()
+		LIMIT 1$q$, runs)
+		INTO prev USING relation::oid, target_column;
+	IF prev.run_id IS NOT NULL THEN
+		RAISE EXCEPTION '%: column "%" of "%" is being embedded by another run', me, target_column, relation
+			USING ERRCODE = 'object_in_use',
+				DETAIL = format('Run %s in process %s.', prev.run_id, prev.pid);
+	END IF;
+
+	-- A run of this backend still marked running is not (this call is): it
+	-- was stopped where no handler could record it (e.g. a cancel between
+	-- batches).
+	EXECUTE format($q$UPDATE %s SET state = 'interrupted'
+		WHERE state = 'running' AND pid = pg_catalog.pg_backend_pid()$q$, runs);
+
+	-- A refresh resumes the newest run of the same work that did not finish
+	-- (if the newest such run is not finished); a fill needs no resume point,
+	-- as the rows still to do are those whose target is NULL.
+	IF refresh AND resume THEN
+		EXECUTE format($q$
+			SELECT r.run_id, r.last_key, r.state FROM %s r
+			WHERE r.relid = $1 AND r.target_column = $2 AND r.source_column = $3 AND r.model = $4
+				AND r.key_column = $5 AND r.refresh
+			ORDER BY r.run_id DESC LIMIT 1$q$, runs)
+			INTO prev USING relation::oid, target_column, source_column, use_model, key_att.attname;
+		IF prev.run_id IS NOT NULL AND prev.state <> 'finished' THEN
+			from_run := prev.run_id;
+			start_key := prev.last_key;
+			EXECUTE format($q$UPDATE %s SET state = 'interrupted' WHERE run_id = $1 AND state = 'running'$q$, runs)
+				USING from_run;
+		END IF;
+	END IF;
+
+	-- What is left, counted once: the denominator of the progress figures.
+	EXECUTE format('SELECT count(*) FROM %s t WHERE %s %s', relation,
+		CASE WHEN start_key IS NULL THEN 'true' ELSE format('t.%I > %L::%s', key_att.attname, start_key,
+			format_type(key_att.atttypid, NULL)) END,
+		CASE WHEN refresh THEN '' ELSE format('AND t.%I IS NULL', target_column) END)
+		INTO total;
+
+	EXECUTE format($q$
+		INSERT INTO %s (relid, relation, source_column, target_column, key_column, model, refresh,
+			batch_size, rows_total, last_key, resumed_from, backend_start)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+			(SELECT a.backend_start FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid()))
+		RETURNING run_id$q$, runs)
+		INTO run
+		USING relation::oid, relation::text, source_column, target_column, key_att.attname, use_model, refresh,
+			batch_size, total, start_key, from_run;
+	IF from_run IS NOT NULL THEN
+		RAISE NOTICE '%: run % resumes run % after key %', me, run, from_run, start_key;
+	END IF;
+	COMMIT;
+
+	-- One statement per batch: lock the next rows in key order (so that their
+	-- source cannot change between reading it and writing its embedding), encode
+	-- the non-NULL sources in one batched call, write the embeddings (and, in a
+	-- refresh, NULL where the source is NULL), and return the batch's last key.
+	-- Two forms: the first batch of a new run starts at the first key.
+	FOREACH key_cond IN ARRAY ARRAY['true',
+		format('t.%I > $1::%s', key_att.attname, format_type(key_att.atttypid, NULL))] LOOP
+		batch_sql := array_append(batch_sql, format($q$
+			WITH b0 AS (
+				SELECT t.%1$I AS k, t.%2$I%3$s AS s FROM %4$s t
+				WHERE %5$s %6$s
+				ORDER BY t.%1$I LIMIT $2
+				FOR NO KEY UPDATE OF t),
+			b AS (
+				SELECT array_agg(b0.k ORDER BY b0.k) FILTER (WHERE b0.s IS NOT NULL) AS keys,
+					array_agg(b0.s ORDER BY b0.k) FILTER (WHERE b0.s IS NOT NULL) AS sources,
+					array_agg(b0.k) FILTER (WHERE b0.s IS NULL) AS null_keys,
+					(array_agg(b0.k ORDER BY b0.k DESC))[1]::text AS last_key,
+					count(*) AS n
+				FROM b0),
+			e AS (
+				SELECT u.k, u.emb FROM b, unnest(b.keys, %7$s) AS u(k, emb)),
+			set_embedding AS (
+				UPDATE %4$s t SET %8$I = e.emb FROM e WHERE t.%1$I = e.k RETURNING 1),
+			set_null AS (
+				UPDATE %4$s t SET %8$I = NULL FROM b
+				WHERE %9$s AND t.%1$I = ANY (b.null_keys) AND t.%8$I IS NOT NULL RETURNING 1)
+			SELECT b.last_key, b.n FROM b$q$,
+			key_att.attname, source_column, CASE WHEN src_is_image THEN '' ELSE '::text' END, relation,
+			key_cond, CASE WHEN refresh THEN '' ELSE format('AND t.%I IS NULL', target_column) END,
+			encoder, target_column, CASE WHEN refresh THEN 'true' ELSE 'false' END));
+	END LOOP;
+
+	started := clock_timestamp();
+	LOOP
+		BEGIN
+			EXECUTE batch_sql[CASE WHEN start_key IS NULL THEN 1 ELSE 2 END]
+				INTO batch_last, batch_rows USING start_key, batch_size;
+			IF batch_rows > 0 THEN
+				done := done + batch_rows;
+				start_key := batch_last;
+				EXECUTE format($q$UPDATE %s SET rows_done = $2, last_key = $3, updated_at = clock_timestamp()
+					WHERE run_id = $1$q$, runs)
+					USING run, done, start_key;
+			END IF;
+		EXCEPTION WHEN OTHERS OR query_canceled THEN
+			GET STACKED DIAGNOSTICS err_state = RETURNED_SQLSTATE, err_message = MESSAGE_TEXT,
+				err_detail = PG_EXCEPTION_DETAIL, err_hint = PG_EXCEPTION_HINT;
+			failed := true;
+		END;
+		IF failed THEN
+			EXECUTE format($q$UPDATE %s SET state = $2, error = $3, finished_at = clock_timestamp(),
+				updated_at = clock_timestamp() WHERE run_id = $1$q$, runs)
+				USING run, CASE WHEN err_state = '57014' THEN 'cancelled' ELSE 'failed' END,
+					format('%s: %s', err_state, err_message);
+			COMMIT;
+			RAISE EXCEPTION USING ERRCODE = err_state, MESSAGE = err_message,
+				DETAIL = format('%sRun %s had done and committed %s of %s rows; the failing batch began %s.',
+					coalesce(nullif(err_detail, '') || E'\n', ''), run, done, total,
+					CASE WHEN start_key IS NULL THEN 'at the first key'
+						ELSE format('after %I = %s', key_att.attname, start_key) END),
+				HINT = coalesce(nullif(err_hint, ''),
+					'Remove the cause and make the same call again: it goes on where this run stopped.');
+		END IF;
+		EXIT WHEN batch_rows = 0;
+		COMMIT;
+
+		IF last_report IS NULL OR clock_timestamp() - last_report >= interval '10 seconds' THEN
+			last_report := clock_timestamp();
+			rate := done / greatest(extract(epoch FROM last_report - started), 1e-3);
+			RAISE NOTICE '%: % of % rows (%), % rows/s, about % left', me, done, total,
+				round(100.0 * least(done, total) / greatest(total, 1), 1) || '%', round(rate::numeric, 1),
+				date_trunc('second', make_interval(secs => greatest(total - done, 0) / rate));
+		END IF;
+	END LOOP;
+
+	EXECUTE format($q$UPDATE %s SET state = 'finished', finished_at = clock_timestamp(),
+		updated_at = clock_timestamp() WHERE run_id = $1$q$, runs)
+		USING run;
+	COMMIT;
+	RAISE NOTICE '%: run % finished: % rows in %', me, run, done,
+		date_trunc('second', clock_timestamp() - started);
+END
+$procedure$;
+COMMENT ON PROCEDURE crossmodal_embed_column(regclass, text, text, text, integer, boolean, text, boolean) IS
+	'fills (or with refresh, recomputes) an embedding column from a text or bytea column in batches, a commit per batch; progress in crossmodal_embed_progress';
