@@ -1,62 +1,113 @@
 #!/usr/bin/env bash
 # Runs every test of the project: the encoder runtime's unit tests (plain and
-# under ASan+UBSan), a short run of each fuzzer, the extension's pg_regress
-# suite and its TAP tests against a throwaway cluster.
-# Usage (as root on Debian 12; installs what it needs): test/run.sh
+# under ASan+UBSan), a short run of each fuzzer, the distance-kernel tests, the
+# extension's pg_regress suite and TAP tests against throwaway clusters, the
+# client examples and the gallery's test in headless chromium, and the build,
+# check and install of the Debian package.
+# Usage (as root on Debian 12; installs what it needs):
+#   test/run.sh                  every test
+#   test/run.sh KIND [NAME]      one kind of test, or one test of that kind:
+#     unit [test_tokenizer]      encoder unit tests (test/encoders/NAME.c)
+#     fuzz [fuzz_image]          fuzzers (test/fuzz/NAME.c), FUZZ_SECONDS each
+#     kernels                    distance-kernel tests
+#     regress [hnsw_index]       pg_regress (test/sql/NAME.sql)
+#     tap [061_hnsw_crash]       TAP (test/t/NAME.pl)
+#     examples [python|node|gallery]   client examples, browser test
+#     package                    Debian package
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+kind=${1:-all}
+one=${2:-}
+case $kind in
+all | unit | fuzz | kernels | regress | tap | examples | package) ;;
+*) sed -n '/^# Usage/,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
+esac
+want() { [ "$kind" = all ] || [ "$kind" = "$1" ]; }
 
 tools/install-deps.sh --test
 . tools/cluster.sh
 
 passed=0; failed=0
-stage() {	# stage NAME COMMAND...: run one stage, count it
-	local name=$1; shift
+stage() {	# stage NAME COMMAND...: run one stage, count it, time it
+	local name=$1 start=$SECONDS; shift
 	echo "=== $name"
-	if "$@"; then passed=$((passed + 1)); echo "--- $name: ok"
-	else failed=$((failed + 1)); echo "--- $name: FAILED"; fi
+	if "$@"; then passed=$((passed + 1)); echo "--- $name: ok ($((SECONDS - start)) s)"
+	else failed=$((failed + 1)); echo "--- $name: FAILED ($((SECONDS - start)) s)"; fi
 }
 
-stage "encoder unit tests (plain, ASan+UBSan)" make -s -C encoders test
-stage "encoder fuzzers (${FUZZ_SECONDS}s each)" make -s -C encoders fuzz-run FUZZ_SECONDS="$FUZZ_SECONDS"
-stage "encoder CLI builds" make -s -C encoders cli
-stage "distance kernel unit tests (plain, ASan+UBSan)" make -s -C test/kernels
+if want unit; then
+	stage "encoder unit tests (plain, ASan+UBSan)" make -s -C encoders test \
+		${one:+TESTS=$ROOT/build/tests/$one ASAN_TESTS=$ROOT/build/asan-tests/$one}
+fi
+if want fuzz; then
+	stage "encoder fuzzers (${FUZZ_SECONDS}s each)" make -s -C encoders fuzz-run FUZZ_SECONDS="$FUZZ_SECONDS" \
+		${one:+FUZZERS=$ROOT/build/fuzz/$one}
+fi
+if [ "$kind" = all ]; then
+	stage "encoder CLI builds" make -s -C encoders cli
+fi
+if want kernels; then
+	stage "distance kernel unit tests (plain, ASan+UBSan)" make -s -C test/kernels
+fi
 
 build_extension() {
 	make -s clean >/dev/null
 	make -s -j"$(nproc)" WERROR=1 && make -s install
 }
-stage "extension build (-Werror) and install" build_extension
-
-# pg_regress and TAP write into the tree they run from; run them as the
-# postgres user in a copy that user owns.
-WORK=$(mktemp -d /tmp/crossmodal-tests.XXXXXX)
-cp -r Makefile crossmodal.control extension sql test "$WORK"/
-mkdir -p "$WORK/encoders" "$WORK/tools"
-cp tools/private-pg.sh "$WORK/tools/"
-# TAP test 070 builds 0.1.0 from the repository's history: a clone of it that
-# the postgres user can read (the test fails and says so without one).
-git clone -q --no-checkout "$ROOT" "$WORK/repository" || echo "no git history in $ROOT"
-chown -R postgres: "$WORK"
-
-# (TAP_TESTS= below: installcheck would also run the TAP tests, which have
-# their own stage.)
-cluster_start 54339 "shared_buffers = 256MB" "max_parallel_workers_per_gather = 2"
-regress() {
-	if ! as_postgres make -s -C "$WORK" installcheck TAP_TESTS= PGHOST="$PGHOST" PGPORT="$PGPORT" PGUSER=postgres; then
-		cat "$WORK/regression.diffs" 2>/dev/null | head -200
-		return 1
-	fi
-}
-stage "pg_regress" regress
-cluster_stop
-
-if ls test/t/*.pl >/dev/null 2>&1; then
-	stage "TAP tests" as_postgres env CROSSMODAL_SOURCE_DIR="$WORK/repository" make -s -C "$WORK" prove_installcheck
+if want regress || want tap || want examples || want package; then
+	stage "extension build (-Werror) and install" build_extension
 fi
-rm -rf "$WORK"
+
+if want regress || want tap; then
+	# pg_regress and TAP write into the tree they run from; run them as the
+	# postgres user in a copy that user owns.
+	WORK=$(mktemp -d /tmp/crossmodal-tests.XXXXXX)
+	cp -r Makefile crossmodal.control extension sql test "$WORK"/
+	mkdir -p "$WORK/encoders" "$WORK/tools"
+	cp tools/private-pg.sh "$WORK/tools/"
+	# TAP test 070 builds 0.1.0 from the repository's history: a clone of it that
+	# the postgres user can read (the test fails and says so without one).
+	git clone -q --no-checkout "$ROOT" "$WORK/repository" || echo "no git history in $ROOT"
+	chown -R postgres: "$WORK"
+
+	if want regress; then
+		# (TAP_TESTS= below: installcheck would also run the TAP tests, which have
+		# their own stage.)
+		cluster_start 54339 "shared_buffers = 256MB" "max_parallel_workers_per_gather = 2"
+		regress() {
+			if ! as_postgres make -s -C "$WORK" installcheck TAP_TESTS= PGHOST="$PGHOST" PGPORT="$PGPORT" PGUSER=postgres \
+				${one:+REGRESS=$one}; then
+				cat "$WORK/regression.diffs" 2>/dev/null | head -200
+				return 1
+			fi
+		}
+		stage "pg_regress" regress
+		cluster_stop
+	fi
+
+	if want tap && ls test/t/*.pl >/dev/null 2>&1; then
+		stage "TAP tests" as_postgres env CROSSMODAL_SOURCE_DIR="$WORK/repository" make -s -C "$WORK" prove_installcheck \
+			${one:+PROVE_TESTS=test/t/${one%.pl}.pl}
+	fi
+	rm -rf "$WORK"
+fi
+
+if want examples; then
+	if [ "$one" != gallery ]; then
+		stage "client examples (Python psycopg 3, Node.js pg)" examples/run.sh ${one:-python node}
+	fi
+	if [ -z "$one" ] || [ "$one" = gallery ]; then
+		stage "gallery web app in headless chromium" examples/run.sh gallery
+	fi
+fi
+
+# Last: where the PostgreSQL under test is Debian's, this installs the package
+# for real, removes it, and installs the extension again.
+if want package; then
+	stage "Debian package (dpkg-buildpackage, contents, install)" test/debian_package.sh
+fi
 
 echo
 echo "test stages: $passed passed, $failed failed"

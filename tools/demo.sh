@@ -4,9 +4,17 @@
 # emoji images the model never trained on, queries them by text in English and
 # Korean through an HNSW index, prints the hits and zero-shot labels for one
 # image, then stops the cluster.
-# Usage (as root on Debian 12): tools/demo.sh
+# Usage (as root on Debian 12): tools/demo.sh [--keep]
+#   --keep leaves the cluster running (with the demo's table) for the client
+#   examples of examples/ and prints how to reach it and how to stop it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+keep=false
+case ${1:-} in
+--keep) keep=true ;;
+"") ;;
+*) echo "usage: tools/demo.sh [--keep]" >&2; exit 2 ;;
+esac
 
 MODEL=emoji-clip-en-ko
 SAMPLES=models/$MODEL/samples
@@ -68,5 +76,14 @@ SELECT label, round(score::numeric, 3) AS score
 FROM image_labels((SELECT data FROM emoji WHERE file = 'fluent_1f404.png'),
 				  ARRAY['cow', 'cat', 'car', 'tree', 'pizza', '젖소', '고양이']);
 SQL
+if $keep; then
+	trap - EXIT
+	echo
+	echo "The cluster keeps running. To use it (e.g. with examples/python/search.py):"
+	echo "  export PGHOST=$PGHOST PGPORT=$PGPORT PGUSER=$PGUSER PGDATABASE=$PGDATABASE"
+	echo "To stop and remove it:"
+	echo "  runuser -u postgres -- $PG_BINDIR/pg_ctl -D $CLUSTER_DIR/data stop && rm -rf $CLUSTER_DIR"
+	exit 0
+fi
 cluster_stop
 echo "demo done: cluster stopped and removed."

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that building, testing and the demo need.
-# Usage: tools/install-deps.sh [--test|--train|--bench]   (as root; --test adds the test-only packages,
+# Usage: tools/install-deps.sh [--test|--train|--bench]   (as root; --test adds the test-only packages
+#        (the examples' and the gallery test's npm packages are installed by examples/run.sh with npm ci),
 #        --train the packages that prepare the emoji data and train the default model, --bench those of
 #        the benchmarks' reference implementations (PyTorch, hnswlib);
 #        fetching that data also needs the `npm` client)
@@ -9,7 +10,13 @@ set -euo pipefail
 packages=(make gcc pkg-config postgresql-15 postgresql-server-dev-15
           libopenblas-dev libstb-dev libcjson-dev libutf8proc-dev)
 if [ "${1:-}" = "--test" ]; then
-	packages+=(clang libclang-rt-14-dev libipc-run-perl python3-numpy)
+	packages+=(clang libclang-rt-14-dev libipc-run-perl python3-numpy
+	           git python3-psycopg  # TAP 070 (0.1.0 from history); the Python examples
+	           chromium             # the gallery's browser test (driven by playwright-core from npm)
+	           dpkg-dev debhelper fakeroot)  # test/debian_package.sh: dpkg-buildpackage
+	# The Node.js examples and the gallery need node and npm: Debian's, unless
+	# the machine already has a Node.js (its npm comes with it).
+	command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 fi
 if [ "${1:-}" = "--bench" ]; then  # bench/encoders/torch_clip.py, bench/hnsw_reference.py
 	packages+=(python3-torch python3-numpy python3-hnswlib)
