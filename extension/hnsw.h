@@ -2,13 +2,39 @@
  * hnsw.h
  *	  Shared declarations of the crossmodal_hnsw index access method.
  *
- * On-disk layout.  Block 0 is the metapage (index-wide constants and the
- * graph's entry point).  Every other block holds element tuples; one element
- * tuple carries a heap TID, the (normalised, for cosine) vector and the
- * neighbour lists of every layer the element lives on, each neighbour stored
- * as an index TID plus its distance to this element.  Keeping the distance
- * lets an insert prune a full neighbour list while holding only that page's
- * lock, without reading any other vector.
+ * On-disk format (version 1)
+ * --------------------------
+ * Every page is a standard PostgreSQL page (PageInit) whose special space is
+ * an HnswPageOpaqueData: flags (HNSW_PAGE_META or HNSW_PAGE_ELEMENTS) and
+ * page_id = HNSW_PAGE_ID.  Pages never change kind.  Every change to a page
+ * is WAL-logged through Generic WAL.
+ *
+ * Block 0 is the metapage: an HnswMetaPageData at PageGetContents, with
+ * pd_lower just past it.  magic = HNSW_MAGIC; version = HNSW_VERSION; dims
+ * (0 until the first vector fixes it); m and efConstruction as built; entry,
+ * the TID of the graph's entry point (invalid while the graph is empty), and
+ * entryLevel, its top layer (-1 while empty).
+ *
+ * Every other block is an element page: line pointers to element tuples,
+ * each one element of the graph (HnswElementTupleData):
+ *   level (uint8)     the element's top layer, 0..HNSW_MAX_LEVEL
+ *   flags (uint8)     HNSW_ELEMENT_DELETED once VACUUM has marked it dead
+ *   heaptid           the heap row it indexes
+ *   code              the stored vector: float4[dims], unit-normalised for
+ *                     cosine (an operator class with support function 2)
+ *   ndist             float4[nslots], distance from this element to each
+ *                     neighbour (the graph's distance, see HnswDistance)
+ *   ntid              ItemPointerData[nslots], the neighbours' index TIDs
+ * with nslots = 2m + level * m: layer 0 owns slots 0 .. 2m-1, layer l > 0
+ * the m slots from 2m + (l - 1) m.  A layer's used slots come first, sorted
+ * by distance (nearest first); the rest hold an invalid TID.  A neighbour
+ * on layer l has a level >= l.  Links only point at element pages; a TID
+ * whose line pointer is unused (an element VACUUM freed) is skipped by
+ * readers.  An element tuple never grows or moves while it lives: inserts
+ * and VACUUM rewrite its lists in place.
+ *
+ * Keeping the distance with each link lets an insert decide about a full
+ * list while holding only that page's lock.
  */
 #ifndef CROSSMODAL_HNSW_H
 #define CROSSMODAL_HNSW_H
@@ -22,9 +48,12 @@
 #include "fmgr.h"
 #include "nodes/execnodes.h"
 #include "nodes/pathnodes.h"
+#include "port/atomics.h"
 #include "storage/block.h"
 #include "storage/bufmgr.h"
 #include "storage/itemptr.h"
+#include "storage/lwlock.h"
+#include "storage/spin.h"
 #include "utils/relcache.h"
 
 #include "distance_kernels.h"
@@ -97,12 +126,7 @@ typedef HnswMetaPageData *HnswMetaPage;
 
 #define HnswPageGetMeta(page) ((HnswMetaPage) PageGetContents(page))
 
-/*
- * An element tuple: header, float4 vector[dims], float4 ndist[nslots],
- * ItemPointerData ntid[nslots].  Layer 0 owns the first 2*m slots, layer l > 0
- * the m slots after that.  A layer's used slots come first; the rest hold an
- * invalid TID.
- */
+/* An element tuple; see the format at the top of this file. */
 typedef struct HnswElementTupleData
 {
 	uint8		level;
@@ -110,7 +134,7 @@ typedef struct HnswElementTupleData
 	uint16		unused;
 	ItemPointerData heaptid;
 	uint16		pad;
-	float4		data[FLEXIBLE_ARRAY_MEMBER];
+	char		data[FLEXIBLE_ARRAY_MEMBER];	/* code, ndist, ntid */
 } HnswElementTupleData;
 
 typedef HnswElementTupleData *HnswElementTuple;
@@ -122,31 +146,31 @@ typedef HnswElementTupleData *HnswElementTuple;
 #define HnswLevelFirstSlot(m, lc)	((lc) == 0 ? 0 : 2 * (m) + ((lc) - 1) * (m))
 #define HnswElementSlots(m, level)	(2 * (m) + (level) * (m))
 
+/* Bytes of an element tuple whose code takes codeSize bytes (a multiple of 4). */
 static inline Size
-HnswElementTupleSize(int dims, int m, int level)
+HnswElementTupleSize(Size codeSize, int m, int level)
 {
-	int			nslots = HnswElementSlots(m, level);
-
-	return HNSW_ELEMENT_HEADER_SIZE + sizeof(float4) * (Size) dims
-		+ (sizeof(float4) + sizeof(ItemPointerData)) * (Size) nslots;
+	return HNSW_ELEMENT_HEADER_SIZE + codeSize
+		+ (sizeof(float4) + sizeof(ItemPointerData)) * (Size) HnswElementSlots(m, level);
 }
 
-static inline float4 *
-HnswElementVector(HnswElementTuple etup)
+static inline char *
+HnswElementCode(HnswElementTuple etup)
 {
 	return etup->data;
 }
 
 static inline float4 *
-HnswElementDists(HnswElementTuple etup, int dims)
+HnswElementDists(HnswElementTuple etup, Size codeSize)
 {
-	return etup->data + dims;
+	return (float4 *) (etup->data + codeSize);
 }
 
 static inline ItemPointerData *
-HnswElementTids(HnswElementTuple etup, int dims, int m)
+HnswElementTids(HnswElementTuple etup, Size codeSize, int m)
 {
-	return (ItemPointerData *) (etup->data + dims + HnswElementSlots(m, etup->level));
+	return (ItemPointerData *) (etup->data + codeSize
+								+ sizeof(float4) * HnswElementSlots(m, etup->level));
 }
 
 /* Space a page offers to element tuples (one line pointer included). */
@@ -180,11 +204,21 @@ typedef struct HnswIndexState
 	int			dims;
 	int			m;
 	int			efConstruction;
+	Size		codeSize;		/* bytes of an element's code, a multiple of 4 */
 	HnswMetric	metric;
 	bool		normalize;		/* unit-normalise vectors before use */
 	FmgrInfo   *distanceProc;	/* used for HNSW_METRIC_OTHER */
 	Oid			collation;
 } HnswIndexState;
+
+/*
+ * A vector as the graph's distances take it: an input vector, prepared
+ * (unit-normalised for cosine), or an element's stored code read back.
+ */
+typedef struct HnswQuery
+{
+	const float4 *x;			/* NULL: at distance 0 from everything */
+} HnswQuery;
 
 /*
  * The buffer each block was last found in, kept per backend in the index's
@@ -199,25 +233,139 @@ typedef struct HnswBufferCache
 
 #define HNSW_BUFFER_CACHE_MAX_BLOCKS	(1 << 20)
 
+/*
+ * Elements are named by an HnswId: in a graph a build keeps in memory, the
+ * element's number; on disk, its index TID packed by HnswTidKey.
+ */
+typedef uint64 HnswId;
+
+#define HNSW_INVALID_ID				PG_UINT64_MAX
+
+static inline uint64
+HnswTidKey(ItemPointer tid)
+{
+	return ((uint64) ItemPointerGetBlockNumberNoCheck(tid) << 16) |
+		ItemPointerGetOffsetNumberNoCheck(tid);
+}
+
+static inline void
+HnswIdGetTid(HnswId id, ItemPointer tid)
+{
+	ItemPointerSet(tid, (BlockNumber) (id >> 16), (OffsetNumber) (id & 0xFFFF));
+}
+
+/*
+ * The graph a build keeps in memory.  Elements are numbered in the order
+ * they are added; their lists hold element numbers, in the same slots as on
+ * disk, sorted by distance.  In a parallel build the elements live in one
+ * dynamic shared memory segment (HnswBuildShared) and `elements` is this
+ * participant's view of them, filled in as it learns their numbers.
+ */
+typedef struct HnswMemElement
+{
+	ItemPointerData heaptid;
+	uint8		level;
+	OffsetNumber offno;			/* position on disk, assigned when written */
+	BlockNumber blkno;
+	char	   *code;
+	int32	   *nbr;			/* neighbour numbers, slots as on disk */
+	float4	   *dist;			/* their distances */
+	uint8	   *count;			/* used slots per layer */
+} HnswMemElement;
+
+/*
+ * Parallel build: every participant inserts into one graph in dynamic
+ * shared memory.  Elements are numbered by an atomic counter and carved
+ * from an arena by an atomic offset; each element's lists are guarded by its
+ * own LWLock (a participant holds at most one of them at a time), the entry
+ * point by entryLock.  An element is complete before its number is
+ * published (through a neighbour's list or the entry point).
+ */
+typedef struct HnswSharedElement
+{
+	LWLock		lock;			/* guards nbr, dist and count */
+	ItemPointerData heaptid;
+	uint8		level;
+	Size		codeOff;		/* offsets into the arena */
+	Size		nbrOff;
+	Size		distOff;
+	Size		countOff;
+} HnswSharedElement;
+
+typedef struct HnswBuildShared
+{
+	Oid			heaprelid;
+	Oid			indexrelid;
+	bool		isconcurrent;
+	int			trancheId;
+	int			capacity;		/* elements */
+	Size		arenaSize;
+	pg_atomic_uint32 nelements; /* may run past capacity when full */
+	pg_atomic_uint64 arenaUsed;
+	pg_atomic_uint32 full;		/* an allocation failed: rows were left out */
+	LWLock		entryLock;
+	int32		entry;
+	int			entryLevel;
+	slock_t		mutex;			/* guards the counts below */
+	double		heapTuples;
+	double		indexTuples;
+	int			nparticipants;
+} HnswBuildShared;
+
+static inline HnswSharedElement *
+HnswSharedElements(HnswBuildShared *sh)
+{
+	return (HnswSharedElement *) ((char *) sh + MAXALIGN(sizeof(HnswBuildShared)));
+}
+
+static inline char *
+HnswSharedArena(HnswBuildShared *sh)
+{
+	return (char *) HnswSharedElements(sh) + MAXALIGN(sizeof(HnswSharedElement) * (Size) sh->capacity);
+}
+
+typedef struct HnswMemGraph
+{
+	HnswMemElement *elements;
+	int			nelements;		/* serial build */
+	int			capacity;
+	int32		entry;			/* serial build: -1 when empty */
+	int			entryLevel;
+	HnswBuildShared *shared;	/* parallel build, else NULL */
+	MemoryContext cxt;			/* serial build: where elements live */
+	char	   *chunk;			/* serial build: the block elements are carved from */
+	Size		chunkLeft;
+	Size		chunkNext;		/* size of the next block (they grow) */
+	uint32	   *visitMark;		/* per element: epoch of the last visit */
+	uint32		epoch;
+} HnswMemGraph;
+
 /* One element seen by a graph search. */
 typedef struct HnswCandidate
 {
+	HnswId		id;
 	float		dist;
-	bool		expanded;		/* its neighbours have been visited */
-	bool		emitted;		/* returned by a scan already */
-	bool		deleted;		/* marked HNSW_ELEMENT_DELETED by vacuum */
+	uint8		flags;			/* HNSW_CAND_* */
 	uint8		level;
-	ItemPointerData tid;		/* where the element tuple lives */
 	ItemPointerData heaptid;
-	ItemPointerData *neighbors; /* copy of its list on the searched layer */
-	int			nneighbors;
-	float4	   *vector;			/* copy, when the search keeps vectors */
+	const char *code;			/* its code, when the search keeps them */
 } HnswCandidate;
 
-/* A binary heap of candidate indexes ordered by distance. */
+#define HNSW_CAND_EXPANDED			(1 << 0)	/* its neighbours have been visited */
+#define HNSW_CAND_EMITTED			(1 << 1)	/* in a batch a scan returned */
+#define HNSW_CAND_DELETED			(1 << 2)	/* marked HNSW_ELEMENT_DELETED */
+#define HNSW_CAND_QUEUED			(1 << 3)	/* in the candidates heap */
+
+/* A binary heap of pool entries ordered by distance (kept with each item). */
+typedef struct HnswHeapItem
+{
+	float		dist;
+	int			idx;
+} HnswHeapItem;
+
 typedef struct HnswHeap
 {
-	int		   *items;
+	HnswHeapItem *items;
 	int			count;
 	int			capacity;
 	bool		maxHeap;
@@ -232,18 +380,21 @@ typedef struct HnswKeySet
 } HnswKeySet;
 
 /*
- * A search over the graph on disk, resumable: a scan that has returned all of
- * one batch continues from the candidates it did not expand and the elements
+ * A search over one layer of the graph (in memory when `mem` is set, else on
+ * disk).  A scan's search is resumable: after it has returned all of one
+ * batch it continues from the candidates it did not expand and the elements
  * it visited but did not keep.
  */
 typedef struct HnswSearch
 {
 	HnswIndexState *state;
-	const float4 *query;		/* NULL: every distance is 0 */
+	HnswMemGraph *mem;			/* NULL: the graph on disk */
+	HnswQuery	query;
 	int			level;
 	int			ef;
-	bool		keepVectors;
+	bool		keepCodes;		/* copy the code of every element in a batch */
 	bool		skipDeleted;	/* walk through deleted elements, never return them */
+	bool		resumable;		/* keep what a batch set aside (scans) */
 	HnswCandidate *pool;
 	int			npool;
 	int			poolCapacity;
@@ -252,7 +403,7 @@ typedef struct HnswSearch
 	int		   *discarded;		/* visited, not in any batch yet */
 	int			ndiscarded;
 	int			discardedCapacity;
-	HnswKeySet	visited;
+	HnswKeySet	visited;		/* on disk (in memory: the graph's visit marks) */
 	int64		nvisited;
 } HnswSearch;
 
@@ -270,6 +421,15 @@ typedef struct HnswPageWalk
 	BlockNumber end;
 	Buffer		buf;
 } HnswPageWalk;
+
+/* How HnswUpdateMeta moves the entry point. */
+typedef enum HnswEntryChange
+{
+	HNSW_ENTRY_KEEP,			/* leave it */
+	HNSW_ENTRY_SET,				/* always */
+	HNSW_ENTRY_IF_HIGHER,		/* when the new one reaches a higher layer */
+	HNSW_ENTRY_IF_CURRENT		/* when the entry point is still `expected` */
+} HnswEntryChange;
 
 /* Distance kernels of the embedding type, chosen for this CPU at load time. */
 extern const DistanceKernels *hnsw_kernels;
@@ -306,8 +466,7 @@ extern char *hnswbuildphasename(int64 phasenum);
 extern bool hnswinsert(Relation index, Datum *values, bool *isnull, ItemPointer heap_tid,
 					   Relation heap, IndexUniqueCheck checkUnique, bool indexUnchanged,
 					   IndexInfo *indexInfo);
-extern void HnswInsertVector(HnswIndexState *state, const float4 *vector, ItemPointer heaptid,
-							 pg_prng_state *prng);
+extern void HnswPlaceTuple(Relation index, HnswElementTuple etup, Size size, ItemPointer tid);
 
 /* hnswscan.c */
 extern IndexScanDesc hnswbeginscan(Relation index, int nkeys, int norderbys);
@@ -320,29 +479,48 @@ extern IndexBulkDeleteResult *hnswbulkdelete(IndexVacuumInfo *info, IndexBulkDel
 											 IndexBulkDeleteCallback callback, void *callback_state);
 extern IndexBulkDeleteResult *hnswvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats);
 
+/* hnswgraph.c: the HNSW algorithms, for the graph in memory and on disk */
+extern void HnswSearchInit(HnswSearch *search, HnswIndexState *state, HnswMemGraph *mem,
+						   const HnswQuery *query, int ef, bool keepCodes);
+extern void HnswSearchBeginLayer(HnswSearch *search, int level);
+extern bool HnswSearchAddEntry(HnswSearch *search, HnswId id);
+extern void HnswSearchAddCandidate(HnswSearch *search, const HnswCandidate *c);
+extern bool HnswSearchDescend(HnswSearch *search, int level);
+extern void HnswSearchLayer(HnswSearch *search, int ef, int64 maxVisited);
+extern int	HnswSearchResults(HnswSearch *search, int *out);
+extern bool HnswSearchContinue(HnswSearch *search);
+extern bool HnswSearchVisited(HnswSearch *search, HnswId id);
+extern int	HnswSelectNeighbors(HnswIndexState *state, const HnswCandidate *cands, int ncands,
+								int maxNeighbors, bool keepPruned, int *selected);
+extern bool HnswInsertElement(HnswIndexState *state, HnswMemGraph *mem, const float4 *vector,
+							  ItemPointer heaptid, int level);
+extern HnswMemElement *HnswMemGet(HnswMemGraph *mem, int32 idx);
+
 /* hnswutils.c */
-extern HnswMetric HnswIdentifyMetric(PGFunction fn, bool normalize);
-extern float HnswKernelViaProc(FmgrInfo *proc, Oid collation, const float4 *a,
-							   const float4 *b, int dims);
 extern const float4 *HnswDatumGetFloats(Datum value, int *dims);
 extern void HnswInitPage(Page page, uint16 flags);
 extern void HnswInitMetaPage(Page page, int dims, int m, int efConstruction);
 extern void HnswReadMeta(Relation index, HnswMetaPageData *meta);
+extern bool HnswUpdateMeta(Relation index, int dims, HnswEntryChange change, ItemPointer entry,
+						   int entryLevel, ItemPointer expected, HnswMetaPageData *after);
+extern void HnswApplyMeta(Relation index, Buffer metabuf, int dims, ItemPointer entry, int entryLevel);
+extern HnswElementTuple HnswPageGetElement(Page page, ItemPointer tid, int minLevel,
+										   ItemPointer heaptid);
+extern HnswElementTuple HnswReadElementCopy(Relation index, BufferAccessStrategy strategy,
+											ItemPointer tid);
+extern HnswElementTuple HnswFormElementTuple(HnswIndexState *state, const char *code,
+											 ItemPointer heaptid, int level, Size *size);
 extern void HnswInitState(HnswIndexState *state, Relation index, const HnswMetaPageData *meta);
+extern void HnswSetDims(HnswIndexState *state, int dims);
 extern Buffer HnswReadBuffer(HnswIndexState *state, BlockNumber blkno);
 extern float4 *HnswPrepareVector(HnswIndexState *state, Datum value, bool *indexable);
 extern void HnswCheckDims(HnswIndexState *state, int dims);
-extern int	HnswMaxLevel(int dims, int m);
+extern int	HnswMaxLevel(HnswIndexState *state);
 extern int	HnswRandomLevel(int m, int maxLevel, pg_prng_state *prng);
-extern float HnswDistance(HnswIndexState *state, const float4 *a, const float4 *b);
+extern float HnswDistance(HnswIndexState *state, const HnswQuery *q, const char *code);
+extern void HnswEncode(HnswIndexState *state, const float4 *vector, char *code);
+extern void HnswCodeQuery(HnswIndexState *state, const char *code, HnswQuery *q);
 extern void HnswNormalize(float4 *v, int dims, bool *zero);
-extern int	HnswSelectNeighbors(HnswIndexState *state, HnswCandidate *cands, int ncands,
-								int maxNeighbors, int *selected);
-
-extern void HnswHeapInit(HnswHeap *heap, int capacity, bool maxHeap);
-extern void HnswHeapPush(HnswHeap *heap, int item, const HnswCandidate *pool);
-extern int	HnswHeapPop(HnswHeap *heap, const HnswCandidate *pool);
-extern int	HnswHeapTop(const HnswHeap *heap);
 
 extern void HnswPageWalkBegin(HnswPageWalk *walk, Relation index, BufferAccessStrategy strategy,
 							  int lockmode, BlockNumber start, BlockNumber end);
@@ -350,22 +528,8 @@ extern Buffer HnswPageWalkNext(HnswPageWalk *walk);
 extern void HnswPageWalkRelease(HnswPageWalk *walk);
 
 extern void HnswKeySetInit(HnswKeySet *set, uint32 expected);
+extern void HnswKeySetClear(HnswKeySet *set);
 extern bool HnswKeySetAdd(HnswKeySet *set, uint64 key);
 extern bool HnswKeySetContains(const HnswKeySet *set, uint64 key);
-
-static inline uint64
-HnswTidKey(ItemPointer tid)
-{
-	return ((uint64) ItemPointerGetBlockNumberNoCheck(tid) << 16) |
-		ItemPointerGetOffsetNumberNoCheck(tid);
-}
-
-extern void HnswSearchInit(HnswSearch *search, HnswIndexState *state, const float4 *query,
-						   int ef, bool keepVectors);
-extern bool HnswSearchAddEntry(HnswSearch *search, ItemPointer tid, int level);
-extern void HnswSearchLayer(HnswSearch *search, int level, int ef, int64 maxVisited);
-extern int	HnswSearchResults(HnswSearch *search, int *out);
-extern bool HnswSearchContinue(HnswSearch *search);
-extern void HnswSearchBeginLayer(HnswSearch *search, int level);
 
 #endif							/* CROSSMODAL_HNSW_H */

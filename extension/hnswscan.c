@@ -41,7 +41,7 @@ typedef struct HnswScanOpaqueData
 	bool		started;
 	bool		done;
 	HnswIndexState state;
-	float4	   *query;
+	HnswQuery	query;
 	HnswSearch	search;
 	int		   *batch;			/* pool indexes of the current batch */
 	int			nbatch;
@@ -107,31 +107,34 @@ HnswScanStart(IndexScanDesc scan)
 	HnswReadMeta(index, &meta);
 	HnswInitState(&so->state, index, &meta);
 
-	so->query = NULL;
+	so->query.x = NULL;
 	if (!(scan->orderByData[0].sk_flags & SK_ISNULL))
 	{
 		Datum		value = scan->orderByData[0].sk_argument;
 		int			dims;
 		const float4 *x = HnswDatumGetFloats(value, &dims);
+		float4	   *q;
 
 		if (meta.dims > 0 && dims != meta.dims)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_EXCEPTION),
 					 errmsg("different embedding dimensions %d and %d", meta.dims, dims)));
-		so->query = palloc(sizeof(float4) * dims);
-		memcpy(so->query, x, sizeof(float4) * dims);
+		q = palloc(sizeof(float4) * dims);
+		memcpy(q, x, sizeof(float4) * dims);
+		so->query.x = q;
 		if (so->state.normalize)
 		{
 			bool		zero;
 
 			/* A zero query has no direction: every distance is then equal. */
-			HnswNormalize(so->query, dims, &zero);
+			HnswNormalize(q, dims, &zero);
 			if (zero)
-				so->query = NULL;
+				so->query.x = NULL;
 		}
 	}
 
-	HnswSearchInit(&so->search, &so->state, so->query, ef, false);
+	HnswSearchInit(&so->search, &so->state, NULL, &so->query, ef, false);
+	so->search.resumable = true;
 	so->batch = palloc(sizeof(int) * (ef + 1));
 	if (!ItemPointerIsValid(&meta.entry))
 	{
@@ -139,28 +142,14 @@ HnswScanStart(IndexScanDesc scan)
 		return;
 	}
 	HnswSearchBeginLayer(&so->search, meta.entryLevel);
-	if (!HnswSearchAddEntry(&so->search, &meta.entry, meta.entryLevel))
+	if (!HnswSearchAddEntry(&so->search, HnswTidKey(&meta.entry)) ||
+		!HnswSearchDescend(&so->search, 0))
 	{
 		so->done = true;
 		return;
 	}
-	for (int lc = meta.entryLevel; lc > 0; lc--)
-	{
-		int			best;
-		ItemPointerData next;
-
-		HnswSearchLayer(&so->search, lc, 1, 0);
-		if (HnswSearchResults(&so->search, &best) == 0)
-		{
-			so->done = true;
-			return;
-		}
-		next = so->search.pool[best].tid;
-		HnswSearchBeginLayer(&so->search, lc - 1);
-		HnswSearchAddEntry(&so->search, &next, lc - 1);
-	}
 	so->search.nvisited = 0;
-	HnswSearchLayer(&so->search, 0, ef, hnsw_max_scan_tuples);
+	HnswSearchLayer(&so->search, ef, hnsw_max_scan_tuples);
 	so->nbatch = HnswSearchResults(&so->search, so->batch);
 	so->next = 0;
 }
@@ -218,11 +207,10 @@ HnswScanSweep(IndexScanDesc scan)
 			etup = (HnswElementTuple) PageGetItem(page, itemid);
 			ItemPointerSet(&tid, BufferGetBlockNumber(buf), off);
 			if ((etup->flags & HNSW_ELEMENT_DELETED) ||
-				HnswKeySetContains(&so->search.visited, HnswTidKey(&tid)))
+				HnswSearchVisited(&so->search, HnswTidKey(&tid)))
 				continue;
 			so->search.nvisited++;
-			so->swept[so->nswept].dist = HnswDistance(state, so->query,
-													  HnswElementVector(etup));
+			so->swept[so->nswept].dist = HnswDistance(state, &so->query, HnswElementCode(etup));
 			so->swept[so->nswept].heaptid = etup->heaptid;
 			so->nswept++;
 		}
@@ -245,7 +233,7 @@ HnswScanNextBatch(IndexScanDesc scan)
 		return false;
 	if (so->sweeping || !HnswSearchContinue(&so->search))
 		return HnswScanSweep(scan);
-	HnswSearchLayer(&so->search, 0, ef, hnsw_max_scan_tuples);
+	HnswSearchLayer(&so->search, ef, hnsw_max_scan_tuples);
 	so->nbatch = HnswSearchResults(&so->search, so->batch);
 	so->next = 0;
 	return so->nbatch > 0;

@@ -1,6 +1,6 @@
 /*
  * hnswutils.c
- *	  Graph search, neighbour selection, page and tuple helpers of crossmodal_hnsw.
+ *	  Pages, the metapage, element tuples, stored vectors and the small data structures of crossmodal_hnsw.
  */
 #include "postgres.h"
 
@@ -15,7 +15,7 @@
 #include "storage/lmgr.h"
 #include "utils/rel.h"
 
-/* ---------- pages ---------- */
+/* ---------- pages and the metapage ---------- */
 
 void
 HnswInitPage(Page page, uint16 flags)
@@ -72,6 +72,144 @@ HnswReadMeta(Relation index, HnswMetaPageData *out)
 	UnlockReleaseBuffer(buf);
 }
 
+/*
+ * Writes the dimensions (when dims > 0) and the entry point (when entry is
+ * given; an invalid TID empties the graph) to the metapage, whose buffer the
+ * caller holds locked exclusively.
+ */
+void
+HnswApplyMeta(Relation index, Buffer metabuf, int dims, ItemPointer entry, int entryLevel)
+{
+	GenericXLogState *xlog = GenericXLogStart(index);
+	HnswMetaPage meta = HnswPageGetMeta(GenericXLogRegisterBuffer(xlog, metabuf, 0));
+
+	if (dims > 0)
+		meta->dims = dims;
+	if (entry != NULL)
+	{
+		meta->entry = *entry;
+		meta->entryLevel = ItemPointerIsValid(entry) ? entryLevel : -1;
+	}
+	GenericXLogFinish(xlog);
+}
+
+/*
+ * The one way the metapage changes after the build wrote it: fixes the
+ * dimensions if they are not fixed yet (dims > 0), and moves the entry point
+ * as `change` says (IF_CURRENT: only if it is still `expected`).  Returns
+ * whether the entry point moved; *after (if given) receives the metapage as
+ * it is afterwards.
+ */
+bool
+HnswUpdateMeta(Relation index, int dims, HnswEntryChange change, ItemPointer entry,
+			   int entryLevel, ItemPointer expected, HnswMetaPageData *after)
+{
+	Buffer		buf = ReadBuffer(index, HNSW_METAPAGE_BLKNO);
+	HnswMetaPage meta;
+	bool		setDims;
+	bool		setEntry = false;
+
+	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+	meta = HnswPageGetMeta(BufferGetPage(buf));
+	setDims = dims > 0 && meta->dims == 0;
+	switch (change)
+	{
+		case HNSW_ENTRY_KEEP:
+			break;
+		case HNSW_ENTRY_SET:
+			setEntry = true;
+			break;
+		case HNSW_ENTRY_IF_HIGHER:
+			setEntry = !ItemPointerIsValid(&meta->entry) || meta->entryLevel < entryLevel;
+			break;
+		case HNSW_ENTRY_IF_CURRENT:
+			setEntry = ItemPointerEquals(&meta->entry, expected);
+			break;
+	}
+	if (setDims || setEntry)
+		HnswApplyMeta(index, buf, setDims ? dims : 0, setEntry ? entry : NULL, entryLevel);
+	if (after != NULL)
+		memcpy(after, HnswPageGetMeta(BufferGetPage(buf)), sizeof(HnswMetaPageData));
+	UnlockReleaseBuffer(buf);
+	return setEntry;
+}
+
+/* ---------- element tuples ---------- */
+
+/*
+ * The element tuple at `tid` on its page (pinned and locked by the caller),
+ * or NULL when the slot holds none: a TID on the metapage or past the
+ * page's items, a slot VACUUM freed, an element below layer minLevel, or
+ * (with heaptid) an element of another heap row.  Links only ever point at
+ * element pages, so the page's special space, a cache line of its own, is
+ * not looked at.
+ */
+HnswElementTuple
+HnswPageGetElement(Page page, ItemPointer tid, int minLevel, ItemPointer heaptid)
+{
+	OffsetNumber offno = ItemPointerGetOffsetNumber(tid);
+	ItemId		itemid;
+	HnswElementTuple etup;
+
+	if (ItemPointerGetBlockNumber(tid) == HNSW_METAPAGE_BLKNO || PageIsNew(page) ||
+		offno < FirstOffsetNumber || offno > PageGetMaxOffsetNumber(page))
+		return NULL;
+	itemid = PageGetItemId(page, offno);
+	if (!ItemIdIsNormal(itemid))
+		return NULL;
+	etup = (HnswElementTuple) PageGetItem(page, itemid);
+	if (etup->level < minLevel ||
+		(heaptid != NULL && !ItemPointerEquals(&etup->heaptid, heaptid)))
+		return NULL;
+	return etup;
+}
+
+/* A palloc'd copy of the element tuple at tid, or NULL if there is none. */
+HnswElementTuple
+HnswReadElementCopy(Relation index, BufferAccessStrategy strategy, ItemPointer tid)
+{
+	Buffer		buf;
+	Page		page;
+	HnswElementTuple etup;
+	HnswElementTuple copy = NULL;
+
+	if (ItemPointerGetBlockNumber(tid) == HNSW_METAPAGE_BLKNO)
+		return NULL;
+	buf = ReadBufferExtended(index, MAIN_FORKNUM, ItemPointerGetBlockNumber(tid), RBM_NORMAL,
+							 strategy);
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	page = BufferGetPage(buf);
+	etup = HnswPageGetElement(page, tid, 0, NULL);
+	if (etup != NULL)
+	{
+		Size		len = ItemIdGetLength(PageGetItemId(page, ItemPointerGetOffsetNumber(tid)));
+
+		copy = palloc(len);
+		memcpy(copy, etup, len);
+	}
+	UnlockReleaseBuffer(buf);
+	return copy;
+}
+
+/* A new element tuple with every neighbour slot empty. */
+HnswElementTuple
+HnswFormElementTuple(HnswIndexState *state, const char *code, ItemPointer heaptid, int level,
+					 Size *size)
+{
+	HnswElementTuple etup;
+	ItemPointerData *tids;
+
+	*size = HnswElementTupleSize(state->codeSize, state->m, level);
+	etup = palloc0(*size);
+	etup->level = level;
+	etup->heaptid = *heaptid;
+	memcpy(HnswElementCode(etup), code, state->codeSize);
+	tids = HnswElementTids(etup, state->codeSize, state->m);
+	for (int i = 0; i < HnswElementSlots(state->m, level); i++)
+		ItemPointerSetInvalid(&tids[i]);
+	return etup;
+}
+
 /* ---------- the embedding type ---------- */
 
 const DistanceKernels *hnsw_kernels = NULL;
@@ -86,7 +224,7 @@ extern Datum embedding_negative_inner_product(PG_FUNCTION_ARGS);
  * call the vectorised kernels directly; anything else (an opclass a user
  * wrote) goes through fmgr.
  */
-HnswMetric
+static HnswMetric
 HnswIdentifyMetric(PGFunction fn, bool normalize)
 {
 	if (fn == cosine_distance && normalize)
@@ -98,7 +236,7 @@ HnswIdentifyMetric(PGFunction fn, bool normalize)
 	return HNSW_METRIC_OTHER;
 }
 
-float
+static float
 HnswKernelViaProc(FmgrInfo *proc, Oid collation, const float4 *a, const float4 *b, int dims)
 {
 	Embedding  *ea = EmbeddingNew(dims);
@@ -124,7 +262,7 @@ HnswDatumGetFloats(Datum value, int *dims)
 	return e->x;
 }
 
-/* ---------- index state and distances ---------- */
+/* ---------- index state ---------- */
 
 void
 HnswInitState(HnswIndexState *state, Relation index, const HnswMetaPageData *meta)
@@ -133,7 +271,6 @@ HnswInitState(HnswIndexState *state, Relation index, const HnswMetaPageData *met
 
 	memset(state, 0, sizeof(HnswIndexState));
 	state->index = index;
-	state->dims = meta->dims;
 	state->m = meta->m;
 	state->efConstruction = meta->efConstruction;
 	state->collation = index->rd_indcollation[0];
@@ -141,6 +278,7 @@ HnswInitState(HnswIndexState *state, Relation index, const HnswMetaPageData *met
 	state->distanceProc = proc;
 	state->normalize = OidIsValid(index_getprocid(index, 1, HNSW_NORM_PROC));
 	state->metric = HnswIdentifyMetric(proc->fn_addr, state->normalize);
+	HnswSetDims(state, meta->dims);
 
 	/* The per-backend buffer cache, grown to the index's current size. */
 	{
@@ -160,6 +298,14 @@ HnswInitState(HnswIndexState *state, Relation index, const HnswMetaPageData *met
 			index->rd_amcache = cache;
 		}
 	}
+}
+
+/* Sets the dimensions (0: not known yet) and what follows from them. */
+void
+HnswSetDims(HnswIndexState *state, int dims)
+{
+	state->dims = dims;
+	state->codeSize = sizeof(float4) * (Size) dims;
 }
 
 /* ReadBuffer for graph searches, through the recent-buffer cache. */
@@ -184,27 +330,46 @@ HnswReadBuffer(HnswIndexState *state, BlockNumber blkno)
 	return buf;
 }
 
+/* ---------- stored vectors and distances ---------- */
+
+/* The code an element stores for a prepared vector. */
+void
+HnswEncode(HnswIndexState *state, const float4 *vector, char *code)
+{
+	memcpy(code, vector, sizeof(float4) * state->dims);
+}
+
+/* An element's code as a query, for distances between two elements. */
+void
+HnswCodeQuery(HnswIndexState *state, const char *code, HnswQuery *q)
+{
+	(void) state;
+	q->x = (const float4 *) code;
+}
+
 /*
- * The distance the graph is ordered by.  It is monotonic in the opclass's
- * ordering operator: squared L2 for L2, 1 - dot for unit vectors (cosine),
- * -dot for inner product.  A NULL vector (a NULL query) is at distance 0 from
- * everything.
+ * The distance the graph is ordered by, between a query and an element's
+ * code.  It is monotonic in the opclass's ordering operator: squared L2 for
+ * L2, 1 - dot for unit vectors (cosine), -dot for inner product.  A NULL
+ * query is at distance 0 from everything.
  */
 float
-HnswDistance(HnswIndexState *state, const float4 *a, const float4 *b)
+HnswDistance(HnswIndexState *state, const HnswQuery *q, const char *code)
 {
-	if (a == NULL || b == NULL)
+	const float4 *x = (const float4 *) code;
+
+	if (q->x == NULL)
 		return 0.0f;
 	switch (state->metric)
 	{
 		case HNSW_METRIC_L2:
-			return HnswKernelL2Squared(a, b, state->dims);
+			return HnswKernelL2Squared(q->x, x, state->dims);
 		case HNSW_METRIC_IP:
-			return -HnswKernelDot(a, b, state->dims);
+			return -HnswKernelDot(q->x, x, state->dims);
 		case HNSW_METRIC_COSINE:
-			return 1.0f - HnswKernelDot(a, b, state->dims);
+			return 1.0f - HnswKernelDot(q->x, x, state->dims);
 		case HNSW_METRIC_OTHER:
-			return HnswKernelViaProc(state->distanceProc, state->collation, a, b, state->dims);
+			return HnswKernelViaProc(state->distanceProc, state->collation, q->x, x, state->dims);
 	}
 	return 0.0f;				/* keep compiler quiet */
 }
@@ -229,12 +394,12 @@ HnswNormalize(float4 *v, int dims, bool *zero)
  * few layers above log_m(N) are plenty.
  */
 int
-HnswMaxLevel(int dims, int m)
+HnswMaxLevel(HnswIndexState *state)
 {
 	int			level = 0;
 
 	while (level < HNSW_MAX_LEVEL &&
-		   MAXALIGN(HnswElementTupleSize(dims, m, level + 1)) <= HNSW_PAGE_CAPACITY)
+		   MAXALIGN(HnswElementTupleSize(state->codeSize, state->m, level + 1)) <= HNSW_PAGE_CAPACITY)
 		level++;
 	return level;
 }
@@ -243,7 +408,7 @@ HnswMaxLevel(int dims, int m)
 void
 HnswCheckDims(HnswIndexState *state, int dims)
 {
-	Size		need = MAXALIGN(HnswElementTupleSize(dims, state->m, 0));
+	Size		need = MAXALIGN(HnswElementTupleSize(sizeof(float4) * (Size) dims, state->m, 0));
 
 	if (need > HNSW_PAGE_CAPACITY)
 	{
@@ -273,9 +438,9 @@ HnswRandomLevel(int m, int maxLevel, pg_prng_state *prng)
 }
 
 /*
- * Turns an input datum into the vector the index stores: detoasted, checked
- * against the index's dimensions, unit-normalised for cosine.  *indexable is
- * false for a zero vector under cosine (it has no direction).
+ * Turns an input datum into the vector the index works with: detoasted,
+ * checked against the index's dimensions, unit-normalised for cosine.
+ * *indexable is false for a zero vector under cosine (it has no direction).
  */
 float4 *
 HnswPrepareVector(HnswIndexState *state, Datum value, bool *indexable)
@@ -302,120 +467,6 @@ HnswPrepareVector(HnswIndexState *state, Datum value, bool *indexable)
 			*indexable = false;
 	}
 	return v;
-}
-
-/*
- * The neighbour-selection heuristic of the HNSW paper (its Algorithm 4):
- * walking candidates nearest first, keep one only if it is closer to the new
- * element than to every neighbour kept so far, which spreads the links over
- * directions instead of spending them all inside one cluster.  Slots left
- * free are then filled with the nearest candidates that were passed over, so
- * that sparse regions keep as many links as possible.  `cands` are sorted by
- * distance and carry vectors.  Returns the number selected into `selected`.
- */
-int
-HnswSelectNeighbors(HnswIndexState *state, HnswCandidate *cands, int ncands,
-					int maxNeighbors, int *selected)
-{
-	int			nselected = 0;
-	int		   *passed = palloc(sizeof(int) * Max(ncands, 1));
-	int			npassed = 0;
-
-	for (int i = 0; i < ncands && nselected < maxNeighbors; i++)
-	{
-		bool		keep = true;
-
-		for (int j = 0; j < nselected; j++)
-		{
-			HnswCandidate *s = &cands[selected[j]];
-
-			if (HnswDistance(state, cands[i].vector, s->vector) < cands[i].dist)
-			{
-				keep = false;
-				break;
-			}
-		}
-		if (keep)
-			selected[nselected++] = i;
-		else
-			passed[npassed++] = i;
-	}
-	for (int i = 0; i < npassed && nselected < maxNeighbors; i++)
-		selected[nselected++] = passed[i];
-	pfree(passed);
-	return nselected;
-}
-
-/* ---------- binary heap of candidate indexes ---------- */
-
-void
-HnswHeapInit(HnswHeap *heap, int capacity, bool maxHeap)
-{
-	heap->capacity = Max(capacity, 16);
-	heap->items = palloc(sizeof(int) * heap->capacity);
-	heap->count = 0;
-	heap->maxHeap = maxHeap;
-}
-
-static inline bool
-HnswHeapBefore(const HnswHeap *heap, const HnswCandidate *pool, int a, int b)
-{
-	return heap->maxHeap ? pool[a].dist > pool[b].dist : pool[a].dist < pool[b].dist;
-}
-
-void
-HnswHeapPush(HnswHeap *heap, int item, const HnswCandidate *pool)
-{
-	int			i;
-
-	if (heap->count == heap->capacity)
-	{
-		heap->capacity *= 2;
-		heap->items = repalloc(heap->items, sizeof(int) * heap->capacity);
-	}
-	i = heap->count++;
-	while (i > 0)
-	{
-		int			parent = (i - 1) / 2;
-
-		if (!HnswHeapBefore(heap, pool, item, heap->items[parent]))
-			break;
-		heap->items[i] = heap->items[parent];
-		i = parent;
-	}
-	heap->items[i] = item;
-}
-
-int
-HnswHeapPop(HnswHeap *heap, const HnswCandidate *pool)
-{
-	int			top = heap->items[0];
-	int			last = heap->items[--heap->count];
-	int			i = 0;
-
-	while (true)
-	{
-		int			child = 2 * i + 1;
-
-		if (child >= heap->count)
-			break;
-		if (child + 1 < heap->count &&
-			HnswHeapBefore(heap, pool, heap->items[child + 1], heap->items[child]))
-			child++;
-		if (!HnswHeapBefore(heap, pool, heap->items[child], last))
-			break;
-		heap->items[i] = heap->items[child];
-		i = child;
-	}
-	if (heap->count > 0)
-		heap->items[i] = last;
-	return top;
-}
-
-int
-HnswHeapTop(const HnswHeap *heap)
-{
-	return heap->items[0];
 }
 
 /* ---------- set of 64-bit keys ---------- */
@@ -464,6 +515,14 @@ HnswKeySetGrow(HnswKeySet *set)
 	pfree(old);
 }
 
+/* Empties the set, keeping its size. */
+void
+HnswKeySetClear(HnswKeySet *set)
+{
+	memset(set->keys, 0, sizeof(uint64) * (set->mask + 1));
+	set->count = 0;
+}
+
 /* Adds key; returns false when it was already there. */
 bool
 HnswKeySetAdd(HnswKeySet *set, uint64 key)
@@ -499,7 +558,6 @@ HnswKeySetContains(const HnswKeySet *set, uint64 key)
 }
 
 /* ---------- walking the element pages ---------- */
-
 
 void
 HnswPageWalkBegin(HnswPageWalk *walk, Relation index, BufferAccessStrategy strategy,
@@ -545,328 +603,4 @@ HnswPageWalkNext(HnswPageWalk *walk)
 		UnlockReleaseBuffer(buf);
 	}
 	return InvalidBuffer;
-}
-
-/* ---------- graph search on disk ---------- */
-
-void
-HnswSearchInit(HnswSearch *search, HnswIndexState *state, const float4 *query,
-			   int ef, bool keepVectors)
-{
-	memset(search, 0, sizeof(HnswSearch));
-	search->state = state;
-	search->query = query;
-	search->ef = ef;
-	search->keepVectors = keepVectors;
-	search->poolCapacity = Max(ef * 4, 64);
-	search->pool = palloc(sizeof(HnswCandidate) * search->poolCapacity);
-	HnswHeapInit(&search->candidates, ef * 2, false);
-	HnswHeapInit(&search->results, ef + 1, true);
-	search->discardedCapacity = 64;
-	search->discarded = palloc(sizeof(int) * search->discardedCapacity);
-	HnswKeySetInit(&search->visited, ef * 8);
-	search->level = -1;
-}
-
-/* Forgets everything of the previous layer and starts searching `level`. */
-void
-HnswSearchBeginLayer(HnswSearch *search, int level)
-{
-	search->npool = 0;
-	search->candidates.count = 0;
-	search->results.count = 0;
-	search->ndiscarded = 0;
-	memset(search->visited.keys, 0, sizeof(uint64) * (search->visited.mask + 1));
-	search->visited.count = 0;
-	search->level = level;
-}
-
-/*
- * Reads the element at `tid` into a new pool entry: its distance to the
- * query, heap TID, its neighbour list on the search's layer and, if asked, a
- * copy of its vector.  Returns -1 when the TID holds no element on that
- * layer (a slot freed by vacuum, or reused by an element on fewer layers).
- */
-static int
-HnswSearchLoadPinned(HnswSearch *search, ItemPointer tid, Buffer buf)
-{
-	HnswIndexState *state = search->state;
-	OffsetNumber offno = ItemPointerGetOffsetNumber(tid);
-	Page		page;
-	ItemId		itemid;
-	HnswElementTuple etup;
-	HnswCandidate *c;
-	int			idx = -1;
-
-	/*
-	 * Links only ever point at element pages (block 0, the metapage, is
-	 * never linked and pages never change kind), so the page's special
-	 * space, a cache line of its own, is not looked at here.
-	 */
-	LockBuffer(buf, BUFFER_LOCK_SHARE);
-	page = BufferGetPage(buf);
-	if (PageIsNew(page) || offno > PageGetMaxOffsetNumber(page))
-		goto done;
-	itemid = PageGetItemId(page, offno);
-	if (!ItemIdIsNormal(itemid))
-		goto done;
-	etup = (HnswElementTuple) PageGetItem(page, itemid);
-	if (etup->level < search->level)
-		goto done;
-
-	if (search->npool == search->poolCapacity)
-	{
-		search->poolCapacity *= 2;
-		search->pool = repalloc(search->pool, sizeof(HnswCandidate) * search->poolCapacity);
-	}
-	idx = search->npool++;
-	c = &search->pool[idx];
-	c->dist = HnswDistance(state, search->query, HnswElementVector(etup));
-	c->expanded = false;
-	c->emitted = false;
-	c->deleted = (etup->flags & HNSW_ELEMENT_DELETED) != 0;
-	c->level = etup->level;
-	c->tid = *tid;
-	c->heaptid = etup->heaptid;
-	{
-		int			first = HnswLevelFirstSlot(state->m, search->level);
-		int			nslots = HnswLevelSlots(state->m, search->level);
-		ItemPointerData *tids = HnswElementTids(etup, state->dims, state->m) + first;
-		int			n = 0;
-
-		while (n < nslots && ItemPointerIsValid(&tids[n]))
-			n++;
-		c->nneighbors = n;
-		c->neighbors = n > 0 ? palloc(sizeof(ItemPointerData) * n) : NULL;
-		if (n > 0)
-			memcpy(c->neighbors, tids, sizeof(ItemPointerData) * n);
-	}
-	/*
-	 * Keep a copy of the vector only for an element that enters the current
-	 * batch: only those can become neighbours (the heuristic needs their
-	 * vectors); copying every visited vector would cost more than the search.
-	 */
-	if (search->keepVectors &&
-		(search->results.count < search->ef || search->level > 0 ||
-		 c->dist < search->pool[HnswHeapTop(&search->results)].dist))
-	{
-		c->vector = palloc(sizeof(float4) * state->dims);
-		memcpy(c->vector, HnswElementVector(etup), sizeof(float4) * state->dims);
-	}
-	else
-		c->vector = NULL;
-done:
-	UnlockReleaseBuffer(buf);
-	return idx;
-}
-
-static int
-HnswSearchLoad(HnswSearch *search, ItemPointer tid)
-{
-	if (ItemPointerGetBlockNumber(tid) == HNSW_METAPAGE_BLKNO)
-		return -1;
-	return HnswSearchLoadPinned(search, tid,
-								HnswReadBuffer(search->state, ItemPointerGetBlockNumber(tid)));
-}
-
-static void
-HnswSearchDiscard(HnswSearch *search, int idx)
-{
-	if (search->ndiscarded == search->discardedCapacity)
-	{
-		search->discardedCapacity *= 2;
-		search->discarded = repalloc(search->discarded,
-									 sizeof(int) * search->discardedCapacity);
-	}
-	search->discarded[search->ndiscarded++] = idx;
-}
-
-/* Adds a starting element on the current layer; false if it is not there. */
-bool
-HnswSearchAddEntry(HnswSearch *search, ItemPointer tid, int level)
-{
-	int			idx;
-
-	(void) level;
-	if (!HnswKeySetAdd(&search->visited, HnswTidKey(tid)))
-		return true;
-	idx = HnswSearchLoad(search, tid);
-	if (idx < 0)
-		return false;
-	search->nvisited++;
-	HnswHeapPush(&search->candidates, idx, search->pool);
-	/* a starting element enters the batch even if deleted: a batch is never empty */
-	HnswHeapPush(&search->results, idx, search->pool);
-	return true;
-}
-
-/* Admits a freshly visited element into the batch or sets it aside. */
-static void
-HnswSearchConsider(HnswSearch *search, int idx, int ef)
-{
-	HnswCandidate *pool = search->pool;
-	bool		near = search->results.count < ef ||
-		pool[idx].dist < pool[HnswHeapTop(&search->results)].dist;
-
-	/*
-	 * An element that vacuum is deleting may still lead to live ones: expand
-	 * it like any other, but keep it out of the batch.  Only inserts skip
-	 * such elements, and nothing continues an insert's search, so it is not
-	 * set aside either.
-	 */
-	if (search->skipDeleted && pool[idx].deleted)
-	{
-		if (near)
-			HnswHeapPush(&search->candidates, idx, pool);
-		return;
-	}
-	if (near)
-	{
-		HnswHeapPush(&search->candidates, idx, pool);
-		HnswHeapPush(&search->results, idx, pool);
-		if (search->results.count > ef)
-			HnswSearchDiscard(search, HnswHeapPop(&search->results, pool));
-	}
-	else
-		HnswSearchDiscard(search, idx);
-}
-
-/*
- * The layer search of the HNSW paper (Algorithm 2): expand the nearest
- * unexpanded candidate until it is farther than the ef-th best element
- * found.  Stops early once maxVisited elements have been read (0: no bound).
- */
-void
-HnswSearchLayer(HnswSearch *search, int level, int ef, int64 maxVisited)
-{
-	Assert(level == search->level);
-	(void) level;
-	while (search->candidates.count > 0)
-	{
-		int			cidx = HnswHeapTop(&search->candidates);
-		HnswCandidate *c = &search->pool[cidx];
-		int			nneighbors;
-		ItemPointerData *neighbors;
-
-		if (search->results.count >= ef &&
-			c->dist > search->pool[HnswHeapTop(&search->results)].dist)
-			break;
-		if (maxVisited > 0 && search->nvisited >= maxVisited)
-			break;
-		HnswHeapPop(&search->candidates, search->pool);
-		c->expanded = true;
-		nneighbors = c->nneighbors;
-		neighbors = c->neighbors;
-
-		CHECK_FOR_INTERRUPTS();
-
-		/*
-		 * Pin the pages of all unvisited neighbours first and prefetch their
-		 * headers, so the cache misses of one element overlap the others'.
-		 */
-		{
-			Buffer		bufs[2 * HNSW_MAX_M];
-			ItemPointerData tids[2 * HNSW_MAX_M];
-			int			ntodo = 0;
-
-			for (int i = 0; i < nneighbors; i++)
-			{
-				Page		page;
-
-				if (!HnswKeySetAdd(&search->visited, HnswTidKey(&neighbors[i])) ||
-					ItemPointerGetBlockNumber(&neighbors[i]) == HNSW_METAPAGE_BLKNO)
-					continue;
-				tids[ntodo] = neighbors[i];
-				bufs[ntodo] = HnswReadBuffer(search->state,
-										 ItemPointerGetBlockNumber(&neighbors[i]));
-				page = BufferGetPage(bufs[ntodo]);
-				__builtin_prefetch(page);
-				__builtin_prefetch((char *) page + SizeOfPageHeaderData +
-								   sizeof(ItemIdData) * (ItemPointerGetOffsetNumber(&neighbors[i]) - 1));
-				ntodo++;
-			}
-			/*
-			 * Second stage: the line pointers have arrived; prefetch the
-			 * start of each element's vector (the hardware prefetcher
-			 * streams the rest once it sees the sequential misses).
-			 */
-			for (int i = 0; i < ntodo; i++)
-			{
-				Page		page = BufferGetPage(bufs[i]);
-				OffsetNumber off = ItemPointerGetOffsetNumber(&tids[i]);
-
-				if (off <= PageGetMaxOffsetNumber(page))
-				{
-					ItemId		itemid = PageGetItemId(page, off);
-					char	   *tup = (char *) page + ItemIdGetOffset(itemid);
-
-					if (ItemIdGetOffset(itemid) + 256 <= BLCKSZ)
-					{
-						__builtin_prefetch(tup);
-						__builtin_prefetch(tup + 64);
-						__builtin_prefetch(tup + 128);
-						__builtin_prefetch(tup + 192);
-					}
-				}
-			}
-			for (int i = 0; i < ntodo; i++)
-			{
-				int			eidx = HnswSearchLoadPinned(search, &tids[i], bufs[i]);	/* may move pool */
-
-				if (eidx < 0)
-					continue;
-				search->nvisited++;
-				HnswSearchConsider(search, eidx, ef);
-			}
-		}
-	}
-}
-
-/*
- * Moves the current batch out of the results heap into `out`, nearest
- * first, marking each as emitted.  Returns how many.
- */
-int
-HnswSearchResults(HnswSearch *search, int *out)
-{
-	int			n = search->results.count;
-
-	for (int i = n - 1; i >= 0; i--)
-	{
-		out[i] = HnswHeapPop(&search->results, search->pool);
-		search->pool[out[i]].emitted = true;
-	}
-	return n;
-}
-
-/*
- * Prepares the next batch of a scan that has emitted everything so far:
- * elements visited but set aside become the batch's starting results, and
- * those never expanded become candidates again.  False when nothing is left.
- */
-bool
-HnswSearchContinue(HnswSearch *search)
-{
-	int			n = search->ndiscarded;
-	int		   *old;
-
-	if (n == 0 && search->candidates.count == 0)
-		return false;
-	old = palloc(sizeof(int) * Max(n, 1));
-	memcpy(old, search->discarded, sizeof(int) * n);
-	search->ndiscarded = 0;
-	for (int i = 0; i < n; i++)
-	{
-		int			idx = old[i];
-
-		if (search->pool[idx].emitted)
-			continue;
-		if (!search->pool[idx].expanded)
-			HnswHeapPush(&search->candidates, idx, search->pool);
-		HnswHeapPush(&search->results, idx, search->pool);
-		if (search->results.count > search->ef)
-			HnswSearchDiscard(search, HnswHeapPop(&search->results, search->pool));
-	}
-	pfree(old);
-	return true;
 }

@@ -144,7 +144,7 @@ HnswCollectDeadBatch(HnswVacuumState *vs, IndexBulkDeleteCallback callback,
 			dead->level = etup->level;
 			nslots = HnswElementSlots(m, etup->level);
 			dead->tids = MemoryContextAlloc(vs->deadCxt, sizeof(ItemPointerData) * nslots);
-			memcpy(dead->tids, HnswElementTids(etup, vs->state.dims, m),
+			memcpy(dead->tids, HnswElementTids(etup, vs->state.codeSize, m),
 				   sizeof(ItemPointerData) * nslots);
 			stats->tuples_removed += 1;
 		}
@@ -160,56 +160,22 @@ HnswCollectDeadBatch(HnswVacuumState *vs, IndexBulkDeleteCallback callback,
 	HnswPageWalkRelease(&walk);
 }
 
-/* Reads a copy of the element tuple at tid, or NULL if there is none. */
-static HnswElementTuple
-HnswReadElement(HnswVacuumState *vs, ItemPointer tid)
-{
-	Buffer		buf;
-	Page		page;
-	ItemId		itemid;
-	HnswElementTuple copy = NULL;
-	OffsetNumber offno = ItemPointerGetOffsetNumber(tid);
-
-	if (ItemPointerGetBlockNumber(tid) == HNSW_METAPAGE_BLKNO)
-		return NULL;
-	buf = ReadBufferExtended(vs->index, MAIN_FORKNUM, ItemPointerGetBlockNumber(tid),
-							 RBM_NORMAL, vs->bstrategy);
-	LockBuffer(buf, BUFFER_LOCK_SHARE);
-	page = BufferGetPage(buf);
-	if (!PageIsNew(page) && (HnswPageGetOpaque(page)->flags & HNSW_PAGE_ELEMENTS) &&
-		offno <= PageGetMaxOffsetNumber(page))
-	{
-		itemid = PageGetItemId(page, offno);
-		if (ItemIdIsNormal(itemid))
-		{
-			copy = palloc(ItemIdGetLength(itemid));
-			memcpy(copy, PageGetItem(page, itemid), ItemIdGetLength(itemid));
-		}
-	}
-	UnlockReleaseBuffer(buf);
-	return copy;
-}
-
 /*
- * Copies the vector of the element at tid, or NULL: no element on layer lc
- * there, or a deleted one (of this batch, or marked by an earlier vacuum
- * that did not finish; a later batch removes those).
+ * The code of the element at tid (in a copy of its tuple), or NULL: no
+ * element on layer lc there, or a deleted one (of this batch, or marked by
+ * an earlier vacuum that did not finish; a later batch removes those).
  */
-static float4 *
-HnswRepairVector(HnswVacuumState *vs, ItemPointer tid, int lc)
+static const char *
+HnswRepairCode(HnswVacuumState *vs, ItemPointer tid, int lc)
 {
 	HnswElementTuple etup;
-	float4	   *v;
 
 	if (HnswIsDead(vs, tid))
 		return NULL;
-	etup = HnswReadElement(vs, tid);
+	etup = HnswReadElementCopy(vs->index, vs->bstrategy, tid);
 	if (etup == NULL || etup->level < lc || (etup->flags & HNSW_ELEMENT_DELETED))
 		return NULL;
-	v = palloc(sizeof(float4) * vs->state.dims);
-	memcpy(v, HnswElementVector(etup), sizeof(float4) * vs->state.dims);
-	pfree(etup);
-	return v;
+	return HnswElementCode(etup);
 }
 
 static int
@@ -234,51 +200,37 @@ HnswRepairEntryPoint(HnswVacuumState *vs)
 	HnswMetaPageData meta;
 	HnswElementTuple entry;
 	HnswSearch	search;
+	HnswQuery	query;
 	ItemPointerData newEntry;
 	int			newLevel = -1;
-	Buffer		buf;
-	GenericXLogState *xlog;
-	HnswMetaPage metap;
 
 	HnswReadMeta(vs->index, &meta);
 	if (!ItemPointerIsValid(&meta.entry) || !HnswIsDead(vs, &meta.entry))
 		return;
-	entry = HnswReadElement(vs, &meta.entry);
+	entry = HnswReadElementCopy(vs->index, vs->bstrategy, &meta.entry);
 	if (entry == NULL)
 		elog(ERROR, "entry point of crossmodal_hnsw index \"%s\" is missing",
 			 RelationGetRelationName(vs->index));
 
 	ItemPointerSetInvalid(&newEntry);
-	HnswSearchInit(&search, &vs->state, HnswElementVector(entry), 1, false);
+	HnswCodeQuery(&vs->state, HnswElementCode(entry), &query);
+	HnswSearchInit(&search, &vs->state, NULL, &query, 1, false);
 	search.skipDeleted = true;
 	for (int lc = meta.entryLevel; lc >= 0 && newLevel < 0; lc--)
 	{
 		int			best;
 
 		HnswSearchBeginLayer(&search, lc);
-		HnswSearchAddEntry(&search, &meta.entry, lc);
+		HnswSearchAddEntry(&search, HnswTidKey(&meta.entry));
 		search.results.count = 0;	/* the dead entry point itself is no answer */
-		HnswSearchLayer(&search, lc, 1, 0);
+		HnswSearchLayer(&search, 1, 0);
 		if (HnswSearchResults(&search, &best) == 1)
 		{
-			newEntry = search.pool[best].tid;
+			HnswIdGetTid(search.pool[best].id, &newEntry);
 			newLevel = search.pool[best].level;
 		}
 	}
-
-	buf = ReadBuffer(vs->index, HNSW_METAPAGE_BLKNO);
-	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
-	xlog = GenericXLogStart(vs->index);
-	metap = HnswPageGetMeta(GenericXLogRegisterBuffer(xlog, buf, 0));
-	if (ItemPointerEquals(&metap->entry, &meta.entry))
-	{
-		metap->entry = newEntry;
-		metap->entryLevel = newLevel;
-		GenericXLogFinish(xlog);
-	}
-	else
-		GenericXLogAbort(xlog);
-	UnlockReleaseBuffer(buf);
+	HnswUpdateMeta(vs->index, 0, HNSW_ENTRY_IF_CURRENT, &newEntry, newLevel, &meta.entry, NULL);
 }
 
 /*
@@ -295,23 +247,23 @@ HnswRepairElement(HnswVacuumState *vs, ItemPointer tid, HnswElementTuple etup)
 {
 	HnswIndexState *state = &vs->state;
 	int			m = state->m;
-	int			dims = state->dims;
+	Size		codeSize = state->codeSize;
 	ItemPointerData *chosenTids[HNSW_MAX_LEVEL + 1];
 	float4	   *chosenDists[HNSW_MAX_LEVEL + 1];
 	int			nchosen[HNSW_MAX_LEVEL + 1];
 	ItemPointerData *origTids[HNSW_MAX_LEVEL + 1];
 	Buffer		buf;
 	GenericXLogState *xlog;
-	Page		page;
-	ItemId		itemid;
-	OffsetNumber offno = ItemPointerGetOffsetNumber(tid);
-	const float4 *self = HnswElementVector(etup);
+	HnswElementTuple cur;
+	HnswQuery	self;
+
+	HnswCodeQuery(state, HnswElementCode(etup), &self);
 
 	for (int lc = 0; lc <= etup->level; lc++)
 	{
 		int			first = HnswLevelFirstSlot(m, lc);
 		int			nslots = HnswLevelSlots(m, lc);
-		ItemPointerData *tids = HnswElementTids(etup, dims, m) + first;
+		ItemPointerData *tids = HnswElementTids(etup, codeSize, m) + first;
 		HnswKeySet	seen;
 		int			cap = nslots * 4;
 		int			ncands = 0;
@@ -351,12 +303,12 @@ HnswRepairElement(HnswVacuumState *vs, ItemPointer tid, HnswElementTuple etup)
 				}
 				for (int j = 0; j < nlist; j++)
 				{
-					float4	   *v;
+					const char *code;
 
 					if (!HnswKeySetAdd(&seen, HnswTidKey(&list[j])))
 						continue;
-					v = HnswRepairVector(vs, &list[j], lc);
-					if (v == NULL)
+					code = HnswRepairCode(vs, &list[j], lc);
+					if (code == NULL)
 						continue;
 					if (ncands == cap)
 					{
@@ -364,21 +316,21 @@ HnswRepairElement(HnswVacuumState *vs, ItemPointer tid, HnswElementTuple etup)
 						cands = repalloc(cands, sizeof(HnswCandidate) * cap);
 					}
 					memset(&cands[ncands], 0, sizeof(HnswCandidate));
-					cands[ncands].tid = list[j];
-					cands[ncands].vector = v;
-					cands[ncands].dist = HnswDistance(state, self, v);
+					cands[ncands].id = HnswTidKey(&list[j]);
+					cands[ncands].code = code;
+					cands[ncands].dist = HnswDistance(state, &self, code);
 					ncands++;
 				}
 			}
 		}
 		qsort(cands, ncands, sizeof(HnswCandidate), HnswCandidateCmp);
 		selected = palloc(sizeof(int) * nslots);
-		nsel = HnswSelectNeighbors(state, cands, ncands, nslots, selected);
+		nsel = HnswSelectNeighbors(state, cands, ncands, nslots, true, selected);
 		chosenTids[lc] = palloc(sizeof(ItemPointerData) * Max(nsel, 1));
 		chosenDists[lc] = palloc(sizeof(float4) * Max(nsel, 1));
 		for (int i = 0; i < nsel; i++)
 		{
-			chosenTids[lc][i] = cands[selected[i]].tid;
+			HnswIdGetTid(cands[selected[i]].id, &chosenTids[lc][i]);
 			chosenDists[lc][i] = cands[selected[i]].dist;
 		}
 		nchosen[lc] = nsel;
@@ -388,20 +340,15 @@ HnswRepairElement(HnswVacuumState *vs, ItemPointer tid, HnswElementTuple etup)
 							 RBM_NORMAL, vs->bstrategy);
 	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
 	xlog = GenericXLogStart(vs->index);
-	page = GenericXLogRegisterBuffer(xlog, buf, 0);
-	itemid = offno <= PageGetMaxOffsetNumber(page) ? PageGetItemId(page, offno) : NULL;
-	if (itemid != NULL && ItemIdIsNormal(itemid) &&
-		ItemPointerEquals(&((HnswElementTuple) PageGetItem(page, itemid))->heaptid,
-						  &etup->heaptid))
+	cur = HnswPageGetElement(GenericXLogRegisterBuffer(xlog, buf, 0), tid, 0, &etup->heaptid);
+	if (cur != NULL)
 	{
-		HnswElementTuple cur = (HnswElementTuple) PageGetItem(page, itemid);
-
 		for (int lc = 0; lc <= cur->level && lc <= etup->level; lc++)
 		{
 			int			first = HnswLevelFirstSlot(m, lc);
 			int			nslots = HnswLevelSlots(m, lc);
-			ItemPointerData *tids = HnswElementTids(cur, dims, m) + first;
-			float4	   *dists = HnswElementDists(cur, dims) + first;
+			ItemPointerData *tids = HnswElementTids(cur, codeSize, m) + first;
+			float4	   *dists = HnswElementDists(cur, codeSize) + first;
 			ItemPointerData added[2 * HNSW_MAX_M];
 			float4		addedDists[2 * HNSW_MAX_M];
 			int			nadded = 0;
@@ -461,7 +408,6 @@ HnswRepairGraph(HnswVacuumState *vs)
 	HnswPageWalk walk;
 	Buffer		buf;
 	int			m = vs->state.m;
-	int			dims = vs->state.dims;
 
 	HnswPageWalkBegin(&walk, vs->index, vs->bstrategy, BUFFER_LOCK_SHARE,
 					  HNSW_METAPAGE_BLKNO + 1, RelationGetNumberOfBlocks(vs->index));
@@ -489,7 +435,7 @@ HnswRepairGraph(HnswVacuumState *vs)
 			if (HnswIsDead(vs, &tid))
 				continue;
 			etup = (HnswElementTuple) PageGetItem(page, itemid);
-			tids = HnswElementTids(etup, dims, m);
+			tids = HnswElementTids(etup, vs->state.codeSize, m);
 			for (int i = 0; i < HnswElementSlots(m, etup->level) && !needs; i++)
 				needs = ItemPointerIsValid(&tids[i]) && HnswIsDead(vs, &tids[i]);
 			if (needs)
