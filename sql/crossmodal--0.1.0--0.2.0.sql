@@ -215,7 +215,15 @@ BEGIN
 		END IF;
 	END IF;
 
-	use_model := coalesce(model, current_setting('crossmodal.default_model'));
+	-- The library defines crossmodal.default_model when it is loaded, which
+	-- nothing may have done yet in this session: the literal's type input,
+	-- run when the statement is parsed, loads it first.
+	IF model IS NULL THEN
+		EXECUTE format('SELECT current_setting(%L) FROM (SELECT %L::%I.embedding) AS load',
+			'crossmodal.default_model', '[0]', ext) INTO use_model;
+	ELSE
+		use_model := model;
+	END IF;
 	encoder := format(CASE WHEN src_is_image THEN '%I.encode_images(%L, b.sources)'
 		ELSE '%I.encode_texts(%L, b.sources)' END, ext, use_model);
 
