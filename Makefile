@@ -30,7 +30,7 @@ OPENBLAS_LIBS := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenbl
 
 PG_CPPFLAGS = -Iextension -Iencoders -I/usr/include/cjson $(OPENBLAS_CFLAGS)
 PG_CFLAGS = -std=gnu11
-SHLIB_LINK = $(OPENBLAS_LIBS) -lcjson -lutf8proc -lm
+SHLIB_LINK = $(OPENBLAS_LIBS) -lcjson -lutf8proc -ljpeg -lwebp -lwebpdemux -ltiff -lm
 
 # `make WERROR=1`: warnings are errors on our own files (CI does this).
 ifdef WERROR

@@ -492,6 +492,14 @@ image_params(const cm_model *model, const cm_run_options *opt, cm_image_params *
 {
 	*p = model->image;
 	p->max_pixels = (opt && opt->max_image_pixels) ? opt->max_image_pixels : CM_DEFAULT_MAX_IMAGE_PIXELS;
+	if (opt)
+	{
+		p->ignore_orientation = opt->ignore_orientation;
+		p->background = opt->image_background;
+		p->exact_decode = opt->image_decode == CM_DECODE_EXACT;
+		p->cancel = opt->cancel;
+		p->cancel_ctx = opt->cancel_ctx;
+	}
 }
 
 cm_status

@@ -55,9 +55,36 @@ typedef struct cm_load_options
 #define CM_MAX_BATCH 1024
 
 /*
+ * What becomes of transparent pixels.  CM_BACKGROUND_NONE drops alpha as
+ * PIL's convert("RGB") does (the colour stored under a transparent pixel
+ * shows, often black); the others composite the image onto an opaque
+ * background first.
+ */
+typedef enum cm_image_background
+{
+	CM_BACKGROUND_NONE = 0,
+	CM_BACKGROUND_WHITE,
+	CM_BACKGROUND_BLACK
+} cm_image_background;
+
+/*
+ * How large photos are decoded.  CM_DECODE_REDUCED lets a format that can
+ * decode at a reduced scale (JPEG's DCT scaling, WebP's rescaler) do so when
+ * the image is much larger than the model's input, before the antialiased
+ * resize; CM_DECODE_EXACT always decodes every pixel, as PIL does.
+ */
+typedef enum cm_image_decode_mode
+{
+	CM_DECODE_DEFAULT = 0,		/* CM_DECODE_REDUCED */
+	CM_DECODE_EXACT,
+	CM_DECODE_REDUCED
+} cm_image_decode_mode;
+
+/*
  * Per-call options.  A zero-initialised struct (or a NULL pointer) gives the
  * defaults: no cancel callback, no logging, the default image limits, a batch
- * of CM_DEFAULT_BATCH, L2-normalised output.
+ * of CM_DEFAULT_BATCH, L2-normalised output, images turned upright by their
+ * EXIF orientation, alpha dropped, large photos decoded at a reduced scale.
  */
 typedef struct cm_run_options
 {
@@ -70,6 +97,9 @@ typedef struct cm_run_options
 									 * decoding; 0 = default */
 	int			batch_size;		/* inputs per forward pass; 0 = default */
 	bool		raw_features;	/* skip the L2 normalisation (tests, debugging) */
+	bool		ignore_orientation; /* images as stored: no EXIF orientation */
+	cm_image_background image_background;
+	cm_image_decode_mode image_decode;
 } cm_run_options;
 
 typedef struct cm_model_info
@@ -121,7 +151,10 @@ cm_status	cm_encode_texts(const cm_model *model, cm_state *state,
 							const char *const *texts, const size_t *lens, int n,
 							const cm_run_options *options, float *out, cm_error *err);
 
-/* Encode n encoded images (PNG, JPEG, GIF, BMP) into out[n * embed_dim]. */
+/*
+ * Encode n encoded images (PNG, JPEG, GIF, BMP, TGA, WebP, TIFF) into
+ * out[n * embed_dim].
+ */
 cm_status	cm_encode_images(const cm_model *model, cm_state *state,
 							 const unsigned char *const *images, const size_t *lens, int n,
 							 const cm_run_options *options, float *out, cm_error *err);

@@ -74,6 +74,8 @@ cm_status
 cm_image_preprocess(const unsigned char *bytes, size_t len,
 					const cm_image_params *params, float *out, cm_error *err)
 {
+	cm_decode_options dopt;
+	cm_image_info info;
 	cm_decoded_image img;
 	cm_pixel_view view;
 	int64_t		res_w,
@@ -97,13 +99,23 @@ cm_image_preprocess(const unsigned char *bytes, size_t len,
 	if (status != CM_OK)
 		return status;
 
-	status = cm_image_decode(bytes, len, params->max_pixels, &img, err);
+	memset(&dopt, 0, sizeof(dopt));
+	dopt.max_pixels = params->max_pixels;
+	dopt.ignore_orientation = params->ignore_orientation;
+	dopt.background = params->background;
+	dopt.exact = params->exact_decode;
+	dopt.cancel = params->cancel;
+	dopt.cancel_ctx = params->cancel_ctx;
+	status = cm_image_probe(bytes, len, &dopt, &info, err);
 	if (status != CM_OK)
 		return status;
 
-	/* Resized size, as transformers' get_resize_output_image_size. */
-	res_w = img.width;
-	res_h = img.height;
+	/*
+	 * Resized size, as transformers' get_resize_output_image_size, from the
+	 * full-scale size (the header's, after orientation).
+	 */
+	res_w = info.width;
+	res_h = info.height;
 	if (params->do_resize && params->resize_mode == CM_RESIZE_EXACT)
 	{
 		res_w = params->crop_width;
@@ -113,21 +125,20 @@ cm_image_preprocess(const unsigned char *bytes, size_t len,
 	{
 		int64_t		se = params->shortest_edge;
 
-		if (img.width <= img.height)
+		if (info.width <= info.height)
 		{
 			res_w = se;
-			res_h = (int64_t) ((double) (se * img.height) / (double) img.width);
+			res_h = (int64_t) ((double) (se * info.height) / (double) info.width);
 		}
 		else
 		{
 			res_h = se;
-			res_w = (int64_t) ((double) (se * img.width) / (double) img.height);
+			res_w = (int64_t) ((double) (se * info.width) / (double) info.height);
 		}
 	}
 	if (!params->do_center_crop &&
 		(res_w != params->crop_width || res_h != params->crop_height))
 	{
-		cm_decoded_image_free(&img);
 		return cm_set_error(err, CM_ERR_INPUT,
 							"image is %lldx%lld after resizing but the model needs %dx%d, and the preprocessor does not crop",
 							(long long) res_w, (long long) res_h,
@@ -135,6 +146,13 @@ cm_image_preprocess(const unsigned char *bytes, size_t len,
 	}
 	crop_axis_plan(res_w, params->crop_width, &ax);
 	crop_axis_plan(res_h, params->crop_height, &ay);
+
+	/* Decode, at a reduced scale if the resize target allows it. */
+	dopt.target_width = (int) (res_w < INT32_MAX ? res_w : INT32_MAX);
+	dopt.target_height = (int) (res_h < INT32_MAX ? res_h : INT32_MAX);
+	status = cm_image_decode(bytes, len, &dopt, &img, err);
+	if (status != CM_OK)
+		return status;
 
 	/* Resize only the part of the image that survives the crop. */
 	if (!cm_mul_size((size_t) ax.src_len, (size_t) ay.src_len, &win_bytes) ||
@@ -155,6 +173,8 @@ cm_image_preprocess(const unsigned char *bytes, size_t len,
 	view.height = img.height;
 	view.stride = img.stride;
 	view.channels = img.colours;
+	view.extent_width = (double) img.full_width / img.reduce;
+	view.extent_height = (double) img.full_height / img.reduce;
 	status = cm_resample_bicubic(&view, res_w, res_h, ax.src_start, ay.src_start,
 								 ax.src_len, ay.src_len, win, err);
 	cm_decoded_image_free(&img);

@@ -7,6 +7,7 @@
 #define CM_IMAGE_H
 
 #include "cm_common.h"
+#include "crossmodal_encoder.h"
 
 /* Largest width or height of an image accepted for decoding (JPEG's own limit). */
 #define CM_IMAGE_MAX_SIDE 65535
@@ -43,27 +44,40 @@ typedef struct cm_image_params
 	 * even instead of (size - crop) // 2.
 	 */
 	bool		torchvision;
+
+	/* How the bytes are decoded (caller's settings, not the model's). */
+	bool		ignore_orientation; /* no EXIF transpose */
+	cm_image_background background; /* composite alpha onto this first */
+	bool		exact_decode;	/* never decode at a reduced scale */
+	cm_cancel_fn cancel;		/* polled while a large image decodes */
+	void	   *cancel_ctx;
 } cm_image_params;
 
 /*
- * Decode PNG / JPEG / GIF (first frame) / BMP bytes, convert to RGB, resize
- * with PIL-compatible antialiased bicubic, centre-crop and normalise into
- * out[3][crop_height][crop_width] (channel-major, float32).
+ * Decode PNG / JPEG / GIF (first frame) / BMP / TGA / WebP (first frame) /
+ * TIFF (first image) bytes, turn them upright by their EXIF orientation,
+ * convert to RGB, resize with PIL-compatible antialiased bicubic, centre-crop
+ * and normalise into out[3][crop_height][crop_width] (channel-major,
+ * float32).
  *
- * Steps, as CLIPImageProcessor does them: convert("RGB") (grey replicated,
- * alpha dropped); if do_resize, the short side becomes shortest_edge and the
+ * Steps, as transformers' load_image and CLIPImageProcessor do them:
+ * exif_transpose (unless ignore_orientation); convert("RGB") (grey
+ * replicated, alpha dropped, or composited onto background first); if
+ * do_resize, the short side becomes shortest_edge and the
  * long side int(shortest_edge * long / short), with Pillow's fixed-point
  * bicubic; if do_center_crop, the centre crop_height x crop_width window, zero
  * padded where the image is smaller; then (value * rescale_factor - mean) /
- * std per channel.  Without do_center_crop the (resized) image must already be
+ * std per channel.  A large JPEG or WebP may be decoded at a reduced scale
+ * before the resize (unless exact_decode), with the full-scale geometry
+ * kept.  Without do_center_crop the (resized) image must already be
  * crop_height x crop_width.  To skip rescaling or normalisation, pass
  * rescale_factor = 1 or mean = 0, std = 1.
  *
  * Errors: CM_ERR_LIMIT for images over max_pixels or CM_IMAGE_MAX_SIDE
  * (refused before decoding), CM_ERR_INPUT for invalid, truncated or
  * unrecognised bytes (with the decoder's reason), CM_ERR_UNSUPPORTED for
- * valid images this runtime cannot convert faithfully (CMYK JPEG),
- * CM_ERR_MODEL for invalid params, CM_ERR_NOMEM.  Thread-safe; out is
+ * valid images of a kind this runtime does not read (a TIFF compression it
+ * lacks, ...), CM_ERR_MODEL for invalid params, CM_ERR_CANCELLED, CM_ERR_NOMEM.  Thread-safe; out is
  * written only on success.
  */
 cm_status	cm_image_preprocess(const unsigned char *bytes, size_t len,

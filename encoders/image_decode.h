@@ -1,53 +1,104 @@
 /*
  * image_decode.h
- *	  Bounded, thread-safe decoding of PNG / JPEG / GIF / BMP bytes into 8-bit
- *	  samples (private to the image module).
+ *	  Bounded, thread-safe decoding of image bytes (PNG, JPEG, GIF, BMP, TGA,
+ *	  WebP, TIFF) into 8-bit samples, with EXIF orientation, optional alpha
+ *	  compositing and reduced-scale decoding of large photos (private to the
+ *	  image module).
  */
 #ifndef CM_IMAGE_DECODE_H
 #define CM_IMAGE_DECODE_H
 
 #include "cm_common.h"
+#include "crossmodal_encoder.h"
 
 typedef enum cm_image_format
 {
 	CM_IMAGE_PNG,
 	CM_IMAGE_JPEG,
 	CM_IMAGE_GIF,
-	CM_IMAGE_BMP
+	CM_IMAGE_BMP,
+	CM_IMAGE_TGA,
+	CM_IMAGE_WEBP,
+	CM_IMAGE_TIFF
 } cm_image_format;
 
+/* What the caller asks of a decode. */
+typedef struct cm_decode_options
+{
+	uint64_t	max_pixels;		/* width * height limit from the header; 0 = none */
+	bool		ignore_orientation; /* keep the stored layout (no EXIF transpose) */
+	cm_image_background background; /* CM_BACKGROUND_NONE: alpha kept, then
+									 * dropped by the caller as PIL's
+									 * convert("RGB") does */
+
+	/*
+	 * The size the caller will resize the decoded image to (after
+	 * orientation), or 0 x 0 when unknown.  A format that can decode at a
+	 * reduced scale (JPEG's DCT scaling, WebP's rescaler) then does so while
+	 * the result stays comfortably above this size, unless exact is set.
+	 */
+	int			target_width;
+	int			target_height;
+	bool		exact;
+
+	cm_cancel_fn cancel;		/* polled while a large image decodes; may be NULL */
+	void	   *cancel_ctx;
+} cm_decode_options;
+
+/* What the header says, read without decoding. */
+typedef struct cm_image_info
+{
+	cm_image_format format;
+	int			width;			/* full-scale size after orientation */
+	int			height;
+	int			orientation;	/* EXIF orientation applied, 1..8 (1: none) */
+} cm_image_info;
+
 /*
- * Decoded pixels as the decoder produced them, 8 bits per sample.  The
- * conversion to RGB that PIL's convert("RGB") performs is expressed by the two
- * counts rather than by a copy: the first `colours` samples of each pixel are
- * its colour (1 = grey, replicated to R = G = B; 3 = RGB), and any further
- * sample (alpha) is ignored -- dropped, not composited, as PIL does.
+ * Decoded pixels, 8 bits per sample.  The conversion to RGB that PIL's
+ * convert("RGB") performs is expressed by the two counts rather than by a
+ * copy: the first `colours` samples of each pixel are its colour (1 = grey,
+ * replicated to R = G = B; 3 = RGB), and a further sample, when stride says
+ * there is one, is alpha (left to the caller: PIL's convert drops it).
  */
 typedef struct cm_decoded_image
 {
-	unsigned char *pixels;		/* [height][width][stride], owned */
-	int			width;
-	int			height;
+	unsigned char *pixels;		/* [height][width][stride], owned (malloc) */
+	int			width;			/* as decoded: smaller than full_width when */
+	int			height;			/* decoded at a reduced scale */
 	int			stride;			/* samples per pixel: 1, 2, 3 or 4 */
 	int			colours;		/* 1 or 3 */
+	int			full_width;		/* the image's size at full scale, after */
+	int			full_height;	/* orientation: what geometry is computed from */
+	int			reduce;			/* decoded at 1 / reduce scale: width is
+								 * ceil(full_width / reduce) */
 	cm_image_format format;
 } cm_decoded_image;
 
 /*
- * Identify the format, read the declared size without decoding, refuse it when
- * a side exceeds CM_IMAGE_MAX_SIDE or width * height exceeds max_pixels
- * (CM_ERR_LIMIT; 0 = no pixel limit), then decode.  Every allocation the
- * decoder makes is capped by what an image of the declared size can need, so
- * inflating data (zlib bombs, lying chunk lengths) fails instead of
- * allocating.  Invalid or truncated bytes give CM_ERR_INPUT with the
- * decoder's reason; CMYK JPEGs give CM_ERR_UNSUPPORTED.  16-bit PNG samples
- * are reduced to their high byte.  On success the caller frees out with
- * cm_decoded_image_free.
+ * Identify the format and read the header: size, orientation.  Refuses an
+ * image with a side over CM_IMAGE_MAX_SIDE or more than max_pixels pixels
+ * (CM_ERR_LIMIT), unrecognised or malformed headers (CM_ERR_INPUT).
+ */
+cm_status	cm_image_probe(const unsigned char *bytes, size_t len,
+						   const cm_decode_options *opt, cm_image_info *info,
+						   cm_error *err);
+
+/*
+ * Probe, then decode.  Every allocation a decoder makes is bounded by what an
+ * image of the declared size can need, so inflating data (zlib bombs, lying
+ * chunk lengths) fails instead of allocating.  Invalid or truncated bytes
+ * give CM_ERR_INPUT with the decoder's reason; valid images of a kind this
+ * runtime cannot convert as PIL does give CM_ERR_UNSUPPORTED.  On success
+ * the caller frees out with cm_decoded_image_free.
  */
 cm_status	cm_image_decode(const unsigned char *bytes, size_t len,
-							uint64_t max_pixels, cm_decoded_image *out,
+							const cm_decode_options *opt, cm_decoded_image *out,
 							cm_error *err);
 
 void		cm_decoded_image_free(cm_decoded_image *img);
+
+/* "PNG", "JPEG", ... */
+const char *cm_image_format_name(cm_image_format format);
 
 #endif							/* CM_IMAGE_DECODE_H */

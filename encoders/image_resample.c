@@ -108,10 +108,10 @@ axis_position_weights(int in_size, int64_t xx, double scale, double support,
 
 /*
  * Weights for output positions [start, start + n) of an axis resized from
- * in_size to out_size samples.
+ * in_size to out_size samples, the output covering in_extent input samples.
  */
 static cm_status
-axis_filter_build(int in_size, int64_t out_size, int64_t start, int n,
+axis_filter_build(int in_size, double in_extent, int64_t out_size, int64_t start, int n,
 				  axis_filter *f, cm_error *err)
 {
 	double		scale,
@@ -128,7 +128,7 @@ axis_filter_build(int in_size, int64_t out_size, int64_t start, int n,
 				precision;
 
 	memset(f, 0, sizeof(*f));
-	scale = (double) in_size / (double) out_size;
+	scale = in_extent / (double) out_size;
 	filterscale = scale < 1.0 ? 1.0 : scale;
 	support = BICUBIC_SUPPORT * filterscale;
 	ss = 1.0 / filterscale;
@@ -330,8 +330,10 @@ cm_resample_bicubic(const cm_pixel_view *in, int64_t out_width, int64_t out_heig
 					int64_t x0, int64_t y0, int win_width, int win_height,
 					unsigned char *out, cm_error *err)
 {
-	bool		need_horizontal = out_width != in->width;
-	bool		need_vertical = out_height != in->height;
+	double		extent_w = in->extent_width > 0 ? in->extent_width : in->width;
+	double		extent_h = in->extent_height > 0 ? in->extent_height : in->height;
+	bool		need_horizontal = out_width != in->width || extent_w != in->width;
+	bool		need_vertical = out_height != in->height || extent_h != in->height;
 	axis_filter fh = {0},
 				fv = {0};
 	int			row_first,
@@ -357,7 +359,7 @@ cm_resample_bicubic(const cm_pixel_view *in, int64_t out_width, int64_t out_heig
 	/* Which input rows the output window needs. */
 	if (need_vertical)
 	{
-		status = axis_filter_build(in->height, out_height, y0, win_height, &fv, err);
+		status = axis_filter_build(in->height, extent_h, out_height, y0, win_height, &fv, err);
 		if (status != CM_OK)
 			return status;
 		row_first = fv.first[0];
@@ -389,7 +391,7 @@ cm_resample_bicubic(const cm_pixel_view *in, int64_t out_width, int64_t out_heig
 	}
 	if (need_horizontal)
 	{
-		status = axis_filter_build(in->width, out_width, x0, win_width, &fh, err);
+		status = axis_filter_build(in->width, extent_w, out_width, x0, win_width, &fh, err);
 		if (status != CM_OK)
 		{
 			if (tmp != out)

@@ -16,6 +16,15 @@ typedef struct cm_pixel_view
 	int			height;
 	int			stride;			/* samples per pixel, >= channels */
 	int			channels;		/* 1..4 */
+
+	/*
+	 * How much of the input, from its top-left corner and in its own pixels,
+	 * the output covers: 0 for all of it.  An image decoded at 1/r scale has
+	 * ceil(size / r) pixels but ends at size / r, which is what the output
+	 * must map onto to keep the full-scale geometry (Pillow's resize box).
+	 */
+	double		extent_width;
+	double		extent_height;
 } cm_pixel_view;
 
 /*
