@@ -91,7 +91,7 @@ bench(const char *label, const membuf *img, const cm_image_params *p, float *out
 		{
 			cm_decoded_image d;
 
-			if (cm_image_decode(img->p, img->len, 0, &d, &err) != CM_OK)
+			if (cm_image_decode(img->p, img->len, &(cm_decode_options) {0}, &d, &err) != CM_OK)
 			{
 				fprintf(stderr, "%s: %s\n", label, err.message);
 				exit(1);

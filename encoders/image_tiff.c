@@ -105,6 +105,14 @@ mem_unmap(thandle_t h, void *base, toff_t size)
 	(void) h, (void) base, (void) size;
 }
 
+static int	on_error(TIFF *tif, void *ud, const char *module, const char *fmt, va_list ap)
+			__attribute__((format(printf, 4, 0)));
+
+/* libtiff's handler type has no format attribute for GCC to carry over. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wsuggest-attribute=format"
+#endif
+
 static int
 on_error(TIFF *tif, void *ud, const char *module, const char *fmt, va_list ap)
 {

@@ -74,7 +74,8 @@ check_model(const cJSON *root, const golden_model *g, const cm_safetensors *px)
 	cm_model   *m;
 	cm_model_info info;
 	cm_state   *st;
-	cm_run_options raw = {.raw_features = true};
+	/* exact decoding: the reference's pixels come from PIL's full decode */
+	cm_run_options raw = {.raw_features = true, .image_decode = CM_DECODE_EXACT};
 	int			n_texts = cJSON_GetArraySize(texts);
 	int			ids_equal = 0;
 	double		worst_cos = 1,
