@@ -104,6 +104,7 @@ cm_image_preprocess(const unsigned char *bytes, size_t len,
 	dopt.ignore_orientation = params->ignore_orientation;
 	dopt.background = params->background;
 	dopt.exact = params->exact_decode;
+	dopt.reduce_gap = params->reduce_gap;
 	dopt.cancel = params->cancel;
 	dopt.cancel_ctx = params->cancel_ctx;
 	status = cm_image_probe(bytes, len, &dopt, &info, err);

@@ -49,6 +49,7 @@ typedef struct cm_image_params
 	bool		ignore_orientation; /* no EXIF transpose */
 	cm_image_background background; /* composite alpha onto this first */
 	bool		exact_decode;	/* never decode at a reduced scale */
+	double		reduce_gap;		/* 0: the decoder's default (benchmarks vary it) */
 	cm_cancel_fn cancel;		/* polled while a large image decodes */
 	void	   *cancel_ctx;
 } cm_image_params;

@@ -57,6 +57,33 @@ swaps_axes(int orientation)
 	return orientation >= 5 && orientation <= 8;
 }
 
+/*
+ * AVIF and HEIC (ISO base media files whose brands say so), recognised only
+ * to say why they are not read.
+ */
+static bool
+is_heif(const unsigned char *b, size_t len)
+{
+	static const char *const brands[] = {"avif", "avis", "heic", "heix", "heim", "heis",
+	"hevc", "hevx", "hevm", "hevs", "mif1", "msf1"};
+	size_t		box;
+
+	if (len < 16 || memcmp(b + 4, "ftyp", 4) != 0)
+		return false;
+	box = cm_be32(b);
+	if (box < 16 || box > len)
+		box = len;
+	for (size_t at = 8; at + 4 <= box; at += 4)
+	{
+		if (at == 12)
+			continue;			/* minor version */
+		for (size_t i = 0; i < sizeof(brands) / sizeof(brands[0]); i++)
+			if (memcmp(b + at, brands[i], 4) == 0)
+				return true;
+	}
+	return false;
+}
+
 /* Find the codec and read its header; the limits are checked here. */
 static cm_status
 probe(const unsigned char *bytes, size_t len, const cm_decode_options *opt,
@@ -68,6 +95,9 @@ probe(const unsigned char *bytes, size_t len, const cm_decode_options *opt,
 
 	if (bytes == NULL || len == 0)
 		return cm_set_error(err, CM_ERR_INPUT, "invalid image: no bytes");
+	if (is_heif(bytes, len))
+		return cm_set_error(err, CM_ERR_UNSUPPORTED,
+							"AVIF and HEIC images are not supported (convert the image to JPEG, PNG or WebP)");
 	for (size_t i = 0; i < N_CODECS && codec == NULL; i++)
 		if (codecs[i]->sniff(bytes, len))
 			codec = codecs[i];
@@ -145,18 +175,19 @@ ceil_div(uint32_t a, uint32_t b)
 static int
 choose_reduce(const cm_image_header *h, const cm_decode_options *opt)
 {
-	uint64_t	tw,
+	double		gap = opt->reduce_gap > 0 ? opt->reduce_gap : REDUCE_GAP,
+				tw,
 				th;
 	int			r = 1;
 
 	if (opt->exact || h->max_reduce <= 1 ||
 		opt->target_width <= 0 || opt->target_height <= 0)
 		return 1;
-	tw = (uint64_t) (swaps_axes(h->orientation) ? opt->target_height : opt->target_width);
-	th = (uint64_t) (swaps_axes(h->orientation) ? opt->target_width : opt->target_height);
+	tw = swaps_axes(h->orientation) ? opt->target_height : opt->target_width;
+	th = swaps_axes(h->orientation) ? opt->target_width : opt->target_height;
 	while (r * 2 <= h->max_reduce &&
-		   ceil_div(h->width, (uint32_t) r * 2) >= REDUCE_GAP * tw &&
-		   ceil_div(h->height, (uint32_t) r * 2) >= REDUCE_GAP * th)
+		   ceil_div(h->width, (uint32_t) r * 2) >= gap * tw &&
+		   ceil_div(h->height, (uint32_t) r * 2) >= gap * th)
 		r *= 2;
 	return r;
 }

@@ -40,6 +40,8 @@ typedef struct cm_decode_options
 	int			target_width;
 	int			target_height;
 	bool		exact;
+	double		reduce_gap;		/* decoded pixels kept per target pixel and
+								 * axis; 0 = the default (benchmarks vary it) */
 
 	cm_cancel_fn cancel;		/* polled while a large image decodes; may be NULL */
 	void	   *cancel_ctx;

@@ -22,6 +22,22 @@ char	   *cm_default_model = NULL;
 int			cm_threads = 1;
 int			cm_max_image_bytes = 32 * 1024 * 1024;
 int			cm_max_image_pixels = 40000000;
+bool		cm_orientation_setting = true;
+int			cm_background_setting = CM_BACKGROUND_NONE;
+int			cm_decode_setting = CM_DECODE_REDUCED;
+
+static const struct config_enum_entry image_background_options[] = {
+	{"none", CM_BACKGROUND_NONE, false},
+	{"white", CM_BACKGROUND_WHITE, false},
+	{"black", CM_BACKGROUND_BLACK, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry image_decode_options[] = {
+	{"reduced", CM_DECODE_REDUCED, false},
+	{"exact", CM_DECODE_EXACT, false},
+	{NULL, 0, false}
+};
 
 /* The installed models folder; the boot value of crossmodal.model_path. */
 static char default_model_path[MAXPGPATH];
@@ -133,6 +149,33 @@ EncoderRegistryInit(void)
 							40000000, 1, INT_MAX,
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
+
+	/*
+	 * How image bytes become pixels.  Superuser only, like the model files:
+	 * the IMMUTABLE encoder forms depend on them, so they are meant to be
+	 * set server-wide, not to differ between sessions that fill one index.
+	 */
+	DefineCustomBoolVariable("crossmodal.image_exif_orientation",
+							 "Turns images upright by their EXIF orientation before encoding them.",
+							 "As transformers' load_image does (PIL's ImageOps.exif_transpose).",
+							 &cm_orientation_setting,
+							 true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomEnumVariable("crossmodal.image_background",
+							 "Background that transparent images are composited onto before encoding.",
+							 "none drops alpha, as PIL's convert(\"RGB\") does.",
+							 &cm_background_setting,
+							 CM_BACKGROUND_NONE, image_background_options,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomEnumVariable("crossmodal.image_decode",
+							 "How large JPEG and WebP photos are decoded.",
+							 "reduced decodes them at 1/2, 1/4 or 1/8 scale when they are much larger than the model's input; exact decodes every pixel, as PIL does.",
+							 &cm_decode_setting,
+							 CM_DECODE_REDUCED, image_decode_options,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 }
 
 /*
@@ -465,6 +508,9 @@ CmRunBegin(CmRun *run)
 	run->options.log_ctx = run;
 	run->options.max_image_bytes = (size_t) cm_max_image_bytes;
 	run->options.max_image_pixels = (uint64_t) cm_max_image_pixels;
+	run->options.ignore_orientation = !cm_orientation_setting;
+	run->options.image_background = (cm_image_background) cm_background_setting;
+	run->options.image_decode = (cm_image_decode_mode) cm_decode_setting;
 
 	/* Process-wide in OpenBLAS: set only when it differs (it is not free). */
 	if (cm_get_num_threads() != cm_threads)
@@ -511,6 +557,13 @@ CmRunEnd(CmRun *run, cm_status status, const CmModelEntry *entry, const char *wh
 					 errhint("The limit is crossmodal.max_image_pixels (%d).", cm_max_image_pixels) :
 					 run->err.limit == CM_LIMIT_IMAGE_BYTES ?
 					 errhint("The limit is crossmodal.max_image_bytes (%d).", cm_max_image_bytes) : 0));
+			break;
+		case CM_ERR_UNSUPPORTED:
+			/* a valid input of a kind the runtime does not read */
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("could not encode %s: %s", what, msg),
+					 element > 0 ? errdetail("The %s is array element %d.", what, element) : 0));
 			break;
 		default:
 			ereport(ERROR,

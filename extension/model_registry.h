@@ -39,6 +39,9 @@ extern char *cm_default_model;
 extern int	cm_threads;
 extern int	cm_max_image_bytes;
 extern int	cm_max_image_pixels;
+extern bool cm_orientation_setting;
+extern int	cm_background_setting;
+extern int	cm_decode_setting;
 
 /* A model loaded in this backend; owned by the registry. */
 typedef struct CmModelEntry

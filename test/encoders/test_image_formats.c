@@ -561,6 +561,50 @@ test_bombs(void)
 	}
 }
 
+/* ------------------------------------------------------- unsupported */
+
+/* Valid images of kinds not read: CM_ERR_UNSUPPORTED with the reason. */
+static void
+test_unsupported(void)
+{
+	static const unsigned char avif[] = {0, 0, 0, 0x1c, 'f', 't', 'y', 'p', 'a', 'v', 'i', 'f', 0, 0, 0, 0,
+	'm', 'i', 'f', '1', 'm', 'i', 'a', 'f', 'a', 'v', 'i', 'f', 0, 0, 0, 8};
+	static const unsigned char heic[] = {0, 0, 0, 0x18, 'f', 't', 'y', 'p', 'h', 'e', 'i', 'c', 0, 0, 0, 0,
+	'm', 'i', 'f', '1', 'h', 'e', 'i', 'c', 0, 0, 0, 8};
+	size_t		len;
+	unsigned char *b;
+
+	expect_decode(avif, sizeof(avif), 0, CM_ERR_UNSUPPORTED, "AVIF and HEIC", "AVIF");
+	expect_decode(heic, sizeof(heic), 0, CM_ERR_UNSUPPORTED, "AVIF and HEIC", "HEIC");
+
+	/* a TIFF compression outside the list (34712, JPEG 2000) */
+	b = fixture_bytes("tiff_rgb_none.tif", &len);
+	if (b && b[0] == 'I')
+	{
+		uint32_t	ifd = b[4] | b[5] << 8 | (uint32_t) b[6] << 16 | (uint32_t) b[7] << 24;
+		unsigned	n = b[ifd] | b[ifd + 1] << 8;
+
+		for (unsigned e = 0; e < n; e++)
+		{
+			unsigned char *ent = b + ifd + 2 + 12 * e;
+
+			if ((ent[0] | ent[1] << 8) == 259)
+				put_le16(ent + 8, 34712);
+		}
+		expect_decode(b, len, 0, CM_ERR_UNSUPPORTED, "compression 34712", "TIFF in JPEG 2000");
+	}
+	free(b);
+
+	/* an RLE8 BMP */
+	b = fixture_bytes("bmp_palette8.bmp", &len);
+	if (b)
+	{
+		put_le32(b + 30, 1);
+		expect_decode(b, len, 0, CM_ERR_UNSUPPORTED, "RLE", "RLE8 BMP");
+	}
+	free(b);
+}
+
 /* ------------------------------------------------------- reduced scale */
 
 /* A smooth synthetic photo of w x h, RGB. */
@@ -729,6 +773,7 @@ main(void)
 	test_embeddings();
 	test_prefixes();
 	test_bombs();
+	test_unsupported();
 	test_reduced();
 	free(fixtures);
 	cJSON_Delete(manifest_json);
