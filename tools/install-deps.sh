@@ -19,8 +19,8 @@ if [ "${1:-}" = "--test" ]; then
 	# the machine already has a Node.js (its npm comes with it).
 	command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 fi
-if [ "${1:-}" = "--bench" ]; then  # bench/encoders/torch_clip.py, bench/hnsw_reference.py
-	packages+=(python3-torch python3-numpy python3-hnswlib)
+if [ "${1:-}" = "--bench" ]; then  # bench/encoders/torch_clip.py, bench/hnsw_reference.py, bench/images
+	packages+=(python3-torch python3-numpy python3-hnswlib python3-pil)
 fi
 if [ "${1:-}" = "--train" ]; then  # tools/emoji_data.py, tools/train.py, tools/evaluate.py
 	packages+=(librsvg2-bin python3-torch python3-numpy python3-pil python3-regex)
