@@ -760,6 +760,41 @@ test_reduced(void)
 	free(px);
 }
 
+/* ------------------------------------------------------- cancellation */
+
+static bool
+cancel_now(void *ctx)
+{
+	(*(int *) ctx)++;
+	return true;
+}
+
+/* JPEG (libjpeg's progress monitor) and TIFF (between strips) stop midway. */
+static void
+test_cancel(void)
+{
+	static const char *const files[] = {"jpeg_progressive.jpg", "tiff_rgb_lzw.tif"};
+	cm_image_params p = clip_params();
+	float	   *out = malloc(sizeof(float) * 3 * 224 * 224);
+
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+	{
+		size_t		len;
+		unsigned char *b = fixture_bytes(files[i], &len);
+		cm_error	err = {0};
+		int			polls = 0;
+
+		p.cancel = cancel_now;
+		p.cancel_ctx = &polls;
+		RT_CHECK(b && cm_image_preprocess(b, len, &p, out, &err) == CM_ERR_CANCELLED && polls > 0,
+				 "%s: cancel callback honoured (%d polls): %s", files[i], polls, err.message);
+		p.cancel = NULL;
+		RT_CHECK(b && cm_image_preprocess(b, len, &p, out, &err) == CM_OK, "%s: decodes after", files[i]);
+		free(b);
+	}
+	free(out);
+}
+
 int
 main(void)
 {
@@ -775,6 +810,7 @@ main(void)
 	test_bombs();
 	test_unsupported();
 	test_reduced();
+	test_cancel();
 	free(fixtures);
 	cJSON_Delete(manifest_json);
 	return rt_summary("test_image_formats");
