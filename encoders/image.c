@@ -174,8 +174,8 @@ cm_image_preprocess(const unsigned char *bytes, size_t len,
 	view.height = img.height;
 	view.stride = img.stride;
 	view.channels = img.colours;
-	view.extent_width = (double) img.full_width / img.reduce;
-	view.extent_height = (double) img.full_height / img.reduce;
+	view.extent_width = img.extent_width;
+	view.extent_height = img.extent_height;
 	status = cm_resample_bicubic(&view, res_w, res_h, ax.src_start, ay.src_start,
 								 ax.src_len, ay.src_len, win, err);
 	cm_decoded_image_free(&img);

@@ -292,6 +292,9 @@ cm_image_decode(const unsigned char *bytes, size_t len, const cm_decode_options 
 	cm_decoded_image img;
 	cm_status	s;
 	int			reduce;
+	bool		stored_extent_set;
+	double		stored_extent_w,
+				stored_extent_h;
 
 	memset(out, 0, sizeof(*out));
 	s = probe(bytes, len, opt, &codec, &h, err);
@@ -324,6 +327,10 @@ cm_image_decode(const unsigned char *bytes, size_t len, const cm_decode_options 
 		return s;
 	}
 	img.format = codec->format;
+	/* a codec that rescales reports the extent it filled (stored layout) */
+	stored_extent_set = img.extent_width > 0 && img.extent_height > 0;
+	stored_extent_w = img.extent_width;
+	stored_extent_h = img.extent_height;
 
 	if (opt->background != CM_BACKGROUND_NONE && img.stride > img.colours)
 		composite(&img, opt->background);
@@ -335,6 +342,13 @@ cm_image_decode(const unsigned char *bytes, size_t len, const cm_decode_options 
 	img.full_width = (int) (swaps_axes(h.orientation) ? h.height : h.width);
 	img.full_height = (int) (swaps_axes(h.orientation) ? h.width : h.height);
 	img.reduce = reduce;
+	if (!stored_extent_set)
+	{
+		stored_extent_w = (double) h.width / reduce;
+		stored_extent_h = (double) h.height / reduce;
+	}
+	img.extent_width = swaps_axes(h.orientation) ? stored_extent_h : stored_extent_w;
+	img.extent_height = swaps_axes(h.orientation) ? stored_extent_w : stored_extent_h;
 	*out = img;
 	return CM_OK;
 }

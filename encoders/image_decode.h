@@ -74,6 +74,15 @@ typedef struct cm_decoded_image
 	int			full_height;	/* orientation: what geometry is computed from */
 	int			reduce;			/* decoded at 1 / reduce scale: width is
 								 * ceil(full_width / reduce) */
+
+	/*
+	 * The full image's extent in decoded pixels, which the resize maps onto:
+	 * full_width / reduce after DCT scaling (the last pixel reaches past the
+	 * image), the decoded width itself after a rescaler that spreads the
+	 * whole image over it (WebP).  Equal to width and height at full scale.
+	 */
+	double		extent_width;
+	double		extent_height;
 	cm_image_format format;
 } cm_decoded_image;
 

@@ -50,7 +50,9 @@ typedef struct cm_image_codec
 
 	/*
 	 * Decode into out->pixels (malloc) at ceil(width / reduce) x
-	 * ceil(height / reduce); set width, height, stride and colours.
+	 * ceil(height / reduce); set width, height, stride and colours, and
+	 * extent_width / extent_height when the decoded pixels span the image
+	 * otherwise than DCT scaling's width / reduce.
 	 */
 	cm_status	(*decode) (const cm_decode_request *req, cm_decoded_image *out,
 						   cm_error *err);

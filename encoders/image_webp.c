@@ -199,6 +199,9 @@ webp_decode(const cm_decode_request *req, cm_decoded_image *out, cm_error *err)
 	out->height = (int) oh;
 	out->stride = samples;
 	out->colours = 3;
+	/* the rescaler spreads the whole image over the output */
+	out->extent_width = ow;
+	out->extent_height = oh;
 	return CM_OK;
 }
 
