@@ -29,7 +29,9 @@ OPENBLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
 OPENBLAS_LIBS := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
 
 PG_CPPFLAGS = -Iextension -Iencoders -I/usr/include/cjson $(OPENBLAS_CFLAGS)
-PG_CFLAGS = -std=gnu11
+# Hidden visibility: the library exports only what extension/crossmodal.h
+# marks (PostgreSQL loads libraries with global binding; see that header).
+PG_CFLAGS = -std=gnu11 -fvisibility=hidden
 SHLIB_LINK = $(OPENBLAS_LIBS) -lcjson -lutf8proc -ljpeg -lwebp -lwebpdemux -ltiff -lm
 
 # `make WERROR=1`: warnings are errors on our own files (CI does this).

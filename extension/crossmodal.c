@@ -7,13 +7,16 @@
 #include "fmgr.h"
 #include "utils/guc.h"
 
+#include "crossmodal.h"
 #include "embedding.h"
 #include "hnsw.h"
 #include "model_registry.h"
 
-PG_MODULE_MAGIC;
+/* The two names PostgreSQL looks up besides the SQL-callable functions. */
+extern CROSSMODAL_EXPORT const Pg_magic_struct *Pg_magic_func(void);
+extern CROSSMODAL_EXPORT void _PG_init(void);
 
-void		_PG_init(void);
+PG_MODULE_MAGIC;
 
 void
 _PG_init(void)

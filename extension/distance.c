@@ -8,6 +8,7 @@
 
 #include "fmgr.h"
 
+#include "crossmodal.h"
 #include "distance_kernels.h"
 #include "embedding.h"
 
@@ -117,7 +118,7 @@ EmbeddingCosineDistance(const Embedding *a, const Embedding *b)
 }
 
 #define DISTANCE_FUNCTION(name, expr) \
-PG_FUNCTION_INFO_V1(name); \
+CROSSMODAL_FUNCTION(name); \
 Datum \
 name(PG_FUNCTION_ARGS) \
 { \
@@ -130,8 +131,8 @@ name(PG_FUNCTION_ARGS) \
 	PG_RETURN_FLOAT8(result); \
 }
 
-DISTANCE_FUNCTION(cosine_distance, EmbeddingCosineDistance(a, b))
-DISTANCE_FUNCTION(l2_distance, EmbeddingL2Distance(a, b))
-DISTANCE_FUNCTION(inner_product, EmbeddingInnerProduct(a, b))
-DISTANCE_FUNCTION(embedding_negative_inner_product, -EmbeddingInnerProduct(a, b))
-DISTANCE_FUNCTION(l1_distance, EmbeddingL1Distance(a, b))
+DISTANCE_FUNCTION(crossmodal_cosine_distance, EmbeddingCosineDistance(a, b))
+DISTANCE_FUNCTION(crossmodal_l2_distance, EmbeddingL2Distance(a, b))
+DISTANCE_FUNCTION(crossmodal_inner_product, EmbeddingInnerProduct(a, b))
+DISTANCE_FUNCTION(crossmodal_embedding_negative_inner_product, -EmbeddingInnerProduct(a, b))
+DISTANCE_FUNCTION(crossmodal_l1_distance, EmbeddingL1Distance(a, b))

@@ -20,6 +20,7 @@
 #include "utils/lsyscache.h"
 #include "utils/numeric.h"
 
+#include "crossmodal.h"
 #include "embedding.h"
 
 /* Longest element token quoted in an error message. */
@@ -134,9 +135,9 @@ SkipSpaces(const char *p)
  * Text input: "[1,2.5,-0.03]", with optional white space around the brackets,
  * the elements and the commas.
  */
-PG_FUNCTION_INFO_V1(embedding_in);
+CROSSMODAL_FUNCTION(crossmodal_embedding_in);
 Datum
-embedding_in(PG_FUNCTION_ARGS)
+crossmodal_embedding_in(PG_FUNCTION_ARGS)
 {
 	char	   *str = PG_GETARG_CSTRING(0);
 	int32		typmod = PG_GETARG_INT32(2);
@@ -239,9 +240,9 @@ embedding_in(PG_FUNCTION_ARGS)
  * Text output: each element in the shortest decimal form that reads back to
  * the same float4 (the same digits as real's output).
  */
-PG_FUNCTION_INFO_V1(embedding_out);
+CROSSMODAL_FUNCTION(crossmodal_embedding_out);
 Datum
-embedding_out(PG_FUNCTION_ARGS)
+crossmodal_embedding_out(PG_FUNCTION_ARGS)
 {
 	Embedding  *emb = PG_GETARG_EMBEDDING_P(0);
 	char	   *buf = palloc((Size) emb->dim * FLOAT_SHORTEST_DECIMAL_LEN + 2);
@@ -260,9 +261,9 @@ embedding_out(PG_FUNCTION_ARGS)
 	PG_RETURN_CSTRING(buf);
 }
 
-PG_FUNCTION_INFO_V1(embedding_typmod_in);
+CROSSMODAL_FUNCTION(crossmodal_embedding_typmod_in);
 Datum
-embedding_typmod_in(PG_FUNCTION_ARGS)
+crossmodal_embedding_typmod_in(PG_FUNCTION_ARGS)
 {
 	ArrayType  *ta = PG_GETARG_ARRAYTYPE_P(0);
 	int32	   *mods;
@@ -286,9 +287,9 @@ embedding_typmod_in(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(mods[0]);
 }
 
-PG_FUNCTION_INFO_V1(embedding_typmod_out);
+CROSSMODAL_FUNCTION(crossmodal_embedding_typmod_out);
 Datum
-embedding_typmod_out(PG_FUNCTION_ARGS)
+crossmodal_embedding_typmod_out(PG_FUNCTION_ARGS)
 {
 	int32		typmod = PG_GETARG_INT32(0);
 
@@ -299,9 +300,9 @@ embedding_typmod_out(PG_FUNCTION_ARGS)
  * Binary form: int16 dimensions, int16 reserved (0), then the float4
  * elements, all in network byte order.
  */
-PG_FUNCTION_INFO_V1(embedding_recv);
+CROSSMODAL_FUNCTION(crossmodal_embedding_recv);
 Datum
-embedding_recv(PG_FUNCTION_ARGS)
+crossmodal_embedding_recv(PG_FUNCTION_ARGS)
 {
 	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
 	int32		typmod = PG_GETARG_INT32(2);
@@ -329,9 +330,9 @@ embedding_recv(PG_FUNCTION_ARGS)
 	PG_RETURN_EMBEDDING_P(result);
 }
 
-PG_FUNCTION_INFO_V1(embedding_send);
+CROSSMODAL_FUNCTION(crossmodal_embedding_send);
 Datum
-embedding_send(PG_FUNCTION_ARGS)
+crossmodal_embedding_send(PG_FUNCTION_ARGS)
 {
 	Embedding  *emb = PG_GETARG_EMBEDDING_P(0);
 	StringInfoData buf;
@@ -346,9 +347,9 @@ embedding_send(PG_FUNCTION_ARGS)
 }
 
 /* Length coercion embedding -> embedding(n), used on assignment and cast. */
-PG_FUNCTION_INFO_V1(embedding);
+CROSSMODAL_FUNCTION(crossmodal_embedding);
 Datum
-embedding(PG_FUNCTION_ARGS)
+crossmodal_embedding(PG_FUNCTION_ARGS)
 {
 	Embedding  *emb = PG_GETARG_EMBEDDING_P(0);
 
@@ -427,30 +428,30 @@ EmbeddingFromArray(ArrayType *array, int32 typmod)
 	return result;
 }
 
-PG_FUNCTION_INFO_V1(embedding_from_integer_array);
+CROSSMODAL_FUNCTION(crossmodal_embedding_from_integer_array);
 Datum
-embedding_from_integer_array(PG_FUNCTION_ARGS)
+crossmodal_embedding_from_integer_array(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_EMBEDDING_P(EmbeddingFromArray(PG_GETARG_ARRAYTYPE_P(0), PG_GETARG_INT32(1)));
 }
 
-PG_FUNCTION_INFO_V1(embedding_from_real_array);
+CROSSMODAL_FUNCTION(crossmodal_embedding_from_real_array);
 Datum
-embedding_from_real_array(PG_FUNCTION_ARGS)
+crossmodal_embedding_from_real_array(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_EMBEDDING_P(EmbeddingFromArray(PG_GETARG_ARRAYTYPE_P(0), PG_GETARG_INT32(1)));
 }
 
-PG_FUNCTION_INFO_V1(embedding_from_double_array);
+CROSSMODAL_FUNCTION(crossmodal_embedding_from_double_array);
 Datum
-embedding_from_double_array(PG_FUNCTION_ARGS)
+crossmodal_embedding_from_double_array(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_EMBEDDING_P(EmbeddingFromArray(PG_GETARG_ARRAYTYPE_P(0), PG_GETARG_INT32(1)));
 }
 
-PG_FUNCTION_INFO_V1(embedding_from_numeric_array);
+CROSSMODAL_FUNCTION(crossmodal_embedding_from_numeric_array);
 Datum
-embedding_from_numeric_array(PG_FUNCTION_ARGS)
+crossmodal_embedding_from_numeric_array(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_EMBEDDING_P(EmbeddingFromArray(PG_GETARG_ARRAYTYPE_P(0), PG_GETARG_INT32(1)));
 }
@@ -517,37 +518,37 @@ EmbeddingToArray(const Embedding *emb, EmbeddingArrayKind kind)
 	return NULL;				/* keep compiler quiet */
 }
 
-PG_FUNCTION_INFO_V1(embedding_to_integer_array);
+CROSSMODAL_FUNCTION(crossmodal_embedding_to_integer_array);
 Datum
-embedding_to_integer_array(PG_FUNCTION_ARGS)
+crossmodal_embedding_to_integer_array(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_ARRAYTYPE_P(EmbeddingToArray(PG_GETARG_EMBEDDING_P(0), EMBEDDING_TO_INTEGER));
 }
 
-PG_FUNCTION_INFO_V1(embedding_to_real_array);
+CROSSMODAL_FUNCTION(crossmodal_embedding_to_real_array);
 Datum
-embedding_to_real_array(PG_FUNCTION_ARGS)
+crossmodal_embedding_to_real_array(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_ARRAYTYPE_P(EmbeddingToArray(PG_GETARG_EMBEDDING_P(0), EMBEDDING_TO_REAL));
 }
 
-PG_FUNCTION_INFO_V1(embedding_to_double_array);
+CROSSMODAL_FUNCTION(crossmodal_embedding_to_double_array);
 Datum
-embedding_to_double_array(PG_FUNCTION_ARGS)
+crossmodal_embedding_to_double_array(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_ARRAYTYPE_P(EmbeddingToArray(PG_GETARG_EMBEDDING_P(0), EMBEDDING_TO_DOUBLE));
 }
 
-PG_FUNCTION_INFO_V1(embedding_to_numeric_array);
+CROSSMODAL_FUNCTION(crossmodal_embedding_to_numeric_array);
 Datum
-embedding_to_numeric_array(PG_FUNCTION_ARGS)
+crossmodal_embedding_to_numeric_array(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_ARRAYTYPE_P(EmbeddingToArray(PG_GETARG_EMBEDDING_P(0), EMBEDDING_TO_NUMERIC));
 }
 
-PG_FUNCTION_INFO_V1(dims);
+CROSSMODAL_FUNCTION(crossmodal_dims);
 Datum
-dims(PG_FUNCTION_ARGS)
+crossmodal_dims(PG_FUNCTION_ARGS)
 {
 	Embedding  *emb = PG_GETARG_EMBEDDING_P(0);
 
@@ -565,17 +566,17 @@ EmbeddingNorm(const Embedding *emb)
 	return sqrt(sum);
 }
 
-PG_FUNCTION_INFO_V1(norm);
+CROSSMODAL_FUNCTION(crossmodal_norm);
 Datum
-norm(PG_FUNCTION_ARGS)
+crossmodal_norm(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_FLOAT8(EmbeddingNorm(PG_GETARG_EMBEDDING_P(0)));
 }
 
 /* Scales to unit length; the zero embedding is returned unchanged. */
-PG_FUNCTION_INFO_V1(l2_normalize);
+CROSSMODAL_FUNCTION(crossmodal_l2_normalize);
 Datum
-l2_normalize(PG_FUNCTION_ARGS)
+crossmodal_l2_normalize(PG_FUNCTION_ARGS)
 {
 	Embedding  *emb = PG_GETARG_EMBEDDING_P(0);
 	double		length = EmbeddingNorm(emb);
@@ -587,9 +588,9 @@ l2_normalize(PG_FUNCTION_ARGS)
 }
 
 /* Elements start .. start + count - 1 (1-based), clipped to the embedding like substr. */
-PG_FUNCTION_INFO_V1(subvector);
+CROSSMODAL_FUNCTION(crossmodal_subvector);
 Datum
-subvector(PG_FUNCTION_ARGS)
+crossmodal_subvector(PG_FUNCTION_ARGS)
 {
 	Embedding  *emb = PG_GETARG_EMBEDDING_P(0);
 	int32		start = PG_GETARG_INT32(1);
@@ -660,25 +661,25 @@ EmbeddingElementwise(const Embedding *a, const Embedding *b, EmbeddingArithmetic
 	return result;
 }
 
-PG_FUNCTION_INFO_V1(embedding_add);
+CROSSMODAL_FUNCTION(crossmodal_embedding_add);
 Datum
-embedding_add(PG_FUNCTION_ARGS)
+crossmodal_embedding_add(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_EMBEDDING_P(EmbeddingElementwise(PG_GETARG_EMBEDDING_P(0),
 											   PG_GETARG_EMBEDDING_P(1), EMBEDDING_ADD));
 }
 
-PG_FUNCTION_INFO_V1(embedding_sub);
+CROSSMODAL_FUNCTION(crossmodal_embedding_sub);
 Datum
-embedding_sub(PG_FUNCTION_ARGS)
+crossmodal_embedding_sub(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_EMBEDDING_P(EmbeddingElementwise(PG_GETARG_EMBEDDING_P(0),
 											   PG_GETARG_EMBEDDING_P(1), EMBEDDING_SUBTRACT));
 }
 
-PG_FUNCTION_INFO_V1(embedding_mul);
+CROSSMODAL_FUNCTION(crossmodal_embedding_mul);
 Datum
-embedding_mul(PG_FUNCTION_ARGS)
+crossmodal_embedding_mul(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_EMBEDDING_P(EmbeddingElementwise(PG_GETARG_EMBEDDING_P(0),
 											   PG_GETARG_EMBEDDING_P(1), EMBEDDING_MULTIPLY));
@@ -704,7 +705,7 @@ EmbeddingCompare(const Embedding *a, const Embedding *b)
 }
 
 #define EMBEDDING_COMPARISON(name, test) \
-PG_FUNCTION_INFO_V1(name); \
+CROSSMODAL_FUNCTION(name); \
 Datum \
 name(PG_FUNCTION_ARGS) \
 { \
@@ -717,16 +718,16 @@ name(PG_FUNCTION_ARGS) \
 	PG_RETURN_BOOL(test); \
 }
 
-EMBEDDING_COMPARISON(embedding_lt, cmp < 0)
-EMBEDDING_COMPARISON(embedding_le, cmp <= 0)
-EMBEDDING_COMPARISON(embedding_eq, cmp == 0)
-EMBEDDING_COMPARISON(embedding_ne, cmp != 0)
-EMBEDDING_COMPARISON(embedding_ge, cmp >= 0)
-EMBEDDING_COMPARISON(embedding_gt, cmp > 0)
+EMBEDDING_COMPARISON(crossmodal_embedding_lt, cmp < 0)
+EMBEDDING_COMPARISON(crossmodal_embedding_le, cmp <= 0)
+EMBEDDING_COMPARISON(crossmodal_embedding_eq, cmp == 0)
+EMBEDDING_COMPARISON(crossmodal_embedding_ne, cmp != 0)
+EMBEDDING_COMPARISON(crossmodal_embedding_ge, cmp >= 0)
+EMBEDDING_COMPARISON(crossmodal_embedding_gt, cmp > 0)
 
-PG_FUNCTION_INFO_V1(embedding_cmp);
+CROSSMODAL_FUNCTION(crossmodal_embedding_cmp);
 Datum
-embedding_cmp(PG_FUNCTION_ARGS)
+crossmodal_embedding_cmp(PG_FUNCTION_ARGS)
 {
 	Embedding  *a = PG_GETARG_EMBEDDING_P(0);
 	Embedding  *b = PG_GETARG_EMBEDDING_P(1);
@@ -761,16 +762,16 @@ EmbeddingHash(const Embedding *emb, uint64 seed, bool extended)
 	return result;
 }
 
-PG_FUNCTION_INFO_V1(embedding_hash);
+CROSSMODAL_FUNCTION(crossmodal_embedding_hash);
 Datum
-embedding_hash(PG_FUNCTION_ARGS)
+crossmodal_embedding_hash(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_UINT32((uint32) EmbeddingHash(PG_GETARG_EMBEDDING_P(0), 0, false));
 }
 
-PG_FUNCTION_INFO_V1(embedding_hash_extended);
+CROSSMODAL_FUNCTION(crossmodal_embedding_hash_extended);
 Datum
-embedding_hash_extended(PG_FUNCTION_ARGS)
+crossmodal_embedding_hash_extended(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_UINT64(EmbeddingHash(PG_GETARG_EMBEDDING_P(0), PG_GETARG_INT64(1), true));
 }
@@ -809,9 +810,9 @@ EmbeddingAggContext(FunctionCallInfo fcinfo, const char *caller)
 	return aggcontext;
 }
 
-PG_FUNCTION_INFO_V1(embedding_accum);
+CROSSMODAL_FUNCTION(crossmodal_embedding_accum);
 Datum
-embedding_accum(PG_FUNCTION_ARGS)
+crossmodal_embedding_accum(PG_FUNCTION_ARGS)
 {
 	MemoryContext aggcontext = EmbeddingAggContext(fcinfo, "embedding_accum");
 	EmbeddingAggState *state = PG_ARGISNULL(0) ? NULL : (EmbeddingAggState *) PG_GETARG_POINTER(0);
@@ -837,9 +838,9 @@ embedding_accum(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(state);
 }
 
-PG_FUNCTION_INFO_V1(embedding_combine);
+CROSSMODAL_FUNCTION(crossmodal_embedding_combine);
 Datum
-embedding_combine(PG_FUNCTION_ARGS)
+crossmodal_embedding_combine(PG_FUNCTION_ARGS)
 {
 	MemoryContext aggcontext = EmbeddingAggContext(fcinfo, "embedding_combine");
 	EmbeddingAggState *state1 = PG_ARGISNULL(0) ? NULL : (EmbeddingAggState *) PG_GETARG_POINTER(0);
@@ -867,9 +868,9 @@ embedding_combine(PG_FUNCTION_ARGS)
 	PG_RETURN_POINTER(state1);
 }
 
-PG_FUNCTION_INFO_V1(embedding_serialize);
+CROSSMODAL_FUNCTION(crossmodal_embedding_serialize);
 Datum
-embedding_serialize(PG_FUNCTION_ARGS)
+crossmodal_embedding_serialize(PG_FUNCTION_ARGS)
 {
 	EmbeddingAggState *state = (EmbeddingAggState *) PG_GETARG_POINTER(0);
 	StringInfoData buf;
@@ -883,9 +884,9 @@ embedding_serialize(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
 }
 
-PG_FUNCTION_INFO_V1(embedding_deserialize);
+CROSSMODAL_FUNCTION(crossmodal_embedding_deserialize);
 Datum
-embedding_deserialize(PG_FUNCTION_ARGS)
+crossmodal_embedding_deserialize(PG_FUNCTION_ARGS)
 {
 	bytea	   *data = PG_GETARG_BYTEA_PP(0);
 	MemoryContext aggcontext = EmbeddingAggContext(fcinfo, "embedding_deserialize");
@@ -933,18 +934,18 @@ EmbeddingFromSums(const EmbeddingAggState *state, double divisor)
 	return result;
 }
 
-PG_FUNCTION_INFO_V1(embedding_avg_final);
+CROSSMODAL_FUNCTION(crossmodal_embedding_avg_final);
 Datum
-embedding_avg_final(PG_FUNCTION_ARGS)
+crossmodal_embedding_avg_final(PG_FUNCTION_ARGS)
 {
 	EmbeddingAggState *state = (EmbeddingAggState *) PG_GETARG_POINTER(0);
 
 	PG_RETURN_EMBEDDING_P(EmbeddingFromSums(state, (double) state->count));
 }
 
-PG_FUNCTION_INFO_V1(embedding_sum_final);
+CROSSMODAL_FUNCTION(crossmodal_embedding_sum_final);
 Datum
-embedding_sum_final(PG_FUNCTION_ARGS)
+crossmodal_embedding_sum_final(PG_FUNCTION_ARGS)
 {
 	EmbeddingAggState *state = (EmbeddingAggState *) PG_GETARG_POINTER(0);
 

@@ -15,6 +15,8 @@
 
 #include "fmgr.h"
 
+#include "crossmodal.h"
+
 /* Largest number of dimensions an embedding may have (also the typmod limit). */
 #define EMBEDDING_MAX_DIM	16000
 
@@ -64,6 +66,15 @@ extern double EmbeddingCosineDistance(const Embedding *a, const Embedding *b);
 extern double EmbeddingL2Distance(const Embedding *a, const Embedding *b);
 extern double EmbeddingInnerProduct(const Embedding *a, const Embedding *b);
 extern double EmbeddingL1Distance(const Embedding *a, const Embedding *b);
+
+/*
+ * The SQL-callable distance functions (distance.c): the index compares an
+ * operator class's support function with these to call the kernels directly.
+ */
+extern CROSSMODAL_EXPORT Datum crossmodal_cosine_distance(PG_FUNCTION_ARGS);
+extern CROSSMODAL_EXPORT Datum crossmodal_l2_distance(PG_FUNCTION_ARGS);
+extern CROSSMODAL_EXPORT Datum crossmodal_embedding_negative_inner_product(PG_FUNCTION_ARGS);
+extern CROSSMODAL_EXPORT Datum crossmodal_l1_distance(PG_FUNCTION_ARGS);
 
 /* Module initialisation, called once from _PG_init. */
 extern void EmbeddingInit(void);

@@ -22,6 +22,7 @@
 #include "utils/lsyscache.h"
 #include "utils/tuplestore.h"
 
+#include "crossmodal.h"
 #include "embedding.h"
 #include "model_registry.h"
 
@@ -253,59 +254,59 @@ EncodeImageArray(FunctionCallInfo fcinfo, const char *model_name, ArrayType *inp
 	PG_RETURN_ARRAYTYPE_P(EmbeddingArray(fcinfo, out, n, entry->info.embed_dim));
 }
 
-PG_FUNCTION_INFO_V1(encode_text);
+CROSSMODAL_FUNCTION(crossmodal_encode_text);
 Datum
-encode_text(PG_FUNCTION_ARGS)
+crossmodal_encode_text(PG_FUNCTION_ARGS)
 {
 	return EncodeOneText(DefaultModelName(), PG_GETARG_TEXT_PP(0));
 }
 
-PG_FUNCTION_INFO_V1(encode_text_model);
+CROSSMODAL_FUNCTION(crossmodal_encode_text_model);
 Datum
-encode_text_model(PG_FUNCTION_ARGS)
+crossmodal_encode_text_model(PG_FUNCTION_ARGS)
 {
 	return EncodeOneText(text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_TEXT_PP(1));
 }
 
-PG_FUNCTION_INFO_V1(encode_image);
+CROSSMODAL_FUNCTION(crossmodal_encode_image);
 Datum
-encode_image(PG_FUNCTION_ARGS)
+crossmodal_encode_image(PG_FUNCTION_ARGS)
 {
 	return EncodeOneImage(DefaultModelName(), PG_GETARG_BYTEA_PP(0));
 }
 
-PG_FUNCTION_INFO_V1(encode_image_model);
+CROSSMODAL_FUNCTION(crossmodal_encode_image_model);
 Datum
-encode_image_model(PG_FUNCTION_ARGS)
+crossmodal_encode_image_model(PG_FUNCTION_ARGS)
 {
 	return EncodeOneImage(text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_BYTEA_PP(1));
 }
 
-PG_FUNCTION_INFO_V1(encode_texts);
+CROSSMODAL_FUNCTION(crossmodal_encode_texts);
 Datum
-encode_texts(PG_FUNCTION_ARGS)
+crossmodal_encode_texts(PG_FUNCTION_ARGS)
 {
 	return EncodeTextArray(fcinfo, DefaultModelName(), PG_GETARG_ARRAYTYPE_P(0));
 }
 
-PG_FUNCTION_INFO_V1(encode_texts_model);
+CROSSMODAL_FUNCTION(crossmodal_encode_texts_model);
 Datum
-encode_texts_model(PG_FUNCTION_ARGS)
+crossmodal_encode_texts_model(PG_FUNCTION_ARGS)
 {
 	return EncodeTextArray(fcinfo, text_to_cstring(PG_GETARG_TEXT_PP(0)),
 						   PG_GETARG_ARRAYTYPE_P(1));
 }
 
-PG_FUNCTION_INFO_V1(encode_images);
+CROSSMODAL_FUNCTION(crossmodal_encode_images);
 Datum
-encode_images(PG_FUNCTION_ARGS)
+crossmodal_encode_images(PG_FUNCTION_ARGS)
 {
 	return EncodeImageArray(fcinfo, DefaultModelName(), PG_GETARG_ARRAYTYPE_P(0));
 }
 
-PG_FUNCTION_INFO_V1(encode_images_model);
+CROSSMODAL_FUNCTION(crossmodal_encode_images_model);
 Datum
-encode_images_model(PG_FUNCTION_ARGS)
+crossmodal_encode_images_model(PG_FUNCTION_ARGS)
 {
 	return EncodeImageArray(fcinfo, text_to_cstring(PG_GETARG_TEXT_PP(0)),
 							PG_GETARG_ARRAYTYPE_P(1));
@@ -419,23 +420,23 @@ ImageLabels(FunctionCallInfo fcinfo, const char *model_name, bytea *image,
 	return (Datum) 0;
 }
 
-PG_FUNCTION_INFO_V1(image_labels);
+CROSSMODAL_FUNCTION(crossmodal_image_labels);
 Datum
-image_labels(PG_FUNCTION_ARGS)
+crossmodal_image_labels(PG_FUNCTION_ARGS)
 {
 	return ImageLabels(fcinfo, DefaultModelName(), PG_GETARG_BYTEA_PP(0),
 					   PG_GETARG_ARRAYTYPE_P(1), PG_GETARG_INT32(2));
 }
 
-PG_FUNCTION_INFO_V1(image_labels_model);
+CROSSMODAL_FUNCTION(crossmodal_image_labels_model);
 Datum
-image_labels_model(PG_FUNCTION_ARGS)
+crossmodal_image_labels_model(PG_FUNCTION_ARGS)
 {
 	return ImageLabels(fcinfo, text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_BYTEA_PP(1),
 					   PG_GETARG_ARRAYTYPE_P(2), PG_GETARG_INT32(3));
 }
 
-PG_FUNCTION_INFO_V1(crossmodal_models);
+CROSSMODAL_FUNCTION(crossmodal_models);
 Datum
 crossmodal_models(PG_FUNCTION_ARGS)
 {

@@ -17,6 +17,7 @@
 #include "catalog/pg_opfamily.h"
 #include "catalog/pg_type.h"
 #include "commands/vacuum.h"
+#include "crossmodal.h"
 #include "hnsw.h"
 #include "optimizer/cost.h"
 #include "optimizer/optimizer.h"
@@ -312,7 +313,7 @@ hnswvalidate(Oid opclassoid)
 	return result;
 }
 
-PG_FUNCTION_INFO_V1(crossmodal_hnsw_handler);
+CROSSMODAL_FUNCTION(crossmodal_hnsw_handler);
 Datum
 crossmodal_hnsw_handler(PG_FUNCTION_ARGS)
 {

@@ -19,6 +19,7 @@
 #include "access/xact.h"
 #include "catalog/index.h"
 #include "commands/progress.h"
+#include "crossmodal.h"
 #include "hnsw.h"
 #include "miscadmin.h"
 #include "optimizer/optimizer.h"
@@ -274,7 +275,8 @@ HnswWriteMetaPage(Relation index, ForkNumber fork, int dims, int m, int efConstr
 
 /* ---------- parallel build ---------- */
 
-PGDLLEXPORT void HnswParallelBuildMain(dsm_segment *seg, shm_toc *toc);
+/* Looked up by name in each worker, so exported (crossmodal.h). */
+extern CROSSMODAL_EXPORT void crossmodal_hnsw_parallel_build_main(dsm_segment *seg, shm_toc *toc);
 
 /* One participant's share: scan its part of the heap, insert into the shared graph. */
 static void
@@ -315,7 +317,7 @@ HnswParallelParticipate(HnswBuildShared *sh, ParallelTableScanDesc pscan, Relati
 
 /* Entry point of a parallel build worker. */
 void
-HnswParallelBuildMain(dsm_segment *seg, shm_toc *toc)
+crossmodal_hnsw_parallel_build_main(dsm_segment *seg, shm_toc *toc)
 {
 	HnswBuildShared *sh = shm_toc_lookup(toc, HNSW_SHARED_KEY, false);
 	ParallelTableScanDesc pscan = shm_toc_lookup(toc, HNSW_SCAN_KEY, false);
@@ -373,7 +375,7 @@ HnswBuildParallel(HnswBuildState *bs, Relation heap, Relation index, IndexInfo *
 		MAXALIGN(sizeof(HnswSharedElement) * (Size) capacity) + arenaSize;
 
 	EnterParallelMode();
-	pcxt = CreateParallelContext("crossmodal", "HnswParallelBuildMain", nworkers);
+	pcxt = CreateParallelContext("crossmodal", "crossmodal_hnsw_parallel_build_main", nworkers);
 	snapshot = indexInfo->ii_Concurrent ? RegisterSnapshot(GetTransactionSnapshot()) : SnapshotAny;
 	scanSize = table_parallelscan_estimate(heap, snapshot);
 	shm_toc_estimate_chunk(&pcxt->estimator, sharedSize);

@@ -214,11 +214,6 @@ HnswFormElementTuple(HnswIndexState *state, const char *code, ItemPointer heapti
 
 const DistanceKernels *hnsw_kernels = NULL;
 
-/* The SQL distance functions of the embedding type (distance.c). */
-extern Datum cosine_distance(PG_FUNCTION_ARGS);
-extern Datum l2_distance(PG_FUNCTION_ARGS);
-extern Datum embedding_negative_inner_product(PG_FUNCTION_ARGS);
-
 /*
  * Recognises the embedding type's own distance functions so the graph can
  * call the vectorised kernels directly; anything else (an opclass a user
@@ -227,11 +222,11 @@ extern Datum embedding_negative_inner_product(PG_FUNCTION_ARGS);
 static HnswMetric
 HnswIdentifyMetric(PGFunction fn, bool normalize)
 {
-	if (fn == cosine_distance && normalize)
+	if (fn == crossmodal_cosine_distance && normalize)
 		return HNSW_METRIC_COSINE;
-	if (fn == l2_distance && !normalize)
+	if (fn == crossmodal_l2_distance && !normalize)
 		return HNSW_METRIC_L2;
-	if (fn == embedding_negative_inner_product && !normalize)
+	if (fn == crossmodal_embedding_negative_inner_product && !normalize)
 		return HNSW_METRIC_IP;
 	return HNSW_METRIC_OTHER;
 }

@@ -27,6 +27,7 @@
 #include "access/genam.h"
 #include "commands/defrem.h"
 #include "commands/vacuum.h"
+#include "crossmodal.h"
 #include "funcapi.h"
 #include "hnsw.h"
 #include "miscadmin.h"
@@ -615,7 +616,7 @@ hnswvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
  * graph).  For tests and diagnosis: together with a graph scan it tells an
  * element that is missing from one that is unreachable.
  */
-PG_FUNCTION_INFO_V1(crossmodal_hnsw_heap_tids);
+CROSSMODAL_FUNCTION(crossmodal_hnsw_heap_tids);
 Datum
 crossmodal_hnsw_heap_tids(PG_FUNCTION_ARGS)
 {

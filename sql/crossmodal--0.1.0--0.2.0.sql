@@ -4,6 +4,131 @@
 
 \echo Use "ALTER EXTENSION crossmodal UPDATE TO '0.2.0'" to load this file. \quit
 
+-- The C functions of 0.2.0 carry the crossmodal_ prefix (extension/crossmodal.h:
+-- the library exports nothing else, so no name can collide with another
+-- extension's, pgvector's above all).  0.1.0's catalog names the old symbols,
+-- which the 0.2.0 library no longer has: every such function is re-pointed,
+-- with its attributes exactly as the install script states them.  Until this
+-- update has run in a database, its crossmodal functions fail with "could not
+-- find function".  (crossmodal_hnsw_handler, crossmodal_hnsw_heap_tids and
+-- crossmodal_models already had the prefix.)
+CREATE OR REPLACE FUNCTION embedding_in(cstring, oid, integer) RETURNS embedding
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_out(embedding) RETURNS cstring
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_typmod_in(cstring[]) RETURNS integer
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_typmod_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_typmod_out(integer) RETURNS cstring
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_typmod_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_recv(internal, oid, integer) RETURNS embedding
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_recv' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_send(embedding) RETURNS bytea
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_send' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding(embedding, integer, boolean) RETURNS embedding
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_from_integer_array(integer[], integer, boolean) RETURNS embedding
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_from_integer_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_from_real_array(real[], integer, boolean) RETURNS embedding
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_from_real_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_from_double_array(double precision[], integer, boolean) RETURNS embedding
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_from_double_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_from_numeric_array(numeric[], integer, boolean) RETURNS embedding
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_from_numeric_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_to_integer_array(embedding) RETURNS integer[]
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_to_integer_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_to_real_array(embedding) RETURNS real[]
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_to_real_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_to_double_array(embedding) RETURNS double precision[]
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_to_double_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_to_numeric_array(embedding) RETURNS numeric[]
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_to_numeric_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION dims(embedding) RETURNS integer
+	AS 'MODULE_PATHNAME', 'crossmodal_dims' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION norm(embedding) RETURNS double precision
+	AS 'MODULE_PATHNAME', 'crossmodal_norm' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION l2_normalize(embedding) RETURNS embedding
+	AS 'MODULE_PATHNAME', 'crossmodal_l2_normalize' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION subvector(embedding, integer, integer) RETURNS embedding
+	AS 'MODULE_PATHNAME', 'crossmodal_subvector' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_add(embedding, embedding) RETURNS embedding
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_add' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_sub(embedding, embedding) RETURNS embedding
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_sub' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_mul(embedding, embedding) RETURNS embedding
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_mul' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_lt(embedding, embedding) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_lt' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_le(embedding, embedding) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_le' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_eq(embedding, embedding) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_eq' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_ne(embedding, embedding) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_ne' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_ge(embedding, embedding) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_ge' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_gt(embedding, embedding) RETURNS boolean
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_gt' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_cmp(embedding, embedding) RETURNS integer
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_cmp' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_hash(embedding) RETURNS integer
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_hash' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_hash_extended(embedding, bigint) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_hash_extended' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_accum(internal, embedding) RETURNS internal
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_accum' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_combine(internal, internal) RETURNS internal
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_combine' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_serialize(internal) RETURNS bytea
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_serialize' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_deserialize(bytea, internal) RETURNS internal
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_deserialize' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_avg_final(internal) RETURNS embedding
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_avg_final' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION embedding_sum_final(internal) RETURNS embedding
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_sum_final' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE OR REPLACE FUNCTION cosine_distance(embedding, embedding) RETURNS double precision
+	AS 'MODULE_PATHNAME', 'crossmodal_cosine_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 50;
+CREATE OR REPLACE FUNCTION l2_distance(embedding, embedding) RETURNS double precision
+	AS 'MODULE_PATHNAME', 'crossmodal_l2_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 50;
+CREATE OR REPLACE FUNCTION inner_product(embedding, embedding) RETURNS double precision
+	AS 'MODULE_PATHNAME', 'crossmodal_inner_product' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 50;
+CREATE OR REPLACE FUNCTION embedding_negative_inner_product(embedding, embedding) RETURNS double precision
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_negative_inner_product' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 50;
+CREATE OR REPLACE FUNCTION l1_distance(embedding, embedding) RETURNS double precision
+	AS 'MODULE_PATHNAME', 'crossmodal_l1_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 50;
+CREATE OR REPLACE FUNCTION encode_text(input text) RETURNS embedding
+	AS 'MODULE_PATHNAME', 'crossmodal_encode_text'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE COST 10000;
+CREATE OR REPLACE FUNCTION encode_text(model text, input text) RETURNS embedding
+	AS 'MODULE_PATHNAME', 'crossmodal_encode_text_model'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 10000;
+CREATE OR REPLACE FUNCTION encode_image(input bytea) RETURNS embedding
+	AS 'MODULE_PATHNAME', 'crossmodal_encode_image'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE COST 10000;
+CREATE OR REPLACE FUNCTION encode_image(model text, input bytea) RETURNS embedding
+	AS 'MODULE_PATHNAME', 'crossmodal_encode_image_model'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 10000;
+CREATE OR REPLACE FUNCTION encode_texts(inputs text[]) RETURNS embedding[]
+	AS 'MODULE_PATHNAME', 'crossmodal_encode_texts'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE COST 100000;
+CREATE OR REPLACE FUNCTION encode_texts(model text, inputs text[]) RETURNS embedding[]
+	AS 'MODULE_PATHNAME', 'crossmodal_encode_texts_model'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 100000;
+CREATE OR REPLACE FUNCTION encode_images(inputs bytea[]) RETURNS embedding[]
+	AS 'MODULE_PATHNAME', 'crossmodal_encode_images'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE COST 100000;
+CREATE OR REPLACE FUNCTION encode_images(model text, inputs bytea[]) RETURNS embedding[]
+	AS 'MODULE_PATHNAME', 'crossmodal_encode_images_model'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 100000;
+CREATE OR REPLACE FUNCTION image_labels(image bytea, labels text[], k integer DEFAULT 5)
+	RETURNS TABLE (label text, score real)
+	AS 'MODULE_PATHNAME', 'crossmodal_image_labels'
+	LANGUAGE C STABLE STRICT PARALLEL SAFE COST 100000 ROWS 5;
+CREATE OR REPLACE FUNCTION image_labels(model text, image bytea, labels text[], k integer DEFAULT 5)
+	RETURNS TABLE (label text, score real)
+	AS 'MODULE_PATHNAME', 'crossmodal_image_labels_model'
+	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 100000 ROWS 5;
+
 -- 10_encoders.sql: image_labels documents its family-dependent scores;
 -- crossmodal_models() gains the family and tokenizer columns (a new result
 -- type: dropped and created again).

@@ -5,18 +5,21 @@
 
 CREATE TYPE embedding;
 
+-- Every C function names its symbol, which carries the crossmodal_ prefix: the
+-- library exports nothing else (extension/crossmodal.h).
+
 CREATE FUNCTION embedding_in(cstring, oid, integer) RETURNS embedding
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION embedding_out(embedding) RETURNS cstring
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION embedding_typmod_in(cstring[]) RETURNS integer
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_typmod_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION embedding_typmod_out(integer) RETURNS cstring
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_typmod_out' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION embedding_recv(internal, oid, integer) RETURNS embedding
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_recv' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION embedding_send(embedding) RETURNS bytea
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_send' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 -- Storage MAIN, chosen on measurements (README, "Storage"): a 512-d value
 -- (2056 bytes) is just over TOAST's 2032-byte threshold, so EXTERNAL (what
@@ -46,18 +49,18 @@ COMMENT ON TYPE embedding IS 'vector of 1 to 16000 float4 elements, text form [1
 -- integer[] rounds, so it must be asked for.
 
 CREATE FUNCTION embedding(embedding, integer, boolean) RETURNS embedding
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE CAST (embedding AS embedding)
 	WITH FUNCTION embedding(embedding, integer, boolean) AS IMPLICIT;
 
 CREATE FUNCTION embedding_from_integer_array(integer[], integer, boolean) RETURNS embedding
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_from_integer_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION embedding_from_real_array(real[], integer, boolean) RETURNS embedding
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_from_real_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION embedding_from_double_array(double precision[], integer, boolean) RETURNS embedding
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_from_double_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION embedding_from_numeric_array(numeric[], integer, boolean) RETURNS embedding
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_from_numeric_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 CREATE CAST (integer[] AS embedding)
 	WITH FUNCTION embedding_from_integer_array(integer[], integer, boolean) AS ASSIGNMENT;
@@ -69,13 +72,13 @@ CREATE CAST (numeric[] AS embedding)
 	WITH FUNCTION embedding_from_numeric_array(numeric[], integer, boolean) AS ASSIGNMENT;
 
 CREATE FUNCTION embedding_to_integer_array(embedding) RETURNS integer[]
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_to_integer_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION embedding_to_real_array(embedding) RETURNS real[]
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_to_real_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION embedding_to_double_array(embedding) RETURNS double precision[]
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_to_double_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION embedding_to_numeric_array(embedding) RETURNS numeric[]
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_to_numeric_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 CREATE CAST (embedding AS integer[])
 	WITH FUNCTION embedding_to_integer_array(embedding);
@@ -89,29 +92,29 @@ CREATE CAST (embedding AS numeric[])
 -- Functions.
 
 CREATE FUNCTION dims(embedding) RETURNS integer
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_dims' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION dims(embedding) IS 'number of dimensions';
 CREATE FUNCTION norm(embedding) RETURNS double precision
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_norm' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION norm(embedding) IS 'Euclidean (L2) norm';
 -- Not "normalize": NORMALIZE(x) is SQL-standard syntax that the parser turns
 -- into pg_catalog.normalize(text), so an overload could never be called
 -- unqualified.  l2_normalize is the name pgvector users know.
 CREATE FUNCTION l2_normalize(embedding) RETURNS embedding
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_l2_normalize' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION l2_normalize(embedding) IS 'scaled to unit L2 norm; the zero embedding is returned unchanged';
 CREATE FUNCTION subvector(embedding, integer, integer) RETURNS embedding
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_subvector' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION subvector(embedding, integer, integer) IS 'count elements from start (1-based)';
 
 -- Element-wise arithmetic.
 
 CREATE FUNCTION embedding_add(embedding, embedding) RETURNS embedding
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_add' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION embedding_sub(embedding, embedding) RETURNS embedding
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_sub' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION embedding_mul(embedding, embedding) RETURNS embedding
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_mul' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 CREATE OPERATOR + (LEFTARG = embedding, RIGHTARG = embedding,
 	FUNCTION = embedding_add, COMMUTATOR = +);
@@ -125,23 +128,23 @@ CREATE OPERATOR * (LEFTARG = embedding, RIGHTARG = embedding,
 -- GROUP BY and unique indexes work on mixed columns.
 
 CREATE FUNCTION embedding_lt(embedding, embedding) RETURNS boolean
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_lt' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION embedding_le(embedding, embedding) RETURNS boolean
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_le' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION embedding_eq(embedding, embedding) RETURNS boolean
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_eq' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION embedding_ne(embedding, embedding) RETURNS boolean
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_ne' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION embedding_ge(embedding, embedding) RETURNS boolean
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_ge' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION embedding_gt(embedding, embedding) RETURNS boolean
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_gt' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION embedding_cmp(embedding, embedding) RETURNS integer
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_cmp' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION embedding_hash(embedding) RETURNS integer
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_hash' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION embedding_hash_extended(embedding, bigint) RETURNS bigint
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_hash_extended' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 CREATE OPERATOR < (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_lt,
 	COMMUTATOR = >, NEGATOR = >=, RESTRICT = scalarltsel, JOIN = scalarltjoinsel);
@@ -176,17 +179,17 @@ CREATE OPERATOR CLASS embedding_ops
 -- transition and combine functions take NULL states, so they are not STRICT.
 
 CREATE FUNCTION embedding_accum(internal, embedding) RETURNS internal
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_accum' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION embedding_combine(internal, internal) RETURNS internal
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_combine' LANGUAGE C IMMUTABLE PARALLEL SAFE;
 CREATE FUNCTION embedding_serialize(internal) RETURNS bytea
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_serialize' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION embedding_deserialize(bytea, internal) RETURNS internal
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_deserialize' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION embedding_avg_final(internal) RETURNS embedding
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_avg_final' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE FUNCTION embedding_sum_final(internal) RETURNS embedding
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_sum_final' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 CREATE AGGREGATE avg(embedding) (
 	SFUNC = embedding_accum,

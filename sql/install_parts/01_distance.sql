@@ -9,21 +9,21 @@
 -- ordinary scans stay under jit_above_cost.
 
 CREATE FUNCTION cosine_distance(embedding, embedding) RETURNS double precision
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 50;
+	AS 'MODULE_PATHNAME', 'crossmodal_cosine_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 50;
 COMMENT ON FUNCTION cosine_distance(embedding, embedding) IS
 	'1 - cosine similarity, in [0, 2]; NaN when either embedding is zero';
 CREATE FUNCTION l2_distance(embedding, embedding) RETURNS double precision
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 50;
+	AS 'MODULE_PATHNAME', 'crossmodal_l2_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 50;
 COMMENT ON FUNCTION l2_distance(embedding, embedding) IS 'Euclidean distance';
 CREATE FUNCTION inner_product(embedding, embedding) RETURNS double precision
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 50;
+	AS 'MODULE_PATHNAME', 'crossmodal_inner_product' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 50;
 COMMENT ON FUNCTION inner_product(embedding, embedding) IS 'dot product';
 CREATE FUNCTION embedding_negative_inner_product(embedding, embedding) RETURNS double precision
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 50;
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_negative_inner_product' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 50;
 COMMENT ON FUNCTION embedding_negative_inner_product(embedding, embedding) IS
 	'minus the dot product, so that ascending order puts the largest products first';
 CREATE FUNCTION l1_distance(embedding, embedding) RETURNS double precision
-	AS 'MODULE_PATHNAME' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 50;
+	AS 'MODULE_PATHNAME', 'crossmodal_l1_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 50;
 COMMENT ON FUNCTION l1_distance(embedding, embedding) IS 'taxicab (L1) distance';
 
 CREATE OPERATOR <=> (LEFTARG = embedding, RIGHTARG = embedding,

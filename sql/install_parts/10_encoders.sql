@@ -15,63 +15,63 @@
 -- inputs per call: COST 100000.
 
 CREATE FUNCTION encode_text(input text) RETURNS embedding
-	AS 'MODULE_PATHNAME', 'encode_text'
+	AS 'MODULE_PATHNAME', 'crossmodal_encode_text'
 	LANGUAGE C STABLE STRICT PARALLEL SAFE COST 10000;
 COMMENT ON FUNCTION encode_text(text) IS
 	'L2-normalised embedding of a text by the model crossmodal.default_model';
 
 CREATE FUNCTION encode_text(model text, input text) RETURNS embedding
-	AS 'MODULE_PATHNAME', 'encode_text_model'
+	AS 'MODULE_PATHNAME', 'crossmodal_encode_text_model'
 	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 10000;
 COMMENT ON FUNCTION encode_text(text, text) IS
 	'L2-normalised embedding of a text by the named model';
 
 CREATE FUNCTION encode_image(input bytea) RETURNS embedding
-	AS 'MODULE_PATHNAME', 'encode_image'
+	AS 'MODULE_PATHNAME', 'crossmodal_encode_image'
 	LANGUAGE C STABLE STRICT PARALLEL SAFE COST 10000;
 COMMENT ON FUNCTION encode_image(bytea) IS
 	'L2-normalised embedding of an encoded image (PNG, JPEG, GIF, BMP) by the model crossmodal.default_model';
 
 CREATE FUNCTION encode_image(model text, input bytea) RETURNS embedding
-	AS 'MODULE_PATHNAME', 'encode_image_model'
+	AS 'MODULE_PATHNAME', 'crossmodal_encode_image_model'
 	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 10000;
 COMMENT ON FUNCTION encode_image(text, bytea) IS
 	'L2-normalised embedding of an encoded image (PNG, JPEG, GIF, BMP) by the named model';
 
 CREATE FUNCTION encode_texts(inputs text[]) RETURNS embedding[]
-	AS 'MODULE_PATHNAME', 'encode_texts'
+	AS 'MODULE_PATHNAME', 'crossmodal_encode_texts'
 	LANGUAGE C STABLE STRICT PARALLEL SAFE COST 100000;
 COMMENT ON FUNCTION encode_texts(text[]) IS
 	'embeddings of many texts in one batched call, in order, by the model crossmodal.default_model';
 
 CREATE FUNCTION encode_texts(model text, inputs text[]) RETURNS embedding[]
-	AS 'MODULE_PATHNAME', 'encode_texts_model'
+	AS 'MODULE_PATHNAME', 'crossmodal_encode_texts_model'
 	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 100000;
 COMMENT ON FUNCTION encode_texts(text, text[]) IS
 	'embeddings of many texts in one batched call, in order, by the named model';
 
 CREATE FUNCTION encode_images(inputs bytea[]) RETURNS embedding[]
-	AS 'MODULE_PATHNAME', 'encode_images'
+	AS 'MODULE_PATHNAME', 'crossmodal_encode_images'
 	LANGUAGE C STABLE STRICT PARALLEL SAFE COST 100000;
 COMMENT ON FUNCTION encode_images(bytea[]) IS
 	'embeddings of many images in one batched call, in order, by the model crossmodal.default_model';
 
 CREATE FUNCTION encode_images(model text, inputs bytea[]) RETURNS embedding[]
-	AS 'MODULE_PATHNAME', 'encode_images_model'
+	AS 'MODULE_PATHNAME', 'crossmodal_encode_images_model'
 	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 100000;
 COMMENT ON FUNCTION encode_images(text, bytea[]) IS
 	'embeddings of many images in one batched call, in order, by the named model';
 
 CREATE FUNCTION image_labels(image bytea, labels text[], k integer DEFAULT 5)
 	RETURNS TABLE (label text, score real)
-	AS 'MODULE_PATHNAME', 'image_labels'
+	AS 'MODULE_PATHNAME', 'crossmodal_image_labels'
 	LANGUAGE C STABLE STRICT PARALLEL SAFE COST 100000 ROWS 5;
 COMMENT ON FUNCTION image_labels(bytea, text[], integer) IS
 	'zero-shot labelling: the k labels most likely to describe the image; CLIP models score with the softmax over all labels of logit_scale x cosine, SigLIP models with a per-label sigmoid(logit_scale x cosine + logit_bias)';
 
 CREATE FUNCTION image_labels(model text, image bytea, labels text[], k integer DEFAULT 5)
 	RETURNS TABLE (label text, score real)
-	AS 'MODULE_PATHNAME', 'image_labels_model'
+	AS 'MODULE_PATHNAME', 'crossmodal_image_labels_model'
 	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 100000 ROWS 5;
 COMMENT ON FUNCTION image_labels(text, bytea, text[], integer) IS
 	'zero-shot labelling with the named model: the k most likely labels and their scores (softmax over the labels for CLIP, per-label sigmoid for SigLIP)';

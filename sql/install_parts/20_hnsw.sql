@@ -1,7 +1,7 @@
 -- 20_hnsw.sql: the crossmodal_hnsw index access method and its operator classes.
 
 CREATE FUNCTION crossmodal_hnsw_handler(internal) RETURNS index_am_handler
-	AS 'MODULE_PATHNAME' LANGUAGE C;
+	AS 'MODULE_PATHNAME', 'crossmodal_hnsw_handler' LANGUAGE C;
 
 CREATE ACCESS METHOD crossmodal_hnsw TYPE INDEX HANDLER crossmodal_hnsw_handler;
 COMMENT ON ACCESS METHOD crossmodal_hnsw IS
@@ -28,4 +28,4 @@ CREATE OPERATOR CLASS embedding_ip_ops
 -- Diagnosis: the heap TIDs of every element stored in a crossmodal_hnsw index,
 -- read page by page rather than through the graph.
 CREATE FUNCTION crossmodal_hnsw_heap_tids(regclass) RETURNS SETOF tid
-	AS 'MODULE_PATHNAME' LANGUAGE C STRICT PARALLEL SAFE;
+	AS 'MODULE_PATHNAME', 'crossmodal_hnsw_heap_tids' LANGUAGE C STRICT PARALLEL SAFE;
