@@ -10,6 +10,7 @@
 #     unit [test_tokenizer]      encoder unit tests (test/encoders/NAME.c)
 #     fuzz [fuzz_image]          fuzzers (test/fuzz/NAME.c), FUZZ_SECONDS each
 #     kernels                    distance-kernel tests
+#     exports                    the built library exports only what PostgreSQL looks up
 #     regress [hnsw_index]       pg_regress (test/sql/NAME.sql)
 #     tap [061_hnsw_crash]       TAP (test/t/NAME.pl)
 #     examples [python|node|gallery]   client examples, browser test
@@ -21,7 +22,7 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 kind=${1:-all}
 one=${2:-}
 case $kind in
-all | unit | fuzz | kernels | regress | tap | examples | package) ;;
+all | unit | fuzz | kernels | exports | regress | tap | examples | package) ;;
 *) sed -n '/^# Usage/,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
 esac
 want() { [ "$kind" = all ] || [ "$kind" = "$1" ]; }
@@ -56,8 +57,13 @@ build_extension() {
 	make -s clean >/dev/null
 	make -s -j"$(nproc)" WERROR=1 && make -s install
 }
-if want regress || want tap || want examples || want package; then
+if want exports || want regress || want tap || want examples || want package; then
 	stage "extension build (-Werror) and install" build_extension
+fi
+if want exports; then
+	version=$(sed -n "s/^default_version = '\(.*\)'/\1/p" crossmodal.control)
+	stage "exported symbols: only the allow-list" \
+		test/check_exports.sh crossmodal.so "sql/crossmodal--$version.sql" sql/crossmodal--*--*.sql
 fi
 
 if want regress || want tap; then
