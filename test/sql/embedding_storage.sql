@@ -50,14 +50,15 @@ EXPLAIN (COSTS OFF)
 SELECT id FROM embedding_storage_512 ORDER BY e <=> (SELECT q FROM embedding_storage_query) LIMIT 10;
 CREATE TEMP TABLE embedding_storage_parallel AS
 SELECT id, e <=> (SELECT q FROM embedding_storage_query) AS distance FROM embedding_storage_512
-ORDER BY e <=> (SELECT q FROM embedding_storage_query) LIMIT 10;
+ORDER BY e <=> (SELECT q FROM embedding_storage_query), id LIMIT 10;
 SET max_parallel_workers_per_gather = 0;
 EXPLAIN (COSTS OFF)
 SELECT id FROM embedding_storage_512 ORDER BY e <=> (SELECT q FROM embedding_storage_query) LIMIT 10;
--- Same hits serially and in parallel.
+-- Same hits serially and in parallel.  The rows hold exact duplicates, so the
+-- tenth distance can be tied: the id breaks ties in both plans.
 SELECT array_agg(id ORDER BY distance, id) = (SELECT array_agg(id ORDER BY distance, id) FROM embedding_storage_parallel) AS same_hits
 FROM (SELECT id, e <=> (SELECT q FROM embedding_storage_query) AS distance FROM embedding_storage_512
-	  ORDER BY e <=> (SELECT q FROM embedding_storage_query) LIMIT 10) s;
+	  ORDER BY e <=> (SELECT q FROM embedding_storage_query), id LIMIT 10) s;
 RESET max_parallel_workers_per_gather;
 
 DROP TABLE embedding_storage_t, embedding_storage_512, embedding_storage_query;
