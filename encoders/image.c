@@ -28,12 +28,20 @@ typedef struct crop_axis
 	int			dst_start;		/* where they land in the crop (padding before) */
 } crop_axis;
 
+/*
+ * transformers starts the crop at (size - crop) // 2 and pads a short axis
+ * with ceil((crop - size) / 2) pixels before it; torchvision's CenterCrop
+ * starts at round((size - crop) / 2), halves to even, and pads with
+ * (crop - size) // 2.
+ */
 static void
-crop_axis_plan(int64_t size, int crop, crop_axis *a)
+crop_axis_plan(int64_t size, int crop, bool torchvision, crop_axis *a)
 {
 	if (size >= crop)
 	{
-		a->src_start = (size - crop) / 2;
+		int64_t		d = size - crop;
+
+		a->src_start = d / 2 + (torchvision && (d & 1) ? (d / 2) & 1 : 0);
 		a->src_len = crop;
 		a->dst_start = 0;
 	}
@@ -41,8 +49,75 @@ crop_axis_plan(int64_t size, int crop, crop_axis *a)
 	{
 		a->src_start = 0;
 		a->src_len = (int) size;
-		a->dst_start = (int) ((crop - size + 1) / 2);
+		a->dst_start = (int) ((crop - size + (torchvision ? 0 : 1)) / 2);
 	}
+}
+
+/* Pillow's MULDIV255: a * b / 255, rounded, in integers. */
+static inline unsigned char
+mul_div255(unsigned a, unsigned b)
+{
+	unsigned	t = a * b + 128;
+
+	return (unsigned char) (((t >> 8) + t) >> 8);
+}
+
+/*
+ * Resize the crop window of an image as open_clip's PIL resize does it for
+ * the image's own mode, before any conversion to RGB: NEAREST for palette
+ * images; for images with alpha, the colour premultiplied by alpha (PIL's
+ * RGBA -> RGBa), resized with the alpha, then divided by the resized alpha
+ * (RGBa -> RGBA), the alpha then dropped.  win gets the colour samples only.
+ */
+static cm_status
+resize_in_own_mode(cm_decoded_image *img, const cm_pixel_view *view,
+				   int64_t res_w, int64_t res_h, const crop_axis *ax, const crop_axis *ay,
+				   unsigned char *win, cm_error *err)
+{
+	int			colours = img->colours,
+				channels = colours + 1;
+	size_t		n_in,
+				n_win;
+	unsigned char *tmp;
+	cm_pixel_view pv = *view;
+	cm_status	status;
+
+	if (img->mode == CM_MODE_PALETTE)
+		return cm_resample_nearest(view, res_w, res_h, ax->src_start, ay->src_start,
+								   ax->src_len, ay->src_len, win, err);
+
+	/* CM_MODE_ALPHA: the decoder guarantees an alpha sample after the colour */
+	n_in = (size_t) img->width * (size_t) img->height;
+	n_win = (size_t) ax->src_len * (size_t) ay->src_len;
+	tmp = malloc(n_win * (size_t) channels);
+	if (tmp == NULL)
+		return cm_set_error(err, CM_ERR_NOMEM, "out of memory resizing an image with alpha");
+	/* premultiplied in place: the decoded pixels are not used afterwards */
+	for (size_t i = 0; i < n_in; i++)
+	{
+		unsigned char *p = img->pixels + i * (size_t) img->stride;
+
+		for (int c = 0; c < colours; c++)
+			p[c] = mul_div255(p[c], p[colours]);
+	}
+	pv.channels = channels;
+	status = cm_resample_bicubic(&pv, res_w, res_h, ax->src_start, ay->src_start,
+								 ax->src_len, ay->src_len, tmp, err);
+	if (status == CM_OK)
+		for (size_t i = 0; i < n_win; i++)
+		{
+			const unsigned char *src = tmp + i * (size_t) channels;
+			unsigned	alpha = src[colours];
+
+			for (int c = 0; c < colours; c++)
+			{
+				unsigned	v = alpha == 0 || alpha == 255 ? src[c] : 255u * src[c] / alpha;
+
+				win[i * (size_t) colours + (size_t) c] = (unsigned char) (v > 255 ? 255 : v);
+			}
+		}
+	free(tmp);
+	return status;
 }
 
 static cm_status
@@ -145,8 +220,8 @@ cm_image_preprocess(const unsigned char *bytes, size_t len,
 							(long long) res_w, (long long) res_h,
 							params->crop_width, params->crop_height);
 	}
-	crop_axis_plan(res_w, params->crop_width, &ax);
-	crop_axis_plan(res_h, params->crop_height, &ay);
+	crop_axis_plan(res_w, params->crop_width, params->torchvision, &ax);
+	crop_axis_plan(res_h, params->crop_height, params->torchvision, &ay);
 
 	/* Decode, at a reduced scale if the resize target allows it. */
 	dopt.target_width = (int) (res_w < INT32_MAX ? res_w : INT32_MAX);
@@ -176,8 +251,12 @@ cm_image_preprocess(const unsigned char *bytes, size_t len,
 	view.channels = img.colours;
 	view.extent_width = img.extent_width;
 	view.extent_height = img.extent_height;
-	status = cm_resample_bicubic(&view, res_w, res_h, ax.src_start, ay.src_start,
-								 ax.src_len, ay.src_len, win, err);
+	if (params->torchvision && img.mode != CM_MODE_DIRECT &&
+		(res_w != info.width || res_h != info.height))
+		status = resize_in_own_mode(&img, &view, res_w, res_h, &ax, &ay, win, err);
+	else
+		status = cm_resample_bicubic(&view, res_w, res_h, ax.src_start, ay.src_start,
+									 ax.src_len, ay.src_len, win, err);
 	cm_decoded_image_free(&img);
 	if (status != CM_OK)
 	{

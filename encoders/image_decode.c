@@ -349,6 +349,9 @@ cm_image_decode(const unsigned char *bytes, size_t len, const cm_decode_options 
 	}
 	img.extent_width = swaps_axes(h.orientation) ? stored_extent_h : stored_extent_w;
 	img.extent_height = swaps_axes(h.orientation) ? stored_extent_w : stored_extent_h;
+	/* alpha composited onto a background, or never there: nothing to premultiply */
+	if (img.mode == CM_MODE_ALPHA && img.stride == img.colours)
+		img.mode = CM_MODE_DIRECT;
 	*out = img;
 	return CM_OK;
 }

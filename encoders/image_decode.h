@@ -57,6 +57,19 @@ typedef struct cm_image_info
 } cm_image_info;
 
 /*
+ * What PIL's mode for the image, as Image.open gives it, means for a resize
+ * that runs before convert("RGB") (open_clip's transform does): PIL resizes
+ * "P" and "1" images with NEAREST whatever filter is asked for, and "LA" and
+ * "RGBA" images premultiplied by their alpha.
+ */
+typedef enum cm_image_mode
+{
+	CM_MODE_DIRECT,				/* L, RGB, and alpha PIL does not read as such */
+	CM_MODE_PALETTE,			/* P or 1: resized NEAREST */
+	CM_MODE_ALPHA				/* LA or RGBA: resized premultiplied */
+} cm_image_mode;
+
+/*
  * Decoded pixels, 8 bits per sample.  The conversion to RGB that PIL's
  * convert("RGB") performs is expressed by the two counts rather than by a
  * copy: the first `colours` samples of each pixel are its colour (1 = grey,
@@ -84,6 +97,7 @@ typedef struct cm_decoded_image
 	double		extent_width;
 	double		extent_height;
 	cm_image_format format;
+	cm_image_mode mode;			/* CM_MODE_ALPHA only with an alpha sample */
 } cm_decoded_image;
 
 /*

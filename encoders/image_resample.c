@@ -432,3 +432,70 @@ cm_resample_bicubic(const cm_pixel_view *in, int64_t out_width, int64_t out_heig
 	}
 	return CM_OK;
 }
+
+/*
+ * Input positions of output pixels [start, start + n) along one axis, as
+ * Pillow's ImagingScaleAffine tabulates them: a running double sum from the
+ * first pixel's centre, truncated.
+ */
+static void
+nearest_positions(int in_size, int64_t out_size, int64_t start, int n, int *pos)
+{
+	double		step = (double) in_size / (double) out_size;
+	double		at = step * 0.5;
+
+	for (int64_t i = 0; i < start; i++)
+		at += step;
+	for (int i = 0; i < n; i++)
+	{
+		int			p = (int) at;
+
+		/* the sum stays below in_size; clamp against rounding all the same */
+		pos[i] = p < in_size ? p : in_size - 1;
+		at += step;
+	}
+}
+
+cm_status
+cm_resample_nearest(const cm_pixel_view *in, int64_t out_width, int64_t out_height,
+					int64_t x0, int64_t y0, int win_width, int win_height,
+					unsigned char *out, cm_error *err)
+{
+	int		   *xs,
+			   *ys;
+
+	if (in->width <= 0 || in->height <= 0 || in->channels < 1 || in->channels > 4 ||
+		in->stride < in->channels || out_width <= 0 || out_height <= 0 ||
+		win_width <= 0 || win_height <= 0 || x0 < 0 || y0 < 0 ||
+		x0 + win_width > out_width || y0 + win_height > out_height ||
+		out_width > INT32_MAX || out_height > INT32_MAX)
+		return cm_set_error(err, CM_ERR_INPUT,
+							"invalid resize: %dx%d to %lldx%lld, window %dx%d at (%lld, %lld)",
+							in->width, in->height, (long long) out_width, (long long) out_height,
+							win_width, win_height, (long long) x0, (long long) y0);
+	xs = malloc(sizeof(int) * (size_t) win_width);
+	ys = malloc(sizeof(int) * (size_t) win_height);
+	if (xs == NULL || ys == NULL)
+	{
+		free(xs);
+		free(ys);
+		return cm_set_error(err, CM_ERR_NOMEM, "out of memory for a resize table");
+	}
+	nearest_positions(in->width, out_width, x0, win_width, xs);
+	nearest_positions(in->height, out_height, y0, win_height, ys);
+	for (int y = 0; y < win_height; y++)
+	{
+		const unsigned char *row = in->data + (size_t) ys[y] * in->width * in->stride;
+
+		for (int x = 0; x < win_width; x++)
+		{
+			const unsigned char *src = row + (size_t) xs[x] * in->stride;
+
+			for (int c = 0; c < in->channels; c++)
+				*out++ = src[c];
+		}
+	}
+	free(xs);
+	free(ys);
+	return CM_OK;
+}

@@ -44,4 +44,18 @@ cm_status	cm_resample_bicubic(const cm_pixel_view *in,
 								int win_width, int win_height,
 								unsigned char *out, cm_error *err);
 
+/*
+ * The same window of what Pillow's Image.resize((out_width, out_height),
+ * NEAREST) produces, as it does it for a palette image: output pixel x reads
+ * input pixel (int) xo, where xo starts at in_width / out_width / 2 and
+ * grows by in_width / out_width per pixel, summed in double precision in
+ * that order (so the window's first position costs x0 additions).  Same
+ * arguments and output layout as cm_resample_bicubic.
+ */
+cm_status	cm_resample_nearest(const cm_pixel_view *in,
+								int64_t out_width, int64_t out_height,
+								int64_t x0, int64_t y0,
+								int win_width, int win_height,
+								unsigned char *out, cm_error *err);
+
 #endif							/* CM_IMAGE_RESAMPLE_H */

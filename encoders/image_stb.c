@@ -514,6 +514,10 @@ png_decode(const cm_decode_request *req, cm_decoded_image *out, cm_error *err)
 
 	s = stb_decode(&cm_codec_png, padded ? padded : b, padded ? padded_len : len, h, out, err);
 	free(padded);
+	/* PIL's mode: P for colour type 3, 1 for 1-bit grey, LA / RGBA for 4 / 6 */
+	if (s == CM_OK && len >= 26)
+		out->mode = b[25] == 3 || (b[25] == 0 && b[24] == 1) ? CM_MODE_PALETTE
+			: b[25] == 4 || b[25] == 6 ? CM_MODE_ALPHA : CM_MODE_DIRECT;
 	return s;
 }
 
@@ -692,6 +696,14 @@ gif_decode(const cm_decode_request *req, cm_decoded_image *out, cm_error *err)
 		return s;
 	if (out->stride == 4)
 		gif_fill_as_pil(out->pixels, out->width, out->height, &frame);
+	/* PIL's mode: P, or L when the first frame has no colour table or the grey ramp i -> (i, i, i) */
+	out->mode = CM_MODE_DIRECT;
+	for (int i = 0; frame.palette != NULL && i < frame.palette_entries; i++)
+		if (frame.palette[3 * i] != i || frame.palette[3 * i + 1] != i || frame.palette[3 * i + 2] != i)
+		{
+			out->mode = CM_MODE_PALETTE;
+			break;
+		}
 	return CM_OK;
 }
 
@@ -853,6 +865,45 @@ bmp_fix_channels(cm_decoded_image *img, const int bits[3])
 		}
 }
 
+/*
+ * PIL's mode for a BMP: a palette of 8 bits or fewer that is the grey ramp
+ * (two entries: black and white) is dropped, giving L (1); 32-bit bit fields
+ * with an alpha mask PIL knows (or all four zero) give RGBA.
+ */
+static cm_image_mode
+bmp_mode(const unsigned char *b, size_t len, const bmp_layout *l)
+{
+	if (l->bpp == 32 && l->compression == 3 && l->header_size >= 56 && len >= 70)
+	{
+		uint32_t	r = cm_le32(b + 54),
+					g = cm_le32(b + 58),
+					bl = cm_le32(b + 62),
+					a = cm_le32(b + 66);
+
+		return (r == 0xFF000000 && g == 0xFF0000 && bl == 0xFF00 && a == 0xFF) ||
+			(r == 0xFF && g == 0xFF00 && bl == 0xFF0000 && a == 0xFF000000) ||
+			(r == 0xFF0000 && g == 0xFF00 && bl == 0xFF && a == 0xFF000000) ||
+			(r == 0 && g == 0 && bl == 0 && a == 0) ? CM_MODE_ALPHA : CM_MODE_DIRECT;
+	}
+	if (l->bpp > 8)
+		return CM_MODE_DIRECT;
+	{
+		uint64_t	colours = l->colours_used ? l->colours_used : (uint64_t) 1 << l->bpp;
+		size_t		padding = l->header_size == 12 ? 3 : 4,
+					at = 14 + (size_t) l->header_size;
+
+		for (uint64_t i = 0; i < colours; i++)
+		{
+			unsigned	v = colours == 2 ? (i ? 255 : 0) : (unsigned) (i & 255);
+			const unsigned char *rgb = b + at + padding * i;
+
+			if (at + padding * i + 3 > len || rgb[0] != v || rgb[1] != v || rgb[2] != v)
+				return CM_MODE_PALETTE;
+		}
+		return colours == 2 ? CM_MODE_PALETTE : CM_MODE_DIRECT;
+	}
+}
+
 static cm_status
 bmp_decode(const cm_decode_request *req, cm_decoded_image *out, cm_error *err)
 {
@@ -886,6 +937,7 @@ bmp_decode(const cm_decode_request *req, cm_decoded_image *out, cm_error *err)
 		for (size_t i = 0; i < n; i++)
 			out->pixels[i * 4 + 3] = 255;
 	}
+	out->mode = bmp_mode(b, len, &l);
 	return CM_OK;
 }
 
@@ -1051,6 +1103,11 @@ tga_decode(const cm_decode_request *req, cm_decoded_image *out, cm_error *err)
 				}
 		}
 	}
+	/* PIL's mode: P (colour-mapped), 1 (1-bit grey), LA (16-bit grey), RGBA (32-bit) */
+	if ((l.image_type & 7) == 1 || ((l.image_type & 7) == 3 && l.bits == 1))
+		out->mode = CM_MODE_PALETTE;
+	else if (((l.image_type & 7) == 3 && l.bits == 16) || ((l.image_type & 7) == 2 && l.bits == 32))
+		out->mode = CM_MODE_ALPHA;
 	return CM_OK;
 }
 

@@ -621,6 +621,9 @@ tiff_decode(const cm_decode_request *req, cm_decoded_image *out, cm_error *err)
 		{
 			out->colours = l.kind == KIND_GREY ? 1 : 3;
 			out->stride = out->colours + (l.alpha ? 1 : 0);
+			/* PIL's mode: P, 1 (bilevel), LA / RGBA (either kind of alpha) */
+			out->mode = l.kind == KIND_PALETTE || (l.kind == KIND_GREY && l.bps == 1) ? CM_MODE_PALETTE
+				: l.alpha ? CM_MODE_ALPHA : CM_MODE_DIRECT;
 			out->pixels = cm_alloc_pixels(l.w, l.h, out->stride);
 			if (out->pixels == NULL)
 				s = cm_set_error(err, CM_ERR_NOMEM, "out of memory for a %ux%u TIFF image", l.w, l.h);

@@ -146,6 +146,7 @@ webp_first_frame(const cm_decode_request *req, bool alpha, cm_decoded_image *out
 	out->height = (int) info.canvas_height;
 	out->stride = 4;
 	out->colours = 3;
+	out->mode = alpha ? CM_MODE_ALPHA : CM_MODE_DIRECT;	/* PIL: RGBA or RGB */
 	return CM_OK;
 }
 
@@ -199,6 +200,7 @@ webp_decode(const cm_decode_request *req, cm_decoded_image *out, cm_error *err)
 	out->height = (int) oh;
 	out->stride = samples;
 	out->colours = 3;
+	out->mode = samples == 4 ? CM_MODE_ALPHA : CM_MODE_DIRECT;	/* PIL: RGBA or RGB */
 	/* the rescaler spreads the whole image over the output */
 	out->extent_width = ow;
 	out->extent_height = oh;

@@ -1,7 +1,9 @@
 /*
  * fuzz_image.c
  *	  libFuzzer target: arbitrary bytes through cm_image_preprocess (decode,
- *	  limits, resize, crop, normalise) with a 4 Mpx limit and 64 px output.
+ *	  limits, resize, crop, normalise) with a 4 Mpx limit and 64 px output;
+ *	  images that decode go through open_clip's order (resize in the image's
+ *	  own mode) as well.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -33,5 +35,11 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	/* Every failure carries its own status and a message. */
 	if (status != CM_OK && (err.status != status || err.message[0] == '\0'))
 		abort();
+	if (status == CM_OK)
+	{
+		p.torchvision = true;
+		if (cm_image_preprocess(data, size, &p, out, &err) != CM_OK)
+			abort();
+	}
 	return 0;
 }

@@ -5,7 +5,8 @@
  *	  includes this file.  An input that lacks the signature gets it
  *	  prepended, so that every input reaches that format's decoder.  The
  *	  last byte picks the decode options (orientation, background, exact or
- *	  reduced scale), so all paths run.  Seeds: test/images/FORMAT_*.
+ *	  reduced scale), so all paths run; an image that preprocesses is also
+ *	  preprocessed in open_clip's order.  Seeds: test/images/FORMAT_*.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,14 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	status = cm_image_preprocess(data, size, &p, out, &err);
 	if (status != CM_OK && (err.status != status || err.message[0] == '\0'))
 		abort();
+	if (status == CM_OK)
+	{
+		/* open_clip's order: resized in the image's own mode (NEAREST, premultiplied) */
+		p.torchvision = true;
+		if (cm_image_preprocess(data, size, &p, out, &err) != CM_OK)
+			abort();
+		p.torchvision = false;
+	}
 
 	/* What the decoder promises its caller. */
 	memset(&opt, 0, sizeof(opt));
