@@ -32,7 +32,7 @@ PG_CPPFLAGS = -Iextension -Iencoders -I/usr/include/cjson $(OPENBLAS_CFLAGS)
 # Hidden visibility: the library exports only what extension/crossmodal.h
 # marks (PostgreSQL loads libraries with global binding; see that header).
 PG_CFLAGS = -std=gnu11 -fvisibility=hidden
-SHLIB_LINK = $(OPENBLAS_LIBS) -lcjson -lutf8proc -ljpeg -lwebp -lwebpdemux -ltiff -lm
+SHLIB_LINK = $(OPENBLAS_LIBS) -lcjson -lutf8proc -ljpeg -lwebp -lwebpdemux -ltiff -lz -lm
 
 # `make WERROR=1`: warnings are errors on our own files (CI does this).
 ifdef WERROR

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 /* transformers' CLIP defaults */
 static const cm_text_config default_text = {
@@ -703,4 +704,612 @@ cm_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len, cm
 	*out = buf;
 	*out_len = got;
 	return CM_OK;
+}
+
+cm_status
+cm_read_gzip_file(const char *path, size_t max_in, size_t max_out, char **out, size_t *out_len,
+				  cm_error *err)
+{
+	char	   *in = NULL,
+			   *buf = NULL;
+	size_t		in_len,
+				cap = 0,
+				got = 0;
+	z_stream	z;
+	cm_status	s;
+	int			r = Z_OK;
+
+	*out = NULL;
+	*out_len = 0;
+	if ((s = cm_read_file(path, max_in, &in, &in_len, err)) != CM_OK)
+		return s;
+	memset(&z, 0, sizeof(z));
+	/* 16 + MAX_WBITS: a gzip wrapper, not raw zlib */
+	if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK)
+	{
+		free(in);
+		return cm_set_error(err, CM_ERR_NOMEM, "%s: cannot start decompression", path);
+	}
+	z.next_in = (Bytef *) in;
+	z.avail_in = (uInt) (in_len > UINT32_MAX ? UINT32_MAX : in_len);
+	for (;;)
+	{
+		if (got == cap)
+		{
+			size_t		new_cap = cap == 0 ? (size_t) 1 << 16 : cap * 2;
+			char	   *p;
+
+			if (cap >= max_out)
+			{
+				s = cm_set_error(err, CM_ERR_MODEL, "%s: decompresses to more than the %zu-byte limit",
+								 path, max_out);
+				goto done;
+			}
+			if (new_cap > max_out)
+				new_cap = max_out;
+			if ((p = realloc(buf, new_cap + 1)) == NULL)
+			{
+				s = cm_set_error(err, CM_ERR_NOMEM, "%s: out of memory decompressing", path);
+				goto done;
+			}
+			buf = p;
+			cap = new_cap;
+		}
+		z.next_out = (Bytef *) buf + got;
+		z.avail_out = (uInt) (cap - got);
+		r = inflate(&z, Z_NO_FLUSH);
+		got = cap - z.avail_out;
+		if (r == Z_STREAM_END)
+		{
+			/* Python's gzip reads concatenated members; trailing zeros are padding */
+			size_t		left = z.avail_in;
+			const unsigned char *rest = z.next_in;
+
+			while (left > 0 && *rest == 0)
+			{
+				rest++;
+				left--;
+			}
+			if (left == 0)
+				break;
+			if (inflateReset(&z) != Z_OK)
+			{
+				r = Z_DATA_ERROR;
+				break;
+			}
+			continue;
+		}
+		if (r == Z_BUF_ERROR && z.avail_in == 0)
+		{
+			r = Z_DATA_ERROR;	/* the data ended inside a member */
+			break;
+		}
+		if (r != Z_OK && r != Z_BUF_ERROR)
+			break;
+	}
+	if (r != Z_STREAM_END)
+		s = cm_set_error(err, CM_ERR_MODEL, "%s: not a valid gzip file (%s)", path,
+						 z.msg ? z.msg : "truncated");
+	else
+		s = CM_OK;
+
+done:
+	inflateEnd(&z);
+	free(in);
+	if (s != CM_OK)
+	{
+		free(buf);
+		return s;
+	}
+	if (buf == NULL && (buf = malloc(1)) == NULL)
+		return cm_set_error(err, CM_ERR_NOMEM, "%s: out of memory", path);
+	buf[got] = '\0';
+	*out = buf;
+	*out_len = got;
+	return CM_OK;
+}
+
+/* ---------------------------------------------------------------- open_clip */
+
+/* open_clip's defaults (model.py: CLIPVisionCfg, CLIPTextCfg) */
+static const cm_text_config default_openclip_text = {
+	.t = {.hidden_size = 512, .intermediate_size = 2048, .num_layers = 12,
+	.num_heads = 8, .layer_norm_eps = 1e-5f, .act = CM_ACT_GELU},
+	.vocab_size = 49408, .max_positions = 77,
+	.bos_token_id = -1, .eos_token_id = -1, .pad_token_id = 0,
+	.causal = true, .pooling = CM_POOL_ARGMAX,
+};
+static const cm_vision_config default_openclip_vision = {
+	.t = {.hidden_size = 768, .intermediate_size = 3072, .num_layers = 12,
+	.num_heads = 12, .layer_norm_eps = 1e-5f, .act = CM_ACT_GELU},
+	.image_size = 224, .patch_size = 16, .num_channels = 3,
+	.class_token = true, .pre_norm = true,
+};
+
+/* Every key of obj is one of names (NULL-terminated): open_clip refuses others. */
+static cm_status
+only_known_keys(json_ctx *c, const cJSON *obj, const char *const *names)
+{
+	const cJSON *item;
+
+	cJSON_ArrayForEach(item, obj)
+	{
+		const char *const *n;
+
+		for (n = names; *n != NULL && strcmp(*n, item->string) != 0; n++)
+			;
+		if (*n == NULL)
+			return cm_set_error(c->err, CM_ERR_UNSUPPORTED, "%s: \"%s%.64s\" is not supported",
+								c->label, c->section, item->string);
+	}
+	return CM_OK;
+}
+
+/*
+ * A key that selects an architecture variant this runtime does not run: it
+ * must be absent, null, false, or one of the strings in allowed (which may
+ * be NULL).  allow_true also accepts true (a default that is on).
+ */
+static cm_status
+keep_default(json_ctx *c, const cJSON *obj, const char *key, const char *const *allowed,
+			 bool allow_true)
+{
+	const cJSON *item = get_present(obj, key);
+
+	if (item == NULL || cJSON_IsFalse(item) || (allow_true && cJSON_IsTrue(item)))
+		return CM_OK;
+	if (cJSON_IsString(item) && allowed != NULL)
+		for (const char *const *a = allowed; *a != NULL; a++)
+			if (strcmp(*a, item->valuestring) == 0)
+				return CM_OK;
+	if (cJSON_IsString(item))
+		return cm_set_error(c->err, CM_ERR_UNSUPPORTED, "%s: \"%s%s\" \"%.40s\" is not supported",
+							c->label, c->section, key, item->valuestring);
+	return cm_set_error(c->err, CM_ERR_UNSUPPORTED, "%s: \"%s%s\" other than its default is not supported",
+						c->label, c->section, key);
+}
+
+/* A side given as a number or as a square [n, n] (open_clip's to_2tuple). */
+static cm_status
+get_side(json_ctx *c, const cJSON *obj, const char *key, int *out)
+{
+	const cJSON *item = get_present(obj, key);
+
+	if (item != NULL && cJSON_IsArray(item))
+	{
+		const cJSON *a = cJSON_GetArrayItem(item, 0),
+				   *b = cJSON_GetArrayItem(item, 1);
+
+		if (cJSON_GetArraySize(item) != 2 || !cJSON_IsNumber(a) || !cJSON_IsNumber(b))
+			return cm_set_error(c->err, CM_ERR_MODEL, "%s: \"%s%s\" must be a number or [height, width]",
+								c->label, c->section, key);
+		if (a->valuedouble != b->valuedouble)
+			return cm_set_error(c->err, CM_ERR_UNSUPPORTED, "%s: \"%s%s\" is not square",
+								c->label, c->section, key);
+		{
+			cJSON	   *tmp = cJSON_CreateObject();
+			cm_status	s;
+
+			if (tmp == NULL || cJSON_AddNumberToObject(tmp, key, a->valuedouble) == NULL)
+			{
+				cJSON_Delete(tmp);
+				return cm_set_error(c->err, CM_ERR_NOMEM, "%s: out of memory", c->label);
+			}
+			s = get_int32(c, tmp, key, 1, CM_CONFIG_MAX_IMAGE_SIZE, out);
+			cJSON_Delete(tmp);
+			return s;
+		}
+	}
+	return get_int32(c, obj, key, 1, CM_CONFIG_MAX_IMAGE_SIZE, out);
+}
+
+/* int(width * mlp_ratio), as open_clip sizes the MLP */
+static cm_status
+get_mlp_width(json_ctx *c, const cJSON *obj, int width, int *out)
+{
+	float		ratio = 4.0f;
+	double		w;
+	cm_status	s;
+	const cJSON *item = get_present(obj, "mlp_ratio");
+
+	if ((s = get_float(c, obj, "mlp_ratio", 0.0, 64.0, true, &ratio)) != CM_OK)
+		return s;
+	w = (double) width * (item != NULL ? item->valuedouble : 4.0);
+	if (!(w >= 1 && w <= CM_CONFIG_MAX_INTERMEDIATE))
+		return cm_set_error(c->err, CM_ERR_MODEL, "%s: \"%smlp_ratio\" gives an MLP width of %g",
+							c->label, c->section, w);
+	*out = (int) w;
+	return CM_OK;
+}
+
+/* norm_kwargs: {"eps": x} only; act_kwargs: GELU's {"approximate": "none" | "tanh"} */
+static cm_status
+get_norm_act(json_ctx *c, const cJSON *obj, bool quick_gelu, cm_tower_config *t)
+{
+	static const char *const norm_keys[] = {"eps", NULL};
+	static const char *const act_keys[] = {"approximate", NULL};
+	const cJSON *norm = get_present(obj, "norm_kwargs");
+	const cJSON *act = get_present(obj, "act_kwargs");
+	char		section[64];
+	json_ctx	sub = *c;
+	cm_status	s;
+
+	sub.defaulted = NULL;
+	if (norm != NULL)
+	{
+		snprintf(section, sizeof(section), "%snorm_kwargs.", c->section);
+		sub.section = section;
+		if (!cJSON_IsObject(norm))
+			return cm_set_error(c->err, CM_ERR_MODEL, "%s: \"%snorm_kwargs\" must be an object",
+								c->label, c->section);
+		if ((s = only_known_keys(&sub, norm, norm_keys)) != CM_OK ||
+			(s = get_float(&sub, norm, "eps", 0.0, 1.0, true, &t->layer_norm_eps)) != CM_OK)
+			return s;
+	}
+	if (act != NULL)
+	{
+		const cJSON *a;
+
+		snprintf(section, sizeof(section), "%sact_kwargs.", c->section);
+		sub.section = section;
+		if (!cJSON_IsObject(act))
+			return cm_set_error(c->err, CM_ERR_MODEL, "%s: \"%sact_kwargs\" must be an object",
+								c->label, c->section);
+		if ((s = only_known_keys(&sub, act, act_keys)) != CM_OK)
+			return s;
+		a = get_present(act, "approximate");
+		if (a != NULL && quick_gelu)
+			return cm_set_error(c->err, CM_ERR_UNSUPPORTED,
+								"%s: \"%sact_kwargs\" with \"quick_gelu\" is not supported",
+								c->label, c->section);
+		if (a != NULL && (!cJSON_IsString(a) || (strcmp(a->valuestring, "none") != 0 &&
+												  strcmp(a->valuestring, "tanh") != 0)))
+			return cm_set_error(c->err, CM_ERR_UNSUPPORTED,
+								"%s: \"%sact_kwargs.approximate\" must be \"none\" or \"tanh\"",
+								c->label, c->section);
+		if (a != NULL && strcmp(a->valuestring, "tanh") == 0)
+			t->act = CM_ACT_GELU_TANH;
+	}
+	return CM_OK;
+}
+
+/* The custom attention block's switches: all off (the default block). */
+static cm_status
+keep_default_block(json_ctx *c, const cJSON *obj)
+{
+	static const char *const block[] = {"default", NULL};
+	static const char *const flags[] = {"qk_norm", "scaled_cosine_attn", "scale_heads",
+	"scale_attn_inner", "scale_attn", "scale_fc", NULL};
+	cm_status	s = keep_default(c, obj, "block_type", block, false);
+
+	for (const char *const *f = flags; s == CM_OK && *f != NULL; f++)
+		s = keep_default(c, obj, *f, NULL, false);
+	return s;
+}
+
+static cm_status
+parse_openclip_vision(json_ctx *c, const cJSON *v, bool quick_gelu, cm_vision_config *out)
+{
+	static const char *const known[] = {
+		"layers", "width", "head_width", "mlp_ratio", "patch_size", "image_size", "image_seq_len",
+		"ls_init_value", "patch_dropout", "attentional_pool", "attn_pooler_queries",
+		"attn_pooler_heads", "no_ln_pre", "pos_embed_type", "final_ln_after_pool", "pool_type",
+		"output_tokens", "act_kwargs", "norm_kwargs", "block_type", "qk_norm",
+		"scaled_cosine_attn", "scale_heads", "scale_attn_inner", "scale_attn", "scale_fc",
+		"timm_model_name", "timm_model_pretrained", "timm_pool", "timm_proj", "timm_proj_bias",
+		"timm_drop", "timm_drop_path", "timm_model_kwargs", NULL};
+	static const char *const learnable[] = {"learnable", NULL};
+	static const char *const tok[] = {"tok", NULL};
+	const cJSON *layers = get_present(v, "layers");
+	int			head_width = 64;
+	cm_status	s;
+
+	if ((s = only_known_keys(c, v, known)) != CM_OK)
+		return s;
+	if (get_present(v, "timm_model_name") != NULL)
+		return cm_set_error(c->err, CM_ERR_UNSUPPORTED,
+							"%s: \"%stimm_model_name\": image towers from timm are not supported",
+							c->label, c->section);
+	if (layers != NULL && cJSON_IsArray(layers))
+		return cm_set_error(c->err, CM_ERR_UNSUPPORTED,
+							"%s: \"%slayers\" is a list: ResNet image towers are not supported",
+							c->label, c->section);
+	if ((s = keep_default(c, v, "ls_init_value", NULL, false)) != CM_OK ||
+		(s = keep_default(c, v, "attentional_pool", NULL, false)) != CM_OK ||
+		(s = keep_default(c, v, "no_ln_pre", NULL, false)) != CM_OK ||
+		(s = keep_default(c, v, "pos_embed_type", learnable, false)) != CM_OK ||
+		(s = keep_default(c, v, "pool_type", tok, false)) != CM_OK ||
+		(s = keep_default(c, v, "image_seq_len", NULL, false)) != CM_OK ||
+		(s = keep_default_block(c, v)) != CM_OK)
+		return s;
+	if ((s = get_int32(c, v, "layers", 1, CM_CONFIG_MAX_LAYERS, &out->t.num_layers)) != CM_OK ||
+		(s = get_int32(c, v, "width", 1, CM_CONFIG_MAX_HIDDEN, &out->t.hidden_size)) != CM_OK ||
+		(s = get_int32(c, v, "head_width", 1, CM_CONFIG_MAX_HIDDEN, &head_width)) != CM_OK ||
+		(s = get_side(c, v, "patch_size", &out->patch_size)) != CM_OK ||
+		(s = get_side(c, v, "image_size", &out->image_size)) != CM_OK ||
+		(s = get_mlp_width(c, v, out->t.hidden_size, &out->t.intermediate_size)) != CM_OK)
+		return s;
+	out->t.act = quick_gelu ? CM_ACT_QUICK_GELU : CM_ACT_GELU;
+	if ((s = get_norm_act(c, v, quick_gelu, &out->t)) != CM_OK)
+		return s;
+	/* final_ln_after_pool: with the class token pooled, the same either way */
+	out->t.num_heads = out->t.hidden_size / head_width;
+	if (out->t.num_heads < 1 || out->t.hidden_size % out->t.num_heads != 0)
+		return cm_set_error(c->err, CM_ERR_MODEL, "%s: \"%swidth\" %d and \"%shead_width\" %d give no whole number of heads",
+							c->label, c->section, out->t.hidden_size, c->section, head_width);
+	return CM_OK;
+}
+
+static cm_status
+parse_openclip_tokenizer(json_ctx *c, const cJSON *kw, cm_config *out)
+{
+	static const char *const known[] = {"bpe_path", "clean", "additional_special_tokens",
+	"reduction_mask", NULL};
+	static const char *const lower[] = {"lower", NULL};
+	const cJSON *bpe = get_present(kw, "bpe_path");
+	const cJSON *extra = get_present(kw, "additional_special_tokens");
+	const cJSON *mask = get_present(kw, "reduction_mask");
+	cm_status	s;
+
+	if (!cJSON_IsObject(kw))
+		return cm_set_error(c->err, CM_ERR_MODEL, "%s: \"text_cfg.tokenizer_kwargs\" must be an object",
+							c->label);
+	c->section = "text_cfg.tokenizer_kwargs.";
+	if ((s = only_known_keys(c, kw, known)) != CM_OK ||
+		(s = keep_default(c, kw, "clean", lower, false)) != CM_OK)
+		return s;
+	if ((extra != NULL && !(cJSON_IsArray(extra) && cJSON_GetArraySize(extra) == 0)) ||
+		(mask != NULL && !(cJSON_IsString(mask) && mask->valuestring[0] == '\0')))
+		return cm_set_error(c->err, CM_ERR_UNSUPPORTED,
+							"%s: \"text_cfg.tokenizer_kwargs.%s\" is not supported",
+							c->label, extra != NULL ? "additional_special_tokens" : "reduction_mask");
+	if (bpe != NULL)
+	{
+		const char *p;
+		size_t		n;
+
+		if (!cJSON_IsString(bpe))
+			return cm_set_error(c->err, CM_ERR_MODEL, "%s: \"text_cfg.tokenizer_kwargs.bpe_path\" must be a string",
+								c->label);
+		p = bpe->valuestring;
+		n = strlen(p);
+		/* a path inside the model directory: relative, no "." or ".." part */
+		if (n == 0 || n >= sizeof(out->bpe_path) || p[0] == '/')
+			goto outside;
+		for (const char *part = p; part != NULL;)
+		{
+			const char *slash = strchr(part, '/');
+			size_t		k = slash ? (size_t) (slash - part) : strlen(part);
+
+			if (k == 0 || (k == 1 && part[0] == '.') || (k == 2 && part[0] == '.' && part[1] == '.'))
+				goto outside;
+			part = slash ? slash + 1 : NULL;
+		}
+		memcpy(out->bpe_path, p, n + 1);
+	}
+	return CM_OK;
+
+outside:
+	return cm_set_error(c->err, CM_ERR_MODEL,
+						"%s: \"text_cfg.tokenizer_kwargs.bpe_path\" \"%.100s\" must name a file inside the model directory (a relative path without \".\" or \"..\")",
+						c->label, bpe->valuestring);
+}
+
+static cm_status
+parse_openclip_text(json_ctx *c, const cJSON *t, bool quick_gelu, cm_config *out)
+{
+	static const char *const known[] = {
+		"text_arch", "context_length", "variable_text", "vocab_size", "hf_tokenizer_name",
+		"tokenizer_mode", "tokenizer_kwargs", "width", "heads", "layers", "mlp_ratio",
+		"ls_init_value", "embed_cls", "pad_id", "bos_id", "eos_id", "tokenizer_type",
+		"tiktoken_name", "no_causal_mask", "final_ln_after_pool", "pool_type", "proj_bias",
+		"proj_type", "output_tokens", "act_kwargs", "norm_kwargs", "block_type", "qk_norm",
+		"scaled_cosine_attn", "scale_heads", "scale_attn_inner", "scale_attn", "scale_fc",
+		"attention_mode", "pos_embed", "rope_temperature", "mlp_type", "norm_type", "norm_eps",
+		"attn_gated", "pre_norm", "norm_placement", "zero_init_residual", "reg_tokens",
+		"value_residual", "attention_bias", "mlp_bias", "gate_bias", "hf_model_name",
+		"hf_model_pretrained", "hf_proj_type", "hf_pooler_type", "hf_model_config", NULL};
+	static const char *const clip[] = {"clip", NULL};
+	static const char *const linear[] = {"linear", NULL};
+	static const char *const layernorm[] = {"layernorm", NULL};
+	static const char *const none[] = {"", NULL};
+	cm_text_config *tc = &out->text;
+	const cJSON *pool = get_present(t, "pool_type");
+	const cJSON *kw = get_present(t, "tokenizer_kwargs");
+	bool		no_causal = false;
+	int64_t		eos = -1;
+	cm_status	s;
+
+	if ((s = only_known_keys(c, t, known)) != CM_OK)
+		return s;
+	if (get_present(t, "hf_model_name") != NULL || get_present(t, "hf_tokenizer_name") != NULL)
+		return cm_set_error(c->err, CM_ERR_UNSUPPORTED,
+							"%s: \"%s%s\": Hugging Face text towers and tokenizers in open_clip configs are not supported",
+							c->label, c->section,
+							get_present(t, "hf_model_name") != NULL ? "hf_model_name" : "hf_tokenizer_name");
+	if ((s = keep_default(c, t, "text_arch", clip, false)) != CM_OK ||
+		(s = keep_default(c, t, "variable_text", NULL, false)) != CM_OK ||
+		(s = keep_default(c, t, "tokenizer_mode", NULL, false)) != CM_OK ||
+		(s = keep_default(c, t, "tokenizer_type", none, false)) != CM_OK ||
+		(s = keep_default(c, t, "ls_init_value", NULL, false)) != CM_OK ||
+		(s = keep_default(c, t, "embed_cls", NULL, false)) != CM_OK ||
+		(s = keep_default(c, t, "proj_bias", NULL, false)) != CM_OK ||
+		(s = keep_default(c, t, "proj_type", linear, false)) != CM_OK ||
+		(s = keep_default(c, t, "norm_type", layernorm, false)) != CM_OK ||
+		(s = keep_default(c, t, "attention_bias", NULL, true)) != CM_OK ||
+		(s = keep_default(c, t, "mlp_bias", NULL, true)) != CM_OK ||
+		(s = keep_default_block(c, t)) != CM_OK)
+		return s;
+	if ((s = get_int32(c, t, "context_length", 2, CM_CONFIG_MAX_POSITIONS, &tc->max_positions)) != CM_OK ||
+		(s = get_int32(c, t, "vocab_size", 1, CM_CONFIG_MAX_VOCAB, &tc->vocab_size)) != CM_OK ||
+		(s = get_int32(c, t, "width", 1, CM_CONFIG_MAX_HIDDEN, &tc->t.hidden_size)) != CM_OK ||
+		(s = get_int32(c, t, "heads", 1, CM_CONFIG_MAX_HIDDEN, &tc->t.num_heads)) != CM_OK ||
+		(s = get_int32(c, t, "layers", 1, CM_CONFIG_MAX_LAYERS, &tc->t.num_layers)) != CM_OK ||
+		(s = get_mlp_width(c, t, tc->t.hidden_size, &tc->t.intermediate_size)) != CM_OK ||
+		(s = get_bool(c, t, "no_causal_mask", &no_causal)) != CM_OK ||
+		(s = get_int(c, t, "eos_id", 0, CM_CONFIG_MAX_VOCAB, &eos)) != CM_OK)
+		return s;
+	tc->t.act = quick_gelu ? CM_ACT_QUICK_GELU : CM_ACT_GELU;
+	if ((s = get_norm_act(c, t, quick_gelu, &tc->t)) != CM_OK)
+		return s;
+	if (tc->t.hidden_size % tc->t.num_heads != 0)
+		return cm_set_error(c->err, CM_ERR_MODEL, "%s: \"%swidth\" %d is not divisible by \"%sheads\" %d",
+							c->label, c->section, tc->t.hidden_size, c->section, tc->t.num_heads);
+	tc->causal = !no_causal;
+	if (pool != NULL)
+	{
+		if (!cJSON_IsString(pool))
+			return cm_set_error(c->err, CM_ERR_MODEL, "%s: \"%spool_type\" must be a string", c->label, c->section);
+		if (strcmp(pool->valuestring, "argmax") == 0)
+			tc->pooling = CM_POOL_ARGMAX;
+		else if (strcmp(pool->valuestring, "last") == 0)
+			tc->pooling = CM_POOL_LAST;
+		else if (strcmp(pool->valuestring, "eos") == 0)
+		{
+			if (eos < 0)
+				return cm_set_error(c->err, CM_ERR_MODEL, "%s: \"%spool_type\" \"eos\" needs \"%seos_id\"",
+									c->label, c->section, c->section);
+			tc->pooling = CM_POOL_FIRST_EOS;
+			tc->eos_token_id = (int32_t) eos;
+		}
+		else
+			return cm_set_error(c->err, CM_ERR_UNSUPPORTED, "%s: \"%spool_type\" \"%.40s\" is not supported (argmax, last, eos)",
+								c->label, c->section, pool->valuestring);
+	}
+	/* final_ln_after_pool: the layer norm is per position, so the same either way */
+	out->clean_lower = true;
+	if (kw != NULL)
+	{
+		const char *section = c->section;
+
+		s = parse_openclip_tokenizer(c, kw, out);
+		c->section = section;
+	}
+	return s;
+}
+
+static cm_status
+parse_openclip_preprocess(json_ctx *c, const cJSON *pp, const cm_vision_config *vision,
+						  cm_image_params *img)
+{
+	static const char *const interpolation[] = {"bicubic", "random", NULL};
+	static const char *const rgb[] = {"RGB", NULL};
+	const cJSON *mode = get_present(pp, "resize_mode");
+	const cJSON *size = get_present(pp, "size");
+	cm_status	s;
+
+	memset(img, 0, sizeof(*img));
+	img->shortest_edge = img->crop_height = img->crop_width = vision->image_size;
+	img->do_resize = true;
+	img->do_center_crop = true;
+	img->rescale_factor = 1.0f / 255.0f;
+	img->torchvision = true;
+	memcpy(img->mean, openai_clip_mean, sizeof(img->mean));
+	memcpy(img->std, openai_clip_std, sizeof(img->std));
+	if (pp == NULL)
+		return CM_OK;
+	if (!cJSON_IsObject(pp))
+		return cm_set_error(c->err, CM_ERR_MODEL, "%s: \"preprocess_cfg\" must be an object", c->label);
+	c->section = "preprocess_cfg.";
+	/* open_clip reads only its PreprocessCfg keys here and ignores the rest */
+	if ((s = get_triple(c, pp, "mean", false, img->mean)) != CM_OK ||
+		(s = get_triple(c, pp, "std", true, img->std)) != CM_OK ||
+		(s = keep_default(c, pp, "interpolation", interpolation, false)) != CM_OK ||
+		(s = keep_default(c, pp, "mode", rgb, false)) != CM_OK)
+		return s;
+	if (size != NULL)
+	{
+		int			side = 0;
+
+		if ((s = get_side(c, pp, "size", &side)) != CM_OK)
+			return s;
+		if (side != vision->image_size)
+			return cm_set_error(c->err, CM_ERR_MODEL, "%s: \"preprocess_cfg.size\" %d differs from the vision tower's image_size %d",
+								c->label, side, vision->image_size);
+	}
+	if (mode != NULL)
+	{
+		if (!cJSON_IsString(mode))
+			return cm_set_error(c->err, CM_ERR_MODEL, "%s: \"preprocess_cfg.resize_mode\" must be a string", c->label);
+		if (strcmp(mode->valuestring, "squash") == 0)
+		{
+			img->resize_mode = CM_RESIZE_EXACT;
+			img->do_center_crop = false;
+		}
+		else if (strcmp(mode->valuestring, "shortest") != 0)
+			return cm_set_error(c->err, CM_ERR_UNSUPPORTED,
+								"%s: \"preprocess_cfg.resize_mode\" \"%.40s\" is not supported (shortest, squash)",
+								c->label, mode->valuestring);
+	}
+	return CM_OK;
+}
+
+cm_status
+cm_openclip_config_parse(const char *json, size_t len, const char *label, cm_config *out,
+						 cm_image_params *image, cm_error *err)
+{
+	static const char *const known[] = {
+		"embed_dim", "vision_cfg", "text_cfg", "quick_gelu", "cast_dtype", "output_dict",
+		"init_logit_scale", "init_logit_bias", "nonscalar_logit_scale", "custom_text", NULL};
+	json_ctx	c = {.label = label, .section = "", .err = err};
+	cJSON	   *root;
+	const cJSON *mc,
+			   *vc,
+			   *tc;
+	bool		quick_gelu = false;
+	cm_status	s;
+
+	memset(out, 0, sizeof(*out));
+	memset(image, 0, sizeof(*image));
+	c.defaulted = out->defaulted;
+	c.defaulted_size = sizeof(out->defaulted);
+	root = parse_whole(json, len);
+	if (root == NULL)
+		return cm_set_error(err, CM_ERR_MODEL, "%s: not valid JSON", label);
+	mc = get_present(root, "model_cfg");
+	if (!cJSON_IsObject(root) || mc == NULL || !cJSON_IsObject(mc))
+	{
+		s = cm_set_error(err, CM_ERR_MODEL, "%s: expected an object with a \"model_cfg\" object", label);
+		goto done;
+	}
+	out->family = CM_FAMILY_OPENCLIP;
+	out->text = default_openclip_text;
+	out->vision = default_openclip_vision;
+	c.section = "model_cfg.";
+	if ((s = only_known_keys(&c, mc, known)) != CM_OK ||
+		(s = keep_default(&c, mc, "custom_text", NULL, false)) != CM_OK ||
+		(s = keep_default(&c, mc, "nonscalar_logit_scale", NULL, false)) != CM_OK ||
+		(s = get_bool(&c, mc, "quick_gelu", &quick_gelu)) != CM_OK)
+		goto done;
+	if (get_present(mc, "embed_dim") == NULL)
+	{
+		s = cm_set_error(err, CM_ERR_MODEL, "%s: \"model_cfg.embed_dim\" is missing", label);
+		goto done;
+	}
+	if ((s = get_int32(&c, mc, "embed_dim", 1, CM_CONFIG_MAX_PROJECTION, &out->projection_dim)) != CM_OK)
+		goto done;
+	/* a model made with init_logit_bias has a learned bias: SigLIP-style zero-shot */
+	out->has_logit_bias = get_present(mc, "init_logit_bias") != NULL;
+	vc = get_present(mc, "vision_cfg");
+	tc = get_present(mc, "text_cfg");
+	if ((vc != NULL && !cJSON_IsObject(vc)) || (tc != NULL && !cJSON_IsObject(tc)))
+	{
+		s = cm_set_error(err, CM_ERR_MODEL, "%s: \"model_cfg.%s\" must be an object", label,
+						 vc != NULL && !cJSON_IsObject(vc) ? "vision_cfg" : "text_cfg");
+		goto done;
+	}
+	c.section = "model_cfg.vision_cfg.";
+	if ((s = parse_openclip_vision(&c, vc, quick_gelu, &out->vision)) != CM_OK)
+		goto done;
+	c.section = "model_cfg.text_cfg.";
+	if ((s = parse_openclip_text(&c, tc, quick_gelu, out)) != CM_OK)
+		goto done;
+	if ((s = finish_vision(label, &out->vision, err)) != CM_OK)
+		goto done;
+	c.defaulted = NULL;
+	s = parse_openclip_preprocess(&c, get_present(root, "preprocess_cfg"), &out->vision, image);
+
+done:
+	cJSON_Delete(root);
+	return s;
 }

@@ -81,6 +81,14 @@ typedef struct cm_config
 	cm_vision_config vision;
 	int			projection_dim; /* length of every embedding */
 	bool		has_logit_bias; /* SigLIP: zero-shot is sigmoid(scale cos + bias) */
+
+	/*
+	 * open_clip: the SimpleTokenizer merges file named by
+	 * text_cfg.tokenizer_kwargs.bpe_path, relative to the model directory
+	 * ("" when the config names none), and its clean mode.
+	 */
+	char		bpe_path[256];
+	bool		clean_lower;
 	/* Comma-separated keys that were absent and took transformers' defaults. */
 	char		defaulted[256];
 } cm_config;
@@ -104,6 +112,20 @@ cm_status	cm_config_parse(const char *json, size_t len, const char *label,
 							cm_config *out, cm_error *err);
 
 /*
+ * Parse an open_clip_config.json (open_clip's push_to_hf_hub layout:
+ * "model_cfg" with vision_cfg and text_cfg as open_clip's CLIPVisionCfg and
+ * CLIPTextCfg, "preprocess_cfg" with mean, std, interpolation and
+ * resize_mode) into *out and the image preprocessing into *image.  Absent
+ * keys take open_clip's defaults.  Keys open_clip would refuse, and
+ * variants of the architecture this runtime does not run (timm or Hugging
+ * Face towers, attention pooling, layer scale, ...), are CM_ERR_UNSUPPORTED
+ * naming the key.
+ */
+cm_status	cm_openclip_config_parse(const char *json, size_t len, const char *label,
+									 cm_config *out, cm_image_params *image,
+									 cm_error *err);
+
+/*
  * Parse preprocessor_config.json into *out (max_pixels left 0).  The crop
  * must match the vision tower's image size.
  */
@@ -114,6 +136,15 @@ cm_status	cm_preprocessor_parse(const char *json, size_t len, const char *label,
 /* Read a whole small file (at most max_bytes) into a malloc'd buffer. */
 cm_status	cm_read_file(const char *path, size_t max_bytes, char **out,
 						 size_t *out_len, cm_error *err);
+
+/*
+ * Read a gzip file (at most max_in bytes; concatenated members as Python's
+ * gzip module reads them) and decompress it into a malloc'd buffer of at
+ * most max_out bytes (NUL-terminated, the length without it).  A larger
+ * result, invalid or truncated data: CM_ERR_MODEL.
+ */
+cm_status	cm_read_gzip_file(const char *path, size_t max_in, size_t max_out, char **out,
+							  size_t *out_len, cm_error *err);
 
 const char *cm_activation_name(cm_activation act);
 

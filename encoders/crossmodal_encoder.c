@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -57,6 +58,61 @@ file_exists(const char *dir, const char *file, char *path)
 	return cm_join_path(path, dir, file, NULL) == CM_OK && access(path, F_OK) == 0;
 }
 
+/* open_clip's default merges file, shipped in its package and in some model directories */
+#define OPENCLIP_DEFAULT_BPE "bpe_simple_vocab_16e6.txt.gz"
+
+/*
+ * open_clip's SimpleTokenizer: the merges file text_cfg.tokenizer_kwargs.
+ * bpe_path names (inside the model directory), else the default merges file
+ * if the directory has it, else a merges.txt (Hugging Face's copy of the
+ * same merges, which open_clip checkpoints on the Hub ship): the ids are the
+ * same, the cleaning is open_clip's.
+ */
+static cm_status
+load_openclip_tokenizer(cm_model *m, const char *dir, char *path, cm_error *err)
+{
+	const char *name = m->config.bpe_path[0] != '\0' ? m->config.bpe_path : OPENCLIP_DEFAULT_BPE;
+	char	   *text = NULL;
+	size_t		len = 0,
+				n = strlen(name);
+	cm_status	s;
+
+	if (cm_join_path(path, dir, name, err) != CM_OK)
+		return err ? err->status : CM_ERR_IO;
+	if (m->config.bpe_path[0] == '\0' && access(path, F_OK) != 0 &&
+		file_exists(dir, "merges.txt", path))
+		name = "merges.txt";
+	n = strlen(name);
+	if (n > 3 && strcmp(name + n - 3, ".gz") == 0)
+		s = cm_read_gzip_file(path, CM_TOKENIZER_MAX_FILE_BYTES, CM_TOKENIZER_MAX_FILE_BYTES,
+							  &text, &len, err);
+	else
+		s = cm_read_file(path, CM_TOKENIZER_MAX_FILE_BYTES, &text, &len, err);
+	if (s != CM_OK)
+	{
+		if (m->config.bpe_path[0] == '\0' && err != NULL && err->missing_file[0] != '\0')
+			cm_set_error(err, CM_ERR_IO, "%s: no tokenizer: %s (or merges.txt), or a bpe_path in open_clip_config.json",
+						 dir, OPENCLIP_DEFAULT_BPE);
+		return s;
+	}
+	m->tokenizer = cm_tokenizer_load_openclip(text, len, m->config.clean_lower, err);
+	free(text);
+	if (m->tokenizer == NULL)
+	{
+		/* name the file in the message */
+		if (err != NULL)
+		{
+			char		msg[CM_ERROR_MESSAGE_LEN];
+
+			snprintf(msg, sizeof(msg), "%s", err->message);
+			cm_set_error(err, err->status, "%s: %s", path, msg);
+		}
+		return err ? err->status : CM_ERR_MODEL;
+	}
+	m->tokenizer_kind = "OpenCLIP BPE";
+	return CM_OK;
+}
+
 /*
  * The tokenizer a model directory ships: CLIP's vocab.json + merges.txt,
  * else a tokenizer.json, else (SigLIP) a SentencePiece spiece.model.
@@ -72,8 +128,15 @@ load_tokenizer(cm_model *m, const char *dir, char *path, char *vocab_path, cm_lo
 	cm_status	s;
 
 	m->pad_id = -1;
+	if (m->config.family == CM_FAMILY_OPENCLIP)
+	{
+		if ((s = load_openclip_tokenizer(m, dir, path, err)) != CM_OK)
+			return s;
+		n_tokens = cm_tokenizer_vocab_size(m->tokenizer);
+		strcpy(vocab_path, path);
+	}
 	/* either CLIP file present: both are required (the loader names the missing one) */
-	if ((int) file_exists(dir, "vocab.json", vocab_path) + (int) file_exists(dir, "merges.txt", path) > 0)
+	else if ((int) file_exists(dir, "vocab.json", vocab_path) + (int) file_exists(dir, "merges.txt", path) > 0)
 	{
 		m->tokenizer = cm_tokenizer_load(vocab_path, path, err);
 		if (m->tokenizer == NULL)
@@ -121,6 +184,9 @@ load_tokenizer(cm_model *m, const char *dir, char *path, char *vocab_path, cm_lo
 	if (n_tokens > m->config.text.vocab_size)
 		return cm_set_error(err, CM_ERR_MODEL, "%s: the tokenizer has %d tokens, the config's vocab_size is %d",
 							m->tokenizer != NULL ? vocab_path : path, (int) n_tokens, m->config.text.vocab_size);
+	if (m->config.family == CM_FAMILY_OPENCLIP &&
+		(!m->config.text.causal || m->config.text.pooling == CM_POOL_LAST))
+		m->pad_id = 0;			/* padding is seen: pad as SimpleTokenizer does, with 0 */
 	if (siglip)
 	{
 		/* SigLIP was trained on texts padded to the full length */
@@ -150,6 +216,23 @@ model_tokenize(const cm_model *m, const char *text, size_t len, int32_t *ids, in
 	return s;
 }
 
+bool
+cm_model_dir_has_config(const char *dir)
+{
+	static const char *const names[] = {"config.json", "open_clip_config.json"};
+	char		path[CM_MAX_PATH];
+
+	for (size_t i = 0; dir != NULL && i < sizeof(names) / sizeof(names[0]); i++)
+	{
+		struct stat st;
+
+		if (cm_join_path(path, dir, names[i], NULL) == CM_OK && stat(path, &st) == 0 &&
+			S_ISREG(st.st_mode))
+			return true;
+	}
+	return false;
+}
+
 cm_model *
 cm_model_load(const char *dir, const cm_load_options *options, cm_error *err)
 {
@@ -161,6 +244,8 @@ cm_model_load(const char *dir, const cm_load_options *options, cm_error *err)
 	cm_safetensors *st = NULL;
 	cm_log_fn	log = options ? options->log : NULL;
 	void	   *log_ctx = options ? options->log_ctx : NULL;
+	bool		openclip;
+	const char *weights;
 
 	if (dir == NULL)
 	{
@@ -176,41 +261,64 @@ cm_model_load(const char *dir, const cm_load_options *options, cm_error *err)
 		goto fail;
 	}
 
-	/* config.json */
-	if (load_json_file(dir, "config.json", path, &text, &len, err) != CM_OK ||
-		cm_config_parse(text, len, path, &m->config, err) != CM_OK)
-		goto fail;
-	free(text);
-	text = NULL;
-	if (m->config.defaulted[0] != '\0')
-		log_msg(log, log_ctx, CM_LOG_INFO, "%s: absent keys take transformers' defaults: %s",
-				path, m->config.defaulted);
+	/*
+	 * config.json (transformers' layout), else open_clip_config.json
+	 * (open_clip's own).  A checkpoint that ships both loads as transformers
+	 * saved it.
+	 */
+	openclip = !file_exists(dir, "config.json", path) && file_exists(dir, "open_clip_config.json", path);
+	if (openclip)
+	{
+		if (load_json_file(dir, "open_clip_config.json", path, &text, &len, err) != CM_OK ||
+			cm_openclip_config_parse(text, len, path, &m->config, &m->image, err) != CM_OK)
+			goto fail;
+		free(text);
+		text = NULL;
+		if (m->config.defaulted[0] != '\0')
+			log_msg(log, log_ctx, CM_LOG_INFO, "%s: absent keys take open_clip's defaults: %s",
+					path, m->config.defaulted);
+	}
+	else
+	{
+		if (load_json_file(dir, "config.json", path, &text, &len, err) != CM_OK ||
+			cm_config_parse(text, len, path, &m->config, err) != CM_OK)
+			goto fail;
+		free(text);
+		text = NULL;
+		if (m->config.defaulted[0] != '\0')
+			log_msg(log, log_ctx, CM_LOG_INFO, "%s: absent keys take transformers' defaults: %s",
+					path, m->config.defaulted);
 
-	/* preprocessor_config.json */
-	if (load_json_file(dir, "preprocessor_config.json", path, &text, &len, err) != CM_OK ||
-		cm_preprocessor_parse(text, len, path, &m->config.vision, &m->image, err) != CM_OK)
-		goto fail;
-	free(text);
-	text = NULL;
+		/* preprocessor_config.json */
+		if (load_json_file(dir, "preprocessor_config.json", path, &text, &len, err) != CM_OK ||
+			cm_preprocessor_parse(text, len, path, &m->config.vision, &m->image, err) != CM_OK)
+			goto fail;
+		free(text);
+		text = NULL;
+	}
 
 	if (load_tokenizer(m, dir, path, vocab_path, log, log_ctx, err) != CM_OK)
 		goto fail;
 
 	/* model.safetensors, or the shards its index names */
-	if (cm_join_path(path, dir, "model.safetensors", err) != CM_OK)
+	weights = openclip ? "open_clip_model.safetensors" : "model.safetensors";
+	if (cm_join_path(path, dir, weights, err) != CM_OK)
 		goto fail;
 	if (access(path, F_OK) != 0 && errno == ENOENT)
 	{
-		if (cm_join_path(path, dir, "model.safetensors.index.json", err) != CM_OK)
+		char		index[64];
+
+		snprintf(index, sizeof(index), "%s.index.json", weights);
+		if (cm_join_path(path, dir, index, err) != CM_OK)
 			goto fail;
 		if (access(path, F_OK) != 0 && errno == ENOENT)
 		{
-			cm_set_error(err, CM_ERR_IO, "%s: no model.safetensors and no model.safetensors.index.json", dir);
-			cm_join_path(path, dir, "model.safetensors", NULL);
+			cm_set_error(err, CM_ERR_IO, "%s: no %s and no %s", dir, weights, index);
+			cm_join_path(path, dir, weights, NULL);
 			cm_error_set_missing(err, path);
 			goto fail;
 		}
-		st = cm_safetensors_open_index(dir, "model.safetensors.index.json", err);
+		st = cm_safetensors_open_index(dir, index, err);
 	}
 	else
 		st = cm_safetensors_open(path, err);

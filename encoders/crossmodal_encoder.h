@@ -1,8 +1,8 @@
 /*
  * crossmodal_encoder.h
  *	  Public API of the encoder runtime: load a model directory (CLIP, SigLIP
- *	  and SigLIP 2 as transformers saves them), encode texts and images into
- *	  L2-normalised embeddings.
+ *	  and SigLIP 2 as transformers saves them, OpenCLIP as open_clip saves
+ *	  it), encode texts and images into L2-normalised embeddings.
  *
  * Plain C (C99 and later), no PostgreSQL headers.  A loaded cm_model is
  * immutable and may be shared by any number of threads; each thread (or
@@ -15,8 +15,12 @@
  * preprocessor_config.json, and vocab.json + merges.txt (CLIP's BPE), or a
  * tokenizer.json, or (SigLIP) spiece.model.  A checkpoint saved in shards
  * has model.safetensors.index.json and the shard files it names instead of
- * model.safetensors.  A required file that is absent is reported as
- * CM_ERR_IO with its path in cm_error.missing_file.
+ * model.safetensors.  Or it is an OpenCLIP checkpoint as open_clip writes it
+ * (open_clip_config.json, open_clip_model.safetensors, and its BPE merges:
+ * the file tokenizer_kwargs.bpe_path names, bpe_simple_vocab_16e6.txt.gz or
+ * merges.txt); with a config.json too, it loads in transformers' layout.
+ * A required file that is absent is reported as CM_ERR_IO with its path in
+ * cm_error.missing_file.
  */
 #ifndef CROSSMODAL_ENCODER_H
 #define CROSSMODAL_ENCODER_H
@@ -118,16 +122,24 @@ typedef struct cm_model_info
 								 * or "mixed"; owned by the model */
 	float		logit_scale;	/* exp(logit_scale), the similarity scale */
 	const char *family;			/* "clip", "siglip" or "openclip": static */
-	const char *tokenizer_kind; /* "CLIP BPE", "BPE", "WordPiece", "Unigram",
-								 * "SentencePiece Unigram": static */
+	const char *tokenizer_kind; /* "CLIP BPE", "OpenCLIP BPE", "BPE",
+								 * "WordPiece", "Unigram", "SentencePiece
+								 * Unigram": static */
 	/*
-	 * SigLIP: zero-shot scores are per-label probabilities
-	 * sigmoid(logit_scale * cos + logit_bias); otherwise (CLIP) a softmax
-	 * over the labels of logit_scale * cos.
+	 * SigLIP (and OpenCLIP models trained with a bias): zero-shot scores are
+	 * per-label probabilities sigmoid(logit_scale * cos + logit_bias);
+	 * otherwise (CLIP) a softmax over the labels of logit_scale * cos.
 	 */
 	bool		has_logit_bias;
 	float		logit_bias;
 } cm_model_info;
+
+/*
+ * Whether dir holds a model: a config.json (transformers' layout) or an
+ * open_clip_config.json (open_clip's), as a regular file.  Nothing is read
+ * or parsed; cm_model_load says whether the model is valid.
+ */
+bool		cm_model_dir_has_config(const char *dir);
 
 /* Load a model directory.  NULL and err filled on failure. */
 cm_model   *cm_model_load(const char *dir, const cm_load_options *options, cm_error *err);

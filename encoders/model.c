@@ -69,13 +69,15 @@ typedef struct tensor_spec
 	spec_form	form;
 	int			ndim;			/* 0: a scalar, stored as [] or [1] */
 	spec_dim	dims[4];		/* as stored */
+	bool		if_logit_bias;	/* only in models whose config has a logit bias */
 } tensor_spec;
 
-#define LAYER(fam, n, f, form, nd, ...) {fam, SCOPE_LAYER, n, offsetof(cm_layer_weights, f), form, nd, {__VA_ARGS__}}
-#define HEAD(fam, n, f, form, nd, ...) {fam, SCOPE_HEAD, n, offsetof(cm_layer_weights, f), form, nd, {__VA_ARGS__}}
-#define TEXT(fam, n, f, form, nd, ...) {fam, SCOPE_TEXT, n, offsetof(cm_text_weights, f), form, nd, {__VA_ARGS__}}
-#define VISION(fam, n, f, form, nd, ...) {fam, SCOPE_VISION, n, offsetof(cm_vision_weights, f), form, nd, {__VA_ARGS__}}
-#define MODEL(fam, n, f) {fam, SCOPE_MODEL, n, offsetof(cm_weights, f), FORM_WHOLE, 0, {DIM_ONE}}
+#define LAYER(fam, n, f, form, nd, ...) {fam, SCOPE_LAYER, n, offsetof(cm_layer_weights, f), form, nd, {__VA_ARGS__}, false}
+#define HEAD(fam, n, f, form, nd, ...) {fam, SCOPE_HEAD, n, offsetof(cm_layer_weights, f), form, nd, {__VA_ARGS__}, false}
+#define TEXT(fam, n, f, form, nd, ...) {fam, SCOPE_TEXT, n, offsetof(cm_text_weights, f), form, nd, {__VA_ARGS__}, false}
+#define VISION(fam, n, f, form, nd, ...) {fam, SCOPE_VISION, n, offsetof(cm_vision_weights, f), form, nd, {__VA_ARGS__}, false}
+#define MODEL(fam, n, f) {fam, SCOPE_MODEL, n, offsetof(cm_weights, f), FORM_WHOLE, 0, {DIM_ONE}, false}
+#define MODEL_IF_BIAS(fam, n, f) {fam, SCOPE_MODEL, n, offsetof(cm_weights, f), FORM_WHOLE, 0, {DIM_ONE}, true}
 
 /* Every tensor the runtime reads, per family, with its stored shape. */
 static const tensor_spec tensor_table[] = {
@@ -169,7 +171,7 @@ static const tensor_spec tensor_table[] = {
 	HEAD(F_SIGLIP, "vision_model.head.mlp.fc2.bias", fc2_b, FORM_WHOLE, 1, DIM_D),
 
 	MODEL(F_HF | F_OPENCLIP, "logit_scale", logit_scale),
-	MODEL(F_SIGLIP, "logit_bias", logit_bias),
+	MODEL_IF_BIAS(F_SIGLIP | F_OPENCLIP, "logit_bias", logit_bias),	/* open_clip: init_logit_bias */
 };
 
 #define N_SPECS (sizeof(tensor_table) / sizeof(tensor_table[0]))
@@ -371,7 +373,7 @@ cm_model_bind_weights(cm_model *m, cm_safetensors *st, const char *label, cm_err
 	{
 		const tensor_spec *spec = &tensor_table[i];
 
-		if (!(spec->families & family_bit))
+		if (!(spec->families & family_bit) || (spec->if_logit_bias && !cfg->has_logit_bias))
 			continue;
 		for (int tw = 0; tw < 2; tw++)
 		{

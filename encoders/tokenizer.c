@@ -17,6 +17,7 @@
  */
 #include "tokenizer.h"
 #include "bpe.h"
+#include "text_clean.h"
 #include "tokenizer_text.h"
 
 #include <cJSON.h>
@@ -31,6 +32,11 @@
 
 #define BOS_STRING "<|startoftext|>"
 #define EOS_STRING "<|endoftext|>"
+#define OPENCLIP_BOS_STRING "<start_of_text>"
+#define OPENCLIP_EOS_STRING "<end_of_text>"
+
+/* SimpleTokenizer reads this many merges after the header line: 49152 - 256 - 2 */
+#define OPENCLIP_MAX_MERGES 48894
 #define WORD_END_SUFFIX "</w>"
 
 /* Far above any real vocabulary (CLIP: 49,408; multilingual ones ~250k). */
@@ -62,6 +68,14 @@ struct cm_tokenizer
 	int32_t		bos_id;
 	int32_t		eos_id;
 	int32_t		unk_id;			/* for a byte symbol missing from vocab */
+
+	/*
+	 * open_clip's SimpleTokenizer: its vocabulary built from the merges, its
+	 * text cleaning, and "<start_of_text>" / "<end_of_text>" recognised in
+	 * the cleaned text rather than in the raw text.
+	 */
+	bool		openclip;
+	bool		clean_lower;
 };
 
 /* ---------------------------------------------------------------- hashing */
@@ -82,6 +96,26 @@ vocab_find(const cm_tokenizer *tok, const char *s, size_t n)
 			return id;
 		i = (i + 1) & tok->vocab_mask;
 	}
+}
+
+/* Insert id, or let it replace the id of an equal string (a dict's last wins). */
+static void
+vocab_insert_last(cm_tokenizer *tok, int32_t id)
+{
+	const char *s = tok->strings + tok->string_offset[id];
+	size_t		n = tok->string_length[id];
+	size_t		i = cm_hash_bytes(s, n) & tok->vocab_mask;
+
+	while (tok->vocab_slots[i] >= 0)
+	{
+		int32_t		other = tok->vocab_slots[i];
+
+		if (tok->string_length[other] == n &&
+			memcmp(tok->strings + tok->string_offset[other], s, n) == 0)
+			break;
+		i = (i + 1) & tok->vocab_mask;
+	}
+	tok->vocab_slots[i] = id;
 }
 
 static void
@@ -423,6 +457,184 @@ fail:
 	return NULL;
 }
 
+/*
+ * open_clip's SimpleTokenizer vocabulary, from the text of its merges file:
+ * the 256 byte symbols (GPT-2's printable bytes first, then the others, each
+ * in byte order), the same with "</w>", each merge line's parts joined, then
+ * "<start_of_text>" and "<end_of_text>".  A merge line is split as Python's
+ * str.split() does; only lines of two parts are merges.  As in the
+ * reference's dict, a string listed twice takes its last id.
+ */
+static cm_status
+load_openclip_vocab(cm_tokenizer *tok, const char *text, size_t len, cm_error *err)
+{
+	int32_t		table[256];
+	size_t		n_lines = 0,
+				n,
+				arena,
+				used = 0,
+				slots,
+				pos;
+	const char *body;
+	size_t		body_len;
+	int32_t		id = 0;
+
+	/*
+	 * The lines SimpleTokenizer reads: split('\n')[1 : 1 + OPENCLIP_MAX_MERGES],
+	 * one per newline after the first line, up to the maximum.
+	 */
+	body = memchr(text, '\n', len);
+	body = body ? body + 1 : text + len;
+	body_len = (size_t) (text + len - body);
+	for (size_t i = 0; i < len; i++)
+		n_lines += text[i] == '\n';
+	if (n_lines > OPENCLIP_MAX_MERGES)
+		n_lines = OPENCLIP_MAX_MERGES;
+	n = 512 + n_lines + 2;
+	/* byte symbols take at most 2 + 4 bytes, a joined merge no more than its line */
+	arena = 512 * 6 + body_len + n + 64;
+	if (!cm_hash_table_size(n, &slots) || arena >= UNSET_OFFSET)
+		return cm_set_error(err, CM_ERR_MODEL, "the BPE merges file is too large");
+	tok->n_vocab = (int32_t) n;
+	tok->strings = malloc(arena);
+	tok->string_offset = malloc(n * sizeof(uint32_t));
+	tok->string_length = malloc(n * sizeof(uint32_t));
+	tok->vocab_slots = malloc(slots * sizeof(int32_t));
+	if (!tok->strings || !tok->string_offset || !tok->string_length || !tok->vocab_slots)
+		return cm_set_error(err, CM_ERR_NOMEM, "out of memory loading the BPE merges file");
+	tok->vocab_mask = slots - 1;
+	memset(tok->vocab_slots, 0xff, slots * sizeof(int32_t));
+
+#define ADD_STRING(src, srclen) \
+	do { \
+		memcpy(tok->strings + used, (src), (srclen)); \
+		tok->strings[used + (srclen)] = '\0'; \
+		tok->string_offset[id] = (uint32_t) used; \
+		tok->string_length[id] = (uint32_t) (srclen); \
+		used += (srclen) + 1; \
+		if ((srclen) > tok->longest_token) \
+			tok->longest_token = (srclen); \
+		vocab_insert_last(tok, id); \
+		id++; \
+	} while (0)
+
+	byte_symbol_table(table);
+	for (int end = 0; end < 2; end++)
+		for (int printable = 1; printable >= 0; printable--)
+			for (int b = 0; b < 256; b++)
+			{
+				char		sym[8];
+				size_t		k = (size_t) utf8proc_encode_char(table[b], (utf8proc_uint8_t *) sym);
+
+				if ((table[b] == b) != (printable == 1))
+					continue;
+				if (end)
+				{
+					memcpy(sym + k, WORD_END_SUFFIX, strlen(WORD_END_SUFFIX));
+					k += strlen(WORD_END_SUFFIX);
+				}
+				ADD_STRING(sym, k);
+			}
+
+	pos = 0;
+	for (size_t line = 0; line < n_lines; line++)
+	{
+		const char *l = body + pos;
+		const char *nl = memchr(l, '\n', body_len - pos);
+		size_t		ll = nl ? (size_t) (nl - l) : body_len - pos;
+		size_t		start = used,
+					parts = 0,
+					split = 0;
+
+		pos += ll + 1;
+		for (size_t i = 0; i < ll;)
+		{
+			int32_t		cp;
+			size_t		k = cm_tok_utf8_decode((const uint8_t *) l + i, ll - i, &cp);
+
+			if (cm_is_python_space(cp))
+			{
+				i += k;
+				continue;
+			}
+			if (parts == 1 && split == 0)
+				split = used - start;
+			parts++;
+			while (i < ll)
+			{
+				k = cm_tok_utf8_decode((const uint8_t *) l + i, ll - i, &cp);
+				if (cm_is_python_space(cp))
+					break;
+				memcpy(tok->strings + used, l + i, k);
+				used += k;
+				i += k;
+			}
+		}
+		{
+			size_t		joined = used - start;
+
+			used = start;
+			ADD_STRING(tok->strings + start, joined);
+			if (parts == 2)
+			{
+				int32_t		left = vocab_find(tok, tok->strings + start, split);
+				int32_t		right = vocab_find(tok, tok->strings + start + split, joined - split);
+
+				/* a merge of strings that are not symbols can never apply */
+				if (left >= 0 && right >= 0)
+					cm_bpe_merges_add(&tok->merges, left, right, id - 1);
+			}
+		}
+	}
+	ADD_STRING(OPENCLIP_BOS_STRING, strlen(OPENCLIP_BOS_STRING));
+	ADD_STRING(OPENCLIP_EOS_STRING, strlen(OPENCLIP_EOS_STRING));
+#undef ADD_STRING
+	return CM_OK;
+}
+
+cm_tokenizer *
+cm_tokenizer_load_openclip(const char *merges, size_t len, bool lower, cm_error *err)
+{
+	cm_tokenizer *tok;
+	size_t		bad = 0;
+
+	if (merges == NULL && len > 0)
+	{
+		cm_set_error(err, CM_ERR_INPUT, "BPE merges text is missing");
+		return NULL;
+	}
+	if (len > CM_TOKENIZER_MAX_FILE_BYTES)
+	{
+		cm_set_error(err, CM_ERR_MODEL, "the BPE merges file is larger than the %zu-byte limit",
+					 CM_TOKENIZER_MAX_FILE_BYTES);
+		return NULL;
+	}
+	if (!cm_tok_utf8_valid((const uint8_t *) merges, len, &bad))
+	{
+		cm_set_error(err, CM_ERR_MODEL, "the BPE merges file is not valid UTF-8 (byte %zu)", bad);
+		return NULL;
+	}
+	tok = calloc(1, sizeof(*tok));
+	if (tok == NULL)
+	{
+		cm_set_error(err, CM_ERR_NOMEM, "out of memory loading the tokenizer");
+		return NULL;
+	}
+	tok->openclip = true;
+	tok->clean_lower = lower;
+	if (cm_bpe_merges_init(&tok->merges, OPENCLIP_MAX_MERGES, err) != CM_OK ||
+		load_openclip_vocab(tok, merges, len, err) != CM_OK)
+	{
+		cm_tokenizer_free(tok);
+		return NULL;
+	}
+	tok->bos_id = vocab_find(tok, OPENCLIP_BOS_STRING, strlen(OPENCLIP_BOS_STRING));
+	tok->eos_id = vocab_find(tok, OPENCLIP_EOS_STRING, strlen(OPENCLIP_EOS_STRING));
+	tok->unk_id = tok->eos_id;	/* every byte has its symbol: never used */
+	load_byte_symbols(tok);
+	return tok;
+}
+
 static cm_status
 read_small_file(const char *path, const char *what, char **data, size_t *len,
 				cm_error *err)
@@ -633,27 +845,34 @@ bpe_word(encode_state *st, const uint8_t *bytes, size_t n, bool word_end, cm_err
 	return CM_OK;
 }
 
-/* Normalise, pre-tokenise and BPE one stretch of text without specials. */
+/*
+ * Pre-tokenise and BPE the code points in st->text.  HF CLIP: a special
+ * literal found here only became one through lower-casing, and the
+ * reference's byte-level step splits it again into "<|", the name and "|>".
+ * open_clip: it is the special token.
+ */
 static cm_status
-encode_segment(encode_state *st, const uint8_t *s, size_t len, bool cut_at_end,
-			   cm_error *err)
+encode_codepoints(encode_state *st, bool cut_at_end, cm_error *err)
 {
+	const cm_tok_pattern openclip_pattern = {{OPENCLIP_BOS_STRING, OPENCLIP_EOS_STRING}, true};
+	const cm_tok_pattern *pat = st->tok->openclip ? &openclip_pattern : &cm_tok_clip_pattern;
 	size_t		pos = 0,
 				start,
 				count;
-	bool		special_name;
+	int			special;
 	cm_status	status;
 
-	status = cm_tok_normalize(s, len, &st->text, err);
-	if (status != CM_OK)
-		return status;
 	while (!output_full(st) &&
-		   cm_tok_next_pretoken(st->text.cp, st->text.len, &pos, &start, &count,
-								&special_name))
+		   cm_tok_next_pretoken(st->text.cp, st->text.len, &pos, &start, &count, pat, &special))
 	{
 		size_t		need,
 					n = 0;
 
+		if (special >= 0 && st->tok->openclip)
+		{
+			emit(st, special == 0 ? st->tok->bos_id : st->tok->eos_id);
+			continue;
+		}
 		if (!cm_mul_size(count, 4, &need) ||
 			!grow((void **) &st->bytes, &st->bytes_cap, need, 1))
 			return cm_set_error(err, CM_ERR_NOMEM, "out of memory tokenizing text");
@@ -664,13 +883,8 @@ encode_segment(encode_state *st, const uint8_t *s, size_t len, bool cut_at_end,
 		 * A pre-token cut by the window has no known end, so it gets no
 		 * "</w>"; it lies far past the ids that are kept anyway.
 		 */
-		if (special_name)
+		if (special >= 0)
 		{
-			/*
-			 * "<|startoftext|>" that only became literal through lower
-			 * casing: the reference's byte-level step splits it again into
-			 * "<|", the name and "|>".
-			 */
 			status = bpe_word(st, st->bytes, 2, true, err);
 			if (status == CM_OK)
 				status = bpe_word(st, st->bytes + 2, n - 4, true, err);
@@ -684,6 +898,18 @@ encode_segment(encode_state *st, const uint8_t *s, size_t len, bool cut_at_end,
 			return status;
 	}
 	return CM_OK;
+}
+
+/* Normalise, pre-tokenise and BPE one stretch of text without specials. */
+static cm_status
+encode_segment(encode_state *st, const uint8_t *s, size_t len, bool cut_at_end,
+			   cm_error *err)
+{
+	cm_status	status = cm_tok_normalize(s, len, &st->text, err);
+
+	if (status != CM_OK)
+		return status;
+	return encode_codepoints(st, cut_at_end, err);
 }
 
 /* Length of a special token starting at s, and its id; 0 if none. */
@@ -765,6 +991,53 @@ window_bytes(const cm_tokenizer *tok, int max_ids)
 	return w < MIN_WINDOW_BYTES ? MIN_WINDOW_BYTES : w;
 }
 
+/*
+ * open_clip: clean the text (at most window bytes of it: far more than the
+ * ids kept can come from, unless it is nearly all whitespace or markup),
+ * then pre-tokenise and BPE each space-separated chunk of the clean text.
+ */
+static cm_status
+encode_openclip(encode_state *st, const uint8_t *s, size_t len, size_t window, cm_error *err)
+{
+	bool		cut = len > window;
+	char	   *clean;
+	size_t		n;
+	cm_status	status;
+
+	if (cut)
+	{
+		len = window;
+		while (len > 0 && (s[len] & 0xC0) == 0x80)
+			len--;
+	}
+	status = cm_clean_text_openclip((const char *) s, len, st->tok->clean_lower, &clean, &n, err);
+	if (status != CM_OK)
+		return status;
+	for (size_t pos = 0; pos < n && status == CM_OK && !output_full(st);)
+	{
+		const char *sp = memchr(clean + pos, ' ', n - pos);
+		size_t		end = sp ? (size_t) (sp - clean) : n;
+
+		st->text.len = 0;
+		while (pos < end)
+		{
+			int32_t		cp;
+
+			pos += cm_tok_utf8_decode((const uint8_t *) clean + pos, end - pos, &cp);
+			if (!grow((void **) &st->text.cp, &st->text.cap, st->text.len + 1, sizeof(int32_t)))
+			{
+				free(clean);
+				return cm_set_error(err, CM_ERR_NOMEM, "out of memory tokenizing text");
+			}
+			st->text.cp[st->text.len++] = cp;
+		}
+		status = encode_codepoints(st, cut && end == n, err);
+		pos = end + 1;
+	}
+	free(clean);
+	return status;
+}
+
 cm_status
 cm_tokenizer_encode(const cm_tokenizer *tok, const char *text, size_t len,
 					int32_t *ids, int max_ids, int *n_ids, cm_error *err)
@@ -795,7 +1068,9 @@ cm_tokenizer_encode(const cm_tokenizer *tok, const char *text, size_t len,
 	st.limit = (size_t) max_ids - 2;
 	window = window_bytes(tok, max_ids);
 
-	while (pos < len && !output_full(&st))
+	if (tok->openclip)
+		status = encode_openclip(&st, s, len, window, err);
+	while (!tok->openclip && pos < len && !output_full(&st))
 	{
 		int32_t		cp;
 		size_t		n = cm_tok_utf8_decode(s + pos, len - pos, &cp);

@@ -28,6 +28,17 @@ cm_tokenizer *cm_tokenizer_load(const char *vocab_path, const char *merges_path,
 cm_tokenizer *cm_tokenizer_load_from_memory(const char *vocab_json, size_t vocab_len,
 											const char *merges_txt, size_t merges_len,
 											cm_error *err);
+/*
+ * open_clip's SimpleTokenizer from the decompressed text of its merges file
+ * (bpe_simple_vocab_16e6.txt.gz, or a model's own; a merges.txt has the same
+ * lines): the vocabulary is built from the merges as SimpleTokenizer builds
+ * it, "<start_of_text>" and "<end_of_text>" last.  Encoding cleans the text
+ * first (text_clean.h; lower-cased when lower is set) and recognises those
+ * two in the cleaned text.
+ */
+cm_tokenizer *cm_tokenizer_load_openclip(const char *merges, size_t len, bool lower,
+										 cm_error *err);
+
 void		cm_tokenizer_free(cm_tokenizer *tok);
 
 int32_t		cm_tokenizer_bos_id(const cm_tokenizer *tok);

@@ -572,65 +572,6 @@ unicode_form(const char *in, size_t n, int options, sbuf *out)
 	free(r);
 }
 
-static bool
-is_cased(int32_t cp)
-{
-	utf8proc_category_t c = utf8proc_category(cp);
-
-	return c == UTF8PROC_CATEGORY_LU || c == UTF8PROC_CATEGORY_LL || c == UTF8PROC_CATEGORY_LT;
-}
-
-static bool
-is_case_ignorable(int32_t cp)
-{
-	utf8proc_category_t c = utf8proc_category(cp);
-
-	return c == UTF8PROC_CATEGORY_MN || c == UTF8PROC_CATEGORY_ME || c == UTF8PROC_CATEGORY_CF ||
-		c == UTF8PROC_CATEGORY_LM || c == UTF8PROC_CATEGORY_SK || cp == '\'' || cp == '.' || cp == ':' ||
-		cp == 0xB7 || cp == 0x2018 || cp == 0x2019 || cp == 0x2024 || cp == 0xFE52 || cp == 0xFF07 ||
-		cp == 0xFF0E;
-}
-
-/*
- * Whether the capital sigma at in[pos] ends a word (Unicode's Final_Sigma:
- * a cased letter before it and none after, case-ignorables skipped), as
- * Python's str.lower() decides.
- */
-static bool
-final_sigma(const char *in, size_t n, size_t pos, size_t len)
-{
-	bool		before = false,
-				after = false;
-	size_t		p = pos;
-
-	while (p > 0)
-	{
-		size_t		s = p - 1;
-		int32_t		cp;
-
-		while (s > 0 && ((unsigned char) in[s] & 0xC0) == 0x80)
-			s--;
-		next_cp(in + s, p - s, &cp);
-		p = s;
-		if (is_case_ignorable(cp))
-			continue;
-		before = is_cased(cp);
-		break;
-	}
-	for (p = pos + len; p < n;)
-	{
-		int32_t		cp;
-		size_t		l = next_cp(in + p, n - p, &cp);
-
-		p += l;
-		if (is_case_ignorable(cp))
-			continue;
-		after = is_cased(cp);
-		break;
-	}
-	return before && !after;
-}
-
 /* Python's str.lower(): full mappings, and the final sigma in context. */
 static void
 lower_text_python(const char *in, size_t n, sbuf *out)
@@ -642,7 +583,7 @@ lower_text_python(const char *in, size_t n, sbuf *out)
 		size_t		l = next_cp(in + pos, n - pos, &cp);
 		int			k;
 
-		if (cp == 0x3A3 && final_sigma(in, n, pos, l))
+		if (cp == 0x3A3 && cm_tok_final_sigma(in, n, pos, l))
 		{
 			sb_add_cp(out, 0x3C2);
 			pos += l;

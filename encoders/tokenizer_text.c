@@ -155,6 +155,61 @@ cm_tok_utf8_decode(const uint8_t *s, size_t len, int32_t *cp)
 	return 1;
 }
 
+static bool
+is_cased(int32_t cp)
+{
+	utf8proc_category_t c = utf8proc_category(cp);
+
+	return c == UTF8PROC_CATEGORY_LU || c == UTF8PROC_CATEGORY_LL || c == UTF8PROC_CATEGORY_LT;
+}
+
+static bool
+is_case_ignorable(int32_t cp)
+{
+	utf8proc_category_t c = utf8proc_category(cp);
+
+	return c == UTF8PROC_CATEGORY_MN || c == UTF8PROC_CATEGORY_ME || c == UTF8PROC_CATEGORY_CF ||
+		c == UTF8PROC_CATEGORY_LM || c == UTF8PROC_CATEGORY_SK || cp == '\'' || cp == '.' || cp == ':' ||
+		cp == 0xB7 || cp == 0x2018 || cp == 0x2019 || cp == 0x2024 || cp == 0xFE52 || cp == 0xFF07 ||
+		cp == 0xFF0E;
+}
+
+bool
+cm_tok_final_sigma(const char *in, size_t n, size_t pos, size_t len)
+{
+	const uint8_t *u = (const uint8_t *) in;
+	bool		before = false,
+				after = false;
+	size_t		p = pos;
+
+	while (p > 0)
+	{
+		size_t		s = p - 1;
+		int32_t		cp;
+
+		while (s > 0 && (u[s] & 0xC0) == 0x80)
+			s--;
+		cm_tok_utf8_decode(u + s, p - s, &cp);
+		p = s;
+		if (is_case_ignorable(cp))
+			continue;
+		before = is_cased(cp);
+		break;
+	}
+	for (p = pos + len; p < n;)
+	{
+		int32_t		cp;
+		size_t		l = cm_tok_utf8_decode(u + p, n - p, &cp);
+
+		p += l;
+		if (is_case_ignorable(cp))
+			continue;
+		after = is_cased(cp);
+		break;
+	}
+	return before && !after;
+}
+
 bool
 cm_tok_is_space(int32_t cp)
 {
@@ -418,30 +473,46 @@ cm_tok_normalize(const uint8_t *text, size_t len, cm_tok_codepoints *out,
 	return lower_case(out, err);
 }
 
+const cm_tok_pattern cm_tok_clip_pattern = {{"<|startoftext|>", "<|endoftext|>"}, false};
+
+/* ASCII c, or U+017F for 's' when the pattern folds it */
 static bool
-matches_literal(const int32_t *cp, size_t n, const char *lit)
+same_letter(int32_t cp, char c, bool long_s)
+{
+	return cp == (unsigned char) c || (long_s && c == 's' && cp == 0x17F);
+}
+
+/*
+ * Whether cp starts with lit; *exact is cleared when a long s stood for an
+ * "s".
+ */
+static bool
+matches_literal(const int32_t *cp, size_t n, const char *lit, bool long_s, bool *exact)
 {
 	size_t		k = strlen(lit);
 
 	if (n < k)
 		return false;
+	*exact = true;
 	for (size_t i = 0; i < k; i++)
 	{
-		if (cp[i] != (unsigned char) lit[i])
+		if (!same_letter(cp[i], lit[i], long_s))
 			return false;
+		*exact = *exact && cp[i] == (unsigned char) lit[i];
 	}
 	return true;
 }
 
 /* Length of a contraction ('s 't 're 've 'm 'll 'd) at cp, or 0. */
 static size_t
-contraction_length(const int32_t *cp, size_t n)
+contraction_length(const int32_t *cp, size_t n, bool long_s)
 {
 	if (n < 2 || cp[0] != '\'')
 		return 0;
+	if (same_letter(cp[1], 's', long_s))
+		return 2;
 	switch (cp[1])
 	{
-		case 's':
 		case 't':
 		case 'm':
 		case 'd':
@@ -458,11 +529,14 @@ contraction_length(const int32_t *cp, size_t n)
 
 bool
 cm_tok_next_pretoken(const int32_t *cp, size_t n, size_t *pos,
-					 size_t *start, size_t *count, bool *special_name)
+					 size_t *start, size_t *count, const cm_tok_pattern *pat,
+					 int *special)
 {
 	size_t		i = *pos;
-	size_t		k;
+	size_t		k = 0;
 	char_class	cls;
+	bool		exact = false;
+	int			s;
 
 	while (i < n && classify(cp[i]) == CLASS_SPACE)
 		i++;
@@ -472,19 +546,19 @@ cm_tok_next_pretoken(const int32_t *cp, size_t n, size_t *pos,
 		return false;
 	}
 	*start = i;
-	*special_name = false;
+	*special = -1;
 
-	if (matches_literal(cp + i, n - i, "<|startoftext|>"))
-	{
-		k = strlen("<|startoftext|>");
-		*special_name = true;
-	}
-	else if (matches_literal(cp + i, n - i, "<|endoftext|>"))
-	{
-		k = strlen("<|endoftext|>");
-		*special_name = true;
-	}
-	else if ((k = contraction_length(cp + i, n - i)) > 0)
+	for (s = 0; s < 2; s++)
+		if (matches_literal(cp + i, n - i, pat->special[s], pat->long_s_is_s, &exact))
+		{
+			k = strlen(pat->special[s]);
+			if (exact)
+				*special = s;
+			break;
+		}
+	if (s < 2)
+		;
+	else if ((k = contraction_length(cp + i, n - i, pat->long_s_is_s)) > 0)
 		;
 	else
 	{

@@ -36,6 +36,14 @@ size_t		cm_tok_utf8_decode(const uint8_t *s, size_t len, int32_t *cp);
  */
 int			cm_tok_lower(int32_t cp, int32_t out[2]);
 
+/*
+ * Whether the capital sigma at in[pos..pos + len) of valid UTF-8 ends a word
+ * (Unicode's Final_Sigma: a cased letter before it and none after,
+ * case-ignorables skipped), as Python's str.lower() decides: it then becomes
+ * U+03C2, not U+03C3.
+ */
+bool		cm_tok_final_sigma(const char *in, size_t n, size_t pos, size_t len);
+
 /* Whitespace as the reference's regex engine defines \s (White_Space). */
 bool		cm_tok_is_space(int32_t cp);
 
@@ -49,15 +57,31 @@ cm_status	cm_tok_normalize(const uint8_t *text, size_t len,
 							 cm_tok_codepoints *out, cm_error *err);
 
 /*
+ * The two special-token literals of a CLIP pattern, and whether the pattern
+ * is case-insensitive the way open_clip's (regex module, IGNORECASE) is on
+ * lower-cased text: there U+017F (long s) matches "s" in them and in the
+ * contractions.
+ */
+typedef struct cm_tok_pattern
+{
+	const char *special[2];		/* ASCII */
+	bool		long_s_is_s;
+} cm_tok_pattern;
+
+/* HF CLIPTokenizer's: "<|startoftext|>", "<|endoftext|>", case-sensitive. */
+extern const cm_tok_pattern cm_tok_clip_pattern;
+
+/*
  * Find the next pre-token in cp[*pos..n) with CLIP's pattern
- *   <|startoftext|> | <|endoftext|> | 's|'t|'re|'ve|'m|'ll|'d |
+ *   SPECIAL0 | SPECIAL1 | 's|'t|'re|'ve|'m|'ll|'d |
  *   \p{L}+ | \p{N} | [^\s\p{L}\p{N}]+
  * (alternatives tried in that order at each position, whitespace dropped).
  * Returns false when none is left; else sets *start, *count and advances *pos.
- * *special_name tells that the match is one of the two special-token
- * literals (which the reference's byte-level step splits again).
+ * *special receives 0 or 1 when the match is that special-token literal
+ * (written exactly, without a long s), else -1.
  */
 bool		cm_tok_next_pretoken(const int32_t *cp, size_t n, size_t *pos,
-								 size_t *start, size_t *count, bool *special_name);
+								 size_t *start, size_t *count, const cm_tok_pattern *pat,
+								 int *special);
 
 #endif							/* CM_TOKENIZER_TEXT_H */

@@ -50,7 +50,8 @@ static cm_state *backend_state = NULL;
 
 #define MODEL_FILES_HINT "A model directory holds config.json, preprocessor_config.json, model.safetensors " \
 	"(or model.safetensors.index.json and the shards it names) and its tokenizer: vocab.json and merges.txt, " \
-	"tokenizer.json, or spiece.model (SigLIP)."
+	"tokenizer.json, or spiece.model (SigLIP); or, as open_clip saves it, open_clip_config.json, " \
+	"open_clip_model.safetensors and its BPE merges file."
 
 /* Why name is not a valid model name, or NULL when it is. */
 static const char *
@@ -202,17 +203,13 @@ ModelPathEntries(void)
 	return entries;
 }
 
-/* Whether dir/name/config.json exists, i.e. dir holds a model named name. */
+/* Whether dir/name holds a model (the runtime says what one looks like). */
 static bool
 HoldsModel(const char *dir, const char *name, char *model_dir)
 {
-	char		config[MAXPGPATH];
-	struct stat st;
-
-	if (snprintf(model_dir, MAXPGPATH, "%s/%s", dir, name) >= MAXPGPATH ||
-		snprintf(config, sizeof(config), "%s/config.json", model_dir) >= (int) sizeof(config))
+	if (snprintf(model_dir, MAXPGPATH, "%s/%s", dir, name) >= MAXPGPATH)
 		return false;
-	return stat(config, &st) == 0 && S_ISREG(st.st_mode);
+	return cm_model_dir_has_config(model_dir);
 }
 
 /* The directory of the first model called name on the path, or NULL. */

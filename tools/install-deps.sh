@@ -9,7 +9,7 @@ set -euo pipefail
 
 packages=(make gcc pkg-config postgresql-15 postgresql-server-dev-15
           libopenblas-dev libstb-dev libcjson-dev libutf8proc-dev
-          libjpeg62-turbo-dev libwebp-dev libtiff-dev)
+          libjpeg62-turbo-dev libwebp-dev libtiff-dev zlib1g-dev)
 if [ "${1:-}" = "--test" ]; then
 	packages+=(clang libclang-rt-14-dev libipc-run-perl python3-numpy
 	           git python3-psycopg  # TAP 070 (0.1.0 from history); the Python examples

@@ -30,7 +30,8 @@ BLAS_CFLAGS="$(pkg-config --cflags openblas 2>/dev/null || true)"
 BLAS_LIBS="$(pkg-config --libs openblas 2>/dev/null || echo -lopenblas)"
 cc $CFLAGS $BLAS_CFLAGS bench/encoders/sgemm_peak.c $BLAS_LIBS -o "$BIN/sgemm_peak"
 cc $CFLAGS -Iencoders -I/usr/include/cjson $BLAS_CFLAGS bench/encoders/bench_encoders.c \
-	build/libcmenc.a $BLAS_LIBS -lcjson -lutf8proc -lm -lpthread -o "$BIN/bench_encoders"
+	build/libcmenc.a $BLAS_LIBS -lcjson -lutf8proc -ljpeg -lwebp -lwebpdemux -ltiff -lz -lm -lpthread \
+	-o "$BIN/bench_encoders"
 
 if [ ! -f "$MODEL/config.json" ]; then
 	echo "== generating $MODEL (~600 MB)" >&2

@@ -32,10 +32,10 @@ BLAS_CFLAGS="$(pkg-config --cflags openblas 2>/dev/null || true)"
 BLAS_LIBS="$(pkg-config --libs openblas 2>/dev/null || echo -lopenblas)"
 cc -std=c11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -Iencoders -I/usr/include/cjson $BLAS_CFLAGS \
 	bench/images/bench_images.c build/libcmenc.a $BLAS_LIBS -lcjson -lutf8proc \
-	-ljpeg -lwebp -lwebpdemux -ltiff -lm -lpthread -o "$BIN/bench_images"
+	-ljpeg -lwebp -lwebpdemux -ltiff -lz -lm -lpthread -o "$BIN/bench_images"
 cc -std=c11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -Iencoders -I/usr/include/cjson $BLAS_CFLAGS \
 	bench/images/icons.c build/libcmenc.a $BLAS_LIBS -lcjson -lutf8proc \
-	-ljpeg -lwebp -lwebpdemux -ltiff -lm -lpthread -o "$BIN/icons"
+	-ljpeg -lwebp -lwebpdemux -ltiff -lz -lm -lpthread -o "$BIN/icons"
 $NICE $PY bench/images/make_photos.py "$WORK/photos"
 if [ ! -f "$MODEL/config.json" ]; then
 	echo "== generating $MODEL (~600 MB)" >&2

@@ -2,8 +2,9 @@
  * test_golden2.c
  *	  The runtime against reference set 2 (test/golden2, see its README):
  *	  SigLIP with a SentencePiece spiece.model, SigLIP 2 with a Gemma
- *	  tokenizer.json in bfloat16, and CLIP with an XLM-R unigram
- *	  tokenizer.json in float16.  Token ids for every text, text features from
+ *	  tokenizer.json in bfloat16, CLIP with an XLM-R unigram tokenizer.json
+ *	  in float16, and an OpenCLIP checkpoint in open_clip's own layout with
+ *	  its gzip'd BPE merges file.  Token ids for every text, text features from
  *	  the golden ids, image features from the golden pixel tensors and from the
  *	  image files through the runtime's decoder, logit scale and bias, and the
  *	  zero-shot probabilities computed the family's way.
@@ -29,6 +30,13 @@
  */
 #define FILE_COS_MIN 0.99999
 
+/* Largest pixel difference (0..255) from our decoder outside JPEG images. */
+#define PX_MAX_NON_JPEG 2.01
+#define PX_MAX_PREMULTIPLIED 4.01
+#define PX_MEAN_MAX 0.1
+
+#define OPENAI_STD 0.26862954, 0.26130258, 0.27577711
+
 typedef struct golden_model
 {
 	const char *name;
@@ -36,12 +44,14 @@ typedef struct golden_model
 	const char *tokenizer;		/* cm_model_info.tokenizer_kind */
 	const char *dtype;
 	bool		sigmoid;		/* zero-shot by sigmoid per label */
+	double		image_std[3];	/* of preprocessor_config.json (HF layouts) */
 } golden_model;
 
 static const golden_model models[] = {
-	{"tiny-siglip", "siglip", "SentencePiece Unigram", "F32", true},
-	{"tiny-siglip2-gemma", "siglip", "BPE", "BF16", true},
-	{"tiny-clip-tokenizerjson", "clip", "Unigram", "F16", false},
+	{"tiny-siglip", "siglip", "SentencePiece Unigram", "F32", true, {0.5, 0.5, 0.5}},
+	{"tiny-siglip2-gemma", "siglip", "BPE", "BF16", true, {0.5, 0.5, 0.5}},
+	{"tiny-clip-tokenizerjson", "clip", "Unigram", "F16", false, {OPENAI_STD}},
+	{"tiny-openclip", "openclip", "OpenCLIP BPE", "F32", false, {OPENAI_STD}},
 };
 
 static int
@@ -116,6 +126,15 @@ check_model(const cJSON *root, const golden_model *g, const cm_safetensors *px)
 					ng = 0;
 		const char *t = cJSON_GetArrayItem(texts, i)->valuestring;
 		cm_status	s = cm_tokenize(m, t, strlen(t), got, info.max_tokens, &ng, &err);
+
+		/*
+		 * open_clip pads every text to 77 with 0; under its causal mask the
+		 * padding after <end_of_text> changes nothing, and the runtime runs
+		 * the text at its length.
+		 */
+		if (strcmp(g->family, "openclip") == 0)
+			while (nw > 0 && want[nw - 1] == 0)
+				nw--;
 		bool		same = s == CM_OK && nw == ng && memcmp(want, got, (size_t) ng * sizeof(int32_t)) == 0;
 
 		ids_equal += same;
@@ -170,6 +189,21 @@ check_model(const cJSON *root, const golden_model *g, const cm_safetensors *px)
 		int			side = info.image_size;
 		size_t		plane = (size_t) 3 * side * side;
 		float	   *mine = malloc(plane * sizeof(float));
+		float	   *ours = malloc(plane * sizeof(float));
+		double		std[3],
+					px_mean_worst = 0,
+					px_max_non_jpeg = 0;
+		const char *pp[] = {"models", g->name, "config", NULL};
+
+		/* the std the pixels were normalised with: from the model's own config */
+		{
+			const cJSON *cfg = rt_json_path(root, pp);
+			const cJSON *pc = cJSON_GetObjectItemCaseSensitive(cfg, "preprocess_cfg");
+			const cJSON *sd = pc != NULL ? cJSON_GetObjectItemCaseSensitive(pc, "std") : NULL;
+
+			for (int k = 0; k < 3; k++)
+				std[k] = sd != NULL ? cJSON_GetArrayItem(sd, k)->valuedouble : g->image_std[k];
+		}
 
 		cJSON_ArrayForEach(im, images)
 		{
@@ -204,6 +238,41 @@ check_model(const cJSON *root, const golden_model *g, const cm_safetensors *px)
 			snprintf(path, sizeof(path), GOLDEN "/images/%s", im->valuestring);
 			bytes = (unsigned char *) rt_read_file(path, &len);
 			bp = bytes;
+
+			/*
+			 * Our decoder and resizer against the reference's pixels, in
+			 * 0..255 units: (x - mean) / std is undone per channel.
+			 */
+			if (cm_preprocess_image(m, bytes, len, NULL, ours, &err) == CM_OK)
+			{
+				double		sum = 0,
+							mx = 0;
+
+				for (size_t k = 0; k < plane; k++)
+				{
+					double		dv = fabs((double) ours[k] - mine[k]) * std[k / (plane / 3)] * 255.0;
+
+					sum += dv;
+					mx = dv > mx ? dv : mx;
+				}
+				px_mean_worst = sum / plane > px_mean_worst ? sum / plane : px_mean_worst;
+				if (strstr(im->valuestring, ".jpg") == NULL)
+				{
+					/*
+					 * Pillow 9.4 vs current Pillow's resampling precision: 1-2
+					 * units; open_clip resizes an RGBA image premultiplied,
+					 * where a unit of alpha moves a faint pixel's colour more.
+					 */
+					bool		premultiplied = strcmp(g->family, "openclip") == 0 &&
+						strncmp(im->valuestring, "rgba", 4) == 0;
+
+					RT_CHECK(mx <= (premultiplied ? PX_MAX_PREMULTIPLIED : PX_MAX_NON_JPEG),
+							 "%s: %s pixels differ by up to %.2f", g->name, im->valuestring, mx);
+					px_max_non_jpeg = mx > px_max_non_jpeg ? mx : px_max_non_jpeg;
+				}
+			}
+			else
+				RT_CHECK(false, "%s: preprocess %s: %s", g->name, im->valuestring, err.message);
 			s = cm_encode_images(m, st, &bp, &len, 1, &raw, b, &err);
 			c = rt_cosine(b, ref, d);
 			RT_CHECK(s == CM_OK && c > FILE_COS_MIN, "%s: image file %s: cosine %.9f %s", g->name,
@@ -216,8 +285,12 @@ check_model(const cJSON *root, const golden_model *g, const cm_safetensors *px)
 			free(bytes);
 		}
 		free(mine);
+		free(ours);
 		printf("  %s: images from pixel_values: worst cosine %.9f, rel max err %.3g; from files: worst cosine %.9f (%s)\n",
 			   g->name, worst_img, worst_img_err, worst_file, worst_file_name);
+		RT_CHECK(px_mean_worst < PX_MEAN_MAX, "%s: pixels differ by %.3f on average", g->name, px_mean_worst);
+		printf("  %s: our pixels vs the reference's (0..255): worst mean |diff| %.3f, max |diff| %.2f outside JPEG\n",
+			   g->name, px_mean_worst, px_max_non_jpeg);
 	}
 
 	/* Zero-shot: the family's probability from embeddings of strings and files */

@@ -1,9 +1,10 @@
 /*
  * fuzz_config.c
- *	  libFuzzer target: arbitrary bytes as config.json and as
- *	  preprocessor_config.json.
+ *	  libFuzzer target: arbitrary bytes as config.json, as
+ *	  preprocessor_config.json and as open_clip_config.json.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "config.h"
 
@@ -40,6 +41,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 							  &cfg.vision, &img, &err) == CM_OK)
 	{
 		if (img.crop_height != cfg.vision.image_size || !(img.std[0] > 0 && img.std[1] > 0 && img.std[2] > 0))
+			abort();
+	}
+	else if (err.message[0] == '\0')
+		abort();
+
+	err.message[0] = '\0';
+	if (cm_openclip_config_parse((const char *) data, size, "open_clip_config.json", &cfg, &img, &err) == CM_OK)
+	{
+		/* What the loader relies on; bpe_path stays inside the model directory. */
+		if (cfg.family != CM_FAMILY_OPENCLIP ||
+			cfg.text.t.hidden_size % cfg.text.t.num_heads != 0 ||
+			cfg.vision.t.hidden_size % cfg.vision.t.num_heads != 0 ||
+			cfg.vision.grid < 1 || !cfg.vision.class_token ||
+			cfg.text.t.intermediate_size < 1 || cfg.vision.t.intermediate_size < 1 ||
+			!(cfg.text.t.layer_norm_eps > 0) || !(cfg.vision.t.layer_norm_eps > 0) ||
+			img.crop_height != cfg.vision.image_size || !img.torchvision ||
+			!(img.std[0] > 0 && img.std[1] > 0 && img.std[2] > 0) ||
+			cfg.bpe_path[0] == '/' || strstr(cfg.bpe_path, "..") != NULL ||
+			memchr(cfg.bpe_path, '\0', sizeof(cfg.bpe_path)) == NULL)
 			abort();
 	}
 	else if (err.message[0] == '\0')

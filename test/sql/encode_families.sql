@@ -1,10 +1,12 @@
 -- encode_families: the model families beyond CLIP's own tokenizer files,
 -- from test/golden2 (reference figures in its expected.json): SigLIP with a
--- SentencePiece spiece.model, SigLIP 2 with a Gemma tokenizer.json (bfloat16)
--- and CLIP with an XLM-R unigram tokenizer.json (float16).  Per model: a text
--- and an image file against the reference feature (cosine > 0.99999), batch =
--- single, zero-shot labels scored the family's way (SigLIP: a sigmoid per
--- label, so scores need not sum to 1; CLIP: a softmax), a generated column.
+-- SentencePiece spiece.model, SigLIP 2 with a Gemma tokenizer.json (bfloat16),
+-- CLIP with an XLM-R unigram tokenizer.json (float16), and an OpenCLIP
+-- checkpoint in open_clip's own layout (open_clip_config.json, gzip'd BPE).
+-- Per model: a text and an image file against the reference feature (cosine
+-- > 0.99999), batch = single, zero-shot labels scored the family's way
+-- (SigLIP: a sigmoid per label, so scores need not sum to 1; CLIP and
+-- OpenCLIP: a softmax), a generated column.
 
 \getenv abs_srcdir PG_ABS_SRCDIR
 \set golden :abs_srcdir '/golden2'
@@ -80,6 +82,34 @@ SELECT abs(sum(score) - 1) < 1e-5 AS sums_to_one
 FROM image_labels(:m, pg_read_binary_file(:'images' || 'landscape_320x240.png'),
                   ARRAY['a photo of a cat', 'a red car', '고양이 사진', '빨간 자동차', 'a bowl of noodles'], 5);
 
+\set m '''tiny-openclip'''
+-- open_clip resizes before converting to RGB: the palette GIF is resized NEAREST and the
+-- RGBA PNG premultiplied (transformers' order gives other pixels for both).
+SELECT :m AS model,
+       1 - (encode_text(:m, 'a photo of a cat') <=> '[1.93087888,-0.0311806798,0.475224912,-1.20139134,-0.120693423,0.304920167,-0.80052501,1.01890683,-0.459253252,-0.615586758,-0.00961222965,1.16192865,1.09360015,2.260993,-0.151637763,-1.67874503,1.13226557,-0.360716641,-0.567139506,0.570617855,-1.29665959,-0.170782372,1.33882833,1.00043571,0.259404391,0.110315681,0.666028321,1.52570343,-0.205674037,0.04657216,-0.136260465,-0.325122654,0.106811494,0.211401373,-0.749528646,0.310018659,0.36002627,1.71249974,-0.681331456,0.233792827]'::embedding) > 0.99999 AS text_en,
+       1 - (encode_text(:m, '한국어 텍스트 검색') <=> '[2.14675379,-0.295901656,0.558592916,1.51973784,-0.363844991,0.52930218,-1.15775406,1.03669608,-0.925572515,-0.0712202415,-0.315778196,1.58919513,0.399946034,2.76242805,-0.374072015,0.00187499204,1.55713058,-1.26344955,-0.340946048,0.884869754,0.424713135,-0.669570148,-0.860963643,0.86731571,0.53531146,0.109081447,-0.815719366,-0.637172997,-1.08312702,0.0594543964,-0.531772673,1.55822039,0.427223265,0.742350101,1.81620026,0.591151893,0.336167991,-0.311263084,-0.146753266,-1.099424]'::embedding) > 0.99999 AS text_ko,
+       1 - (encode_image(:m, pg_read_binary_file(:'images' || 'landscape_320x240.png')) <=> '[1.59064925,0.872511923,0.607539475,-0.884159803,-0.435433,-0.312309295,-0.921019733,-0.267551929,-0.886103034,-1.54174197,1.50138557,-0.930648685,0.318567961,-1.01831305,2.02703452,-2.20272017,0.883933425,0.0664335787,0.716076016,1.27440345,1.09306991,1.00002313,-0.855865419,0.693097353,-0.241567761,-1.23424685,-0.744517863,-0.106390983,2.26913714,0.0604292117,1.09487295,-0.454250187,-1.66828525,-2.38358974,-0.574197352,-0.682702601,-0.603064656,0.832276225,0.947065115,0.910852313]'::embedding) > 0.99999 AS png,
+       1 - (encode_image(:m, pg_read_binary_file(:'images' || 'portrait_240x320_q92.jpg')) <=> '[1.45594299,0.567554176,0.957913399,-0.967952251,-0.472163856,0.00678341882,-0.661748111,-0.0898678675,-0.888442636,-1.67833769,2.07245827,-0.855898857,0.116685145,-1.28334379,2.44560337,-1.92614198,1.63531411,-0.272913933,-0.0640259013,1.25094295,1.36810875,0.982905149,-0.780473828,0.719480217,-0.501915216,-1.28391492,-0.111408852,-1.1506381,2.80546308,-0.208535045,1.74520433,-0.403905064,-1.64911282,-2.13444996,-0.0993970707,-0.156981081,-1.1589644,0.960954845,0.684079885,0.997701228]'::embedding) > 0.99999 AS jpeg,
+       1 - (encode_image(:m, pg_read_binary_file(:'images' || 'palette_150x90.gif')) <=> '[1.25716925,0.328491569,0.944360793,-1.09607911,-0.675119162,0.821664214,-1.04367757,-0.0860935673,-0.788829207,-1.7937324,1.69773233,-0.435210615,-0.643903732,-1.29237926,2.24944329,-1.48732758,1.07156563,0.421432406,0.988800764,0.189118609,0.256091028,1.04104149,-1.00397122,0.0498606041,-0.610845268,-1.74672782,-0.542954803,-0.0719676986,1.36107075,0.0105092339,1.06920373,0.279811919,-1.83079171,-2.2808013,-0.276515156,0.223860875,-1.13535023,0.443275541,0.96012789,0.332020551]'::embedding) > 0.99999 AS palette_gif,
+       1 - (encode_image(:m, pg_read_binary_file(:'images' || 'rgba_100x100.png')) <=> '[1.31578469,1.35190582,0.779467046,-0.750134647,-0.32825765,-0.076597631,-1.52003133,-0.0746307299,-1.20581269,-0.915463269,2.08896947,-1.05042112,0.382986933,-1.36501002,2.30185747,-2.15516353,1.25703454,-0.170115426,0.0622434169,1.35184395,1.20842528,0.902622342,-0.664295495,0.532615066,-0.166747615,-1.52603328,-0.408224672,-0.506347001,2.67976594,0.362821519,1.59869289,-0.214362919,-2.13391018,-1.92667603,-0.146984354,0.174950272,-0.923370123,0.545840859,0.968261003,1.13685369]'::embedding) > 0.99999 AS rgba_png;
+SELECT (SELECT bool_and(1 - (b <=> encode_text(:m, t)) > 0.9999)
+        FROM unnest(ARRAY['a photo of a cat', '&amp; html &lt;tags&gt;', '“smart quotes” ﬁne ＡＢＣ'],
+                    encode_texts(:m, ARRAY['a photo of a cat', '&amp; html &lt;tags&gt;', '“smart quotes” ﬁne ＡＢＣ'])) AS u(t, b)) AS texts_batch_same,
+       (SELECT bool_and(1 - (b <=> encode_image(:m, pg_read_binary_file(:'images' || f))) > 0.9999)
+        FROM unnest(ARRAY['gray_64x48.png', 'palette_150x90.gif'],
+                    encode_images(:m, ARRAY[pg_read_binary_file(:'images' || 'gray_64x48.png'),
+                                            pg_read_binary_file(:'images' || 'palette_150x90.gif')])) AS u(f, b)) AS images_batch_same;
+SELECT label, abs(score - ref) < 0.01 AS score_ok
+FROM image_labels(:m, pg_read_binary_file(:'images' || 'landscape_320x240.png'),
+                  ARRAY['a photo of a cat', 'a red car', '고양이 사진', '빨간 자동차', 'a bowl of noodles'], 5)
+JOIN (VALUES ('a photo of a cat', 0.264949), ('a red car', 0.039471), ('고양이 사진', 0.174211), ('빨간 자동차', 0.347772), ('a bowl of noodles', 0.173597)) AS r(l, ref) ON r.l = label
+ORDER BY score DESC;
+-- SimpleTokenizer's cleaning: HTML entities (three levels), curly quotes, ligatures, full width.
+SELECT encode_text(:m, '&amp;amp;amp; “ﬁne” ＡＢＣ') = encode_text(:m, '& "fine" abc') AS cleaned_alike;
+SELECT abs(sum(score) - 1) < 1e-5 AS sums_to_one
+FROM image_labels(:m, pg_read_binary_file(:'images' || 'landscape_320x240.png'),
+                  ARRAY['a photo of a cat', 'a red car', '고양이 사진', '빨간 자동차', 'a bowl of noodles'], 5);
+
 -- A generated column with a SigLIP model.
 CREATE TABLE fam_photos (id int PRIMARY KEY, data bytea,
 	emb embedding GENERATED ALWAYS AS (encode_image('tiny-siglip', data)) STORED);
@@ -88,4 +118,13 @@ INSERT INTO fam_photos VALUES (1, pg_read_binary_file(:'images' || 'landscape_32
 SELECT id, dims(emb) AS dims, emb = encode_image('tiny-siglip', data) AS same
 FROM fam_photos ORDER BY emb <=> encode_text('tiny-siglip', 'a photo of a cat');
 DROP TABLE fam_photos;
+
+-- And with the OpenCLIP checkpoint.
+CREATE TABLE fam_oc_photos (id int PRIMARY KEY, data bytea,
+	emb embedding GENERATED ALWAYS AS (encode_image('tiny-openclip', data)) STORED);
+INSERT INTO fam_oc_photos VALUES (1, pg_read_binary_file(:'images' || 'palette_150x90.gif')),
+	(2, pg_read_binary_file(:'images' || 'rgba_100x100.png'));
+SELECT id, dims(emb) AS dims, emb = encode_image('tiny-openclip', data) AS same
+FROM fam_oc_photos ORDER BY id;
+DROP TABLE fam_oc_photos;
 RESET crossmodal.model_path;
