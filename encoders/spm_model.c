@@ -215,9 +215,59 @@ parse_piece(pb b, spm_piece *piece, const char *label, cm_error *err)
 	return CM_OK;
 }
 
-cm_hf_tokenizer *
-cm_hf_tokenizer_from_spm_siglip(const unsigned char *model, size_t len, const char *label,
-								bool lower_case, cm_error *err)
+/* The model's precompiled charsmap, copied into a SentencePiece normaliser. */
+static cm_status
+spm_charsmap(hf_norm *nm, const spm_spec *spec, const char *label, cm_error *err)
+{
+	unsigned char *blob;
+
+	if (spec->charsmap == NULL || spec->charsmap_len == 0)
+		return CM_OK;
+	blob = malloc(spec->charsmap_len);
+	if (blob == NULL)
+		return cm_set_error(err, CM_ERR_NOMEM, "%s: out of memory", label);
+	memcpy(blob, spec->charsmap, spec->charsmap_len);
+	return cm_hf_charsmap_init(&nm->charsmap, blob, spec->charsmap_len, label, err);
+}
+
+/* The user-defined pieces, for the normaliser to pass through unchanged. */
+static cm_status
+spm_user_defined(hf_norm *nm, const cm_hf_tokenizer *tok, const char *label, cm_error *err)
+{
+	size_t		bytes = 0,
+				at = 0;
+	int			n = 0;
+
+	for (int32_t i = 0; i < tok->n_vocab; i++)
+		if (tok->user_defined[i])
+		{
+			bytes += tok->str_len[i] + 1;
+			n++;
+		}
+	if (n == 0)
+		return CM_OK;
+	nm->user_defined = malloc(bytes);
+	nm->user_defined_len = malloc((size_t) n * sizeof(size_t));
+	if (nm->user_defined == NULL || nm->user_defined_len == NULL)
+		return cm_set_error(err, CM_ERR_NOMEM, "%s: out of memory", label);
+	for (int32_t i = 0; i < tok->n_vocab; i++)
+		if (tok->user_defined[i])
+		{
+			memcpy(nm->user_defined + at, tok->strings + tok->str_off[i], tok->str_len[i] + 1);
+			at += tok->str_len[i] + 1;
+			nm->user_defined_len[nm->n_user_defined++] = tok->str_len[i];
+		}
+	return CM_OK;
+}
+
+/*
+ * Read a SentencePiece Unigram model into the shared pipeline: as
+ * SiglipTokenizer uses it (siglip), or as SentencePieceProcessor::Encode
+ * does (the model's own normalizer settings, no special tokens).
+ */
+static cm_hf_tokenizer *
+spm_load(const unsigned char *model, size_t len, const char *label, bool siglip, bool lower_case,
+		 cm_error *err)
 {
 	cm_hf_tokenizer *tok = NULL;
 	spm_spec	spec = {.model_type = 1, .add_dummy_prefix = true,
@@ -339,6 +389,19 @@ cm_hf_tokenizer_from_spm_siglip(const unsigned char *model, size_t len, const ch
 	}
 	tok->unk_id = unk;
 	cm_hf_unigram_finish(tok);
+	if (!siglip)
+	{
+		tok->norm[0].kind = NORM_SPM;
+		tok->norm[0].add_dummy_prefix = spec.add_dummy_prefix;
+		tok->norm[0].remove_extra_whitespaces = spec.remove_extra_whitespaces;
+		tok->norm[0].escape_whitespaces = spec.escape_whitespaces;
+		tok->n_norm = 1;
+		if (spm_charsmap(&tok->norm[0], &spec, label, err) != CM_OK ||
+			spm_user_defined(&tok->norm[0], tok, label, err) != CM_OK)
+			goto fail;
+		free(pieces);
+		return tok;
+	}
 	eos = cm_hf_vocab_find(tok, "</s>", 4);
 	if (eos < 0)
 	{
@@ -383,19 +446,9 @@ cm_hf_tokenizer_from_spm_siglip(const unsigned char *model, size_t len, const ch
 	tok->norm[1].remove_extra_whitespaces = spec.remove_extra_whitespaces;
 	tok->norm[1].escape_whitespaces = spec.escape_whitespaces;
 	tok->n_norm = 2;
-	if (spec.charsmap != NULL && spec.charsmap_len > 0)
-	{
-		unsigned char *blob = malloc(spec.charsmap_len);
-
-		if (blob == NULL)
-		{
-			cm_set_error(err, CM_ERR_NOMEM, "%s: out of memory", label);
-			goto fail;
-		}
-		memcpy(blob, spec.charsmap, spec.charsmap_len);
-		if (cm_hf_charsmap_init(&tok->norm[1].charsmap, blob, spec.charsmap_len, label, err) != CM_OK)
-			goto fail;
-	}
+	if (spm_charsmap(&tok->norm[1], &spec, label, err) != CM_OK ||
+		spm_user_defined(&tok->norm[1], tok, label, err) != CM_OK)
+		goto fail;
 
 	/* how many tokens "<unk>" itself becomes (SiglipTokenizer drops them) */
 	{
@@ -437,4 +490,17 @@ fail:
 	free(pieces);
 	cm_hf_tokenizer_free(tok);
 	return NULL;
+}
+
+cm_hf_tokenizer *
+cm_hf_tokenizer_from_spm_siglip(const unsigned char *model, size_t len, const char *label,
+								bool lower_case, cm_error *err)
+{
+	return spm_load(model, len, label, true, lower_case, err);
+}
+
+cm_hf_tokenizer *
+cm_hf_tokenizer_from_spm(const unsigned char *model, size_t len, const char *label, cm_error *err)
+{
+	return spm_load(model, len, label, false, false, err);
 }

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <utf8proc.h>
 
+#include "bert_tables.h"
 #include "tokenizer_text.h"
 
 #define UNSET UINT32_MAX
@@ -450,15 +451,29 @@ spm_normalize(const hf_norm *nm, const char *in, size_t n, sbuf *out)
 		uint32_t	best_value = 0;
 		int			found;
 
-		/* longest rule: walk every match */
-		found = nm->charsmap.trie != NULL ?
+		/* a user-defined piece starting here passes through as it is */
+		{
+			const char *u = nm->user_defined;
+
+			for (int i = 0; i < nm->n_user_defined; u += nm->user_defined_len[i++] + 1)
+				if (nm->user_defined_len[i] > best && nm->user_defined_len[i] <= n - pos &&
+					memcmp(in + pos, u, nm->user_defined_len[i]) == 0)
+					best = nm->user_defined_len[i];
+		}
+		/* else the longest rule: walk every match */
+		found = best == 0 && nm->charsmap.trie != NULL ?
 			charsmap_search(&nm->charsmap, (const unsigned char *) in + pos, n - pos, false, &mlen, &value) : 0;
 		if (found > 0)
 		{
 			best = mlen;
 			best_value = value;
 		}
-		if (best > 0 && charsmap_string(&nm->charsmap, best_value, &piece, &piece_len))
+		if (found <= 0 && best > 0)
+		{
+			piece = in + pos;
+			piece_len = consumed = best;
+		}
+		else if (best > 0 && charsmap_string(&nm->charsmap, best_value, &piece, &piece_len))
 			consumed = best;
 		else
 		{
@@ -526,30 +541,50 @@ is_py_space(int32_t cp)
 		cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
 
+/* Whether cp is in a sorted table of inclusive ranges. */
 static bool
-is_punct_cat(int32_t cp)
+in_ranges(const uint32_t (*r)[2], size_t n, int32_t cp)
 {
-	switch (utf8proc_category(cp))
+	size_t		lo = 0,
+				hi = n;
+
+	while (lo < hi)
 	{
-		case UTF8PROC_CATEGORY_PC:
-		case UTF8PROC_CATEGORY_PD:
-		case UTF8PROC_CATEGORY_PS:
-		case UTF8PROC_CATEGORY_PE:
-		case UTF8PROC_CATEGORY_PI:
-		case UTF8PROC_CATEGORY_PF:
-		case UTF8PROC_CATEGORY_PO:
+		size_t		mid = lo + (hi - lo) / 2;
+
+		if ((uint32_t) cp < r[mid][0])
+			hi = mid;
+		else if ((uint32_t) cp > r[mid][1])
+			lo = mid + 1;
+		else
 			return true;
-		default:
-			return false;
 	}
+	return false;
 }
 
+#define IN_TABLE(t, cp) in_ranges(t, sizeof(t) / sizeof(t[0]), cp)
+
+/*
+ * tokenizers' punctuation (BertPreTokenizer, Punctuation): ASCII punctuation
+ * and its old Unicode table's P* categories (bert_tables.h).
+ */
+static bool
+is_tokenizers_punct(int32_t cp)
+{
+	return IN_TABLE(cm_bert_punct, cp);
+}
+
+/*
+ * BertNormalizer's Chinese characters, as tokenizers lists them: BERT's
+ * ranges, with the CJK Extension E range starting at U+2B920 rather than
+ * U+2B820 (so U+2B820..U+2B91F stay ordinary letters there).
+ */
 static bool
 is_cjk(int32_t cp)
 {
 	return (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0x3400 && cp <= 0x4DBF) ||
 		(cp >= 0x20000 && cp <= 0x2A6DF) || (cp >= 0x2A700 && cp <= 0x2B73F) ||
-		(cp >= 0x2B740 && cp <= 0x2B81F) || (cp >= 0x2B820 && cp <= 0x2CEAF) ||
+		(cp >= 0x2B740 && cp <= 0x2B81F) || (cp >= 0x2B920 && cp <= 0x2CEAF) ||
 		(cp >= 0xF900 && cp <= 0xFAFF) || (cp >= 0x2F800 && cp <= 0x2FA1F);
 }
 
@@ -744,16 +779,12 @@ apply_norm(const hf_norm *nm, const char *in, size_t n, sbuf *out)
 				{
 					int32_t		cp;
 					size_t		l = next_cp(src + pos, src_n - pos, &cp);
-					utf8proc_category_t cat = utf8proc_category(cp);
 
 					pos += l;
 					if (nm->clean_text)
 					{
-						bool		control = cp != '\t' && cp != '\n' && cp != '\r' &&
-							(cat == UTF8PROC_CATEGORY_CC || cat == UTF8PROC_CATEGORY_CF ||
-							 cat == UTF8PROC_CATEGORY_CN || cat == UTF8PROC_CATEGORY_CO);
-
-						if (cp == 0 || cp == 0xFFFD || control)
+						/* Cc, Cf, Co as tokenizers' old tables have them; U+0000, U+FFFD */
+						if (cp == 0 || IN_TABLE(cm_bert_control, cp))
 							continue;
 						if (is_ws(cp))
 							cp = ' ';
@@ -779,7 +810,7 @@ apply_norm(const hf_norm *nm, const char *in, size_t n, sbuf *out)
 						int32_t		cp;
 						size_t		l = next_cp(d.p + pos, d.len - pos, &cp);
 
-						if (utf8proc_category(cp) != UTF8PROC_CATEGORY_MN)
+						if (!IN_TABLE(cm_bert_nonspacing, cp))
 							sb_add(&t2, d.p + pos, l);
 						pos += l;
 					}
@@ -847,6 +878,31 @@ normalize_all(const cm_hf_tokenizer *tok, const char *in, size_t n, sbuf *out, s
 		*tmp = swap;
 		out->failed |= tmp->failed;
 	}
+}
+
+cm_status
+cm_hf_tokenizer_normalize(const cm_hf_tokenizer *tok, const char *text, size_t len, char **out,
+						  size_t *out_len, cm_error *err)
+{
+	sbuf		a = {0},
+				b = {0};
+	size_t		bad = 0;
+
+	*out = NULL;
+	*out_len = 0;
+	if (!cm_tok_utf8_valid((const uint8_t *) text, len, &bad))
+		return cm_set_error(err, CM_ERR_INPUT, "text is not valid UTF-8 at byte offset %zu", bad);
+	normalize_all(tok, text, len, &a, &b);
+	sb_free(&b);
+	sb_add(&a, "", 1);			/* a NUL, and a buffer even when empty */
+	if (a.failed)
+	{
+		sb_free(&a);
+		return cm_set_error(err, CM_ERR_NOMEM, "out of memory normalizing text");
+	}
+	*out = a.p;
+	*out_len = a.len - 1;
+	return CM_OK;
 }
 
 /* ---------------------------------------------------------------- pre-tokenizers */
@@ -926,7 +982,7 @@ pred(char_pred p, int32_t cp)
 		case PRED_SPACE:
 			return is_ws(cp);
 		case PRED_PUNCT:
-			return (cp < 128 && is_ascii_punct(cp)) || is_punct_cat(cp);
+			return is_tokenizers_punct(cp);
 		case PRED_DIGIT:
 			return utf8proc_category(cp) == UTF8PROC_CATEGORY_ND;
 	}
@@ -1516,11 +1572,28 @@ unigram_word(const cm_hf_tokenizer *tok, scratch *s, const char *w, size_t n, em
 			id = cm_hf_vocab_find(tok, w + start, len);
 			if (id < 0 || !tok->matchable[id])
 				continue;
-			score = tok->user_defined[id] ? (double) len * tok->max_score - 0.1 : tok->score[id];
-			cand = tok->float_scores ? (double) ((float) here + (float) score) : here + score;
+			if (tok->float_scores)
+			{
+				/*
+				 * SentencePiece's arithmetic exactly: its piece score is a
+				 * double (a user-defined piece's is computed in float, then
+				 * 0.1 taken in double), added to the float path score in
+				 * double, compared in double with the float stored so far,
+				 * stored as a float.  Ties between segmentations are decided
+				 * by that rounding.
+				 */
+				score = tok->user_defined[id] ? (double) ((float) len * (float) tok->max_score) - 0.1
+					: (double) (float) tok->score[id];
+				cand = score + (double) (float) here;
+			}
+			else
+			{
+				score = tok->user_defined[id] ? (double) len * tok->max_score - 0.1 : tok->score[id];
+				cand = here + score;
+			}
 			if (s->from[start + len] < 0 || cand > s->best[start + len])
 			{
-				s->best[start + len] = cand;
+				s->best[start + len] = tok->float_scores ? (double) (float) cand : cand;
 				s->from[start + len] = (int32_t) start;
 				s->best_id[start + len] = id;
 			}
@@ -1529,7 +1602,8 @@ unigram_word(const cm_hf_tokenizer *tok, scratch *s, const char *w, size_t n, em
 		}
 		if (!single)
 		{
-			double		cand = tok->float_scores ? (double) ((float) here + (float) unk_score)
+			/* the unknown piece's score is a float: a float sum there */
+			double		cand = tok->float_scores ? (double) ((float) unk_score + (float) here)
 				: here + unk_score;
 
 			if (s->from[start + mblen] < 0 || cand > s->best[start + mblen])
@@ -1900,6 +1974,8 @@ cm_hf_tokenizer_free(cm_hf_tokenizer *tok)
 		free(tok->norm[i].a);
 		free(tok->norm[i].b);
 		charsmap_free(&tok->norm[i].charsmap);
+		free(tok->norm[i].user_defined);
+		free(tok->norm[i].user_defined_len);
 	}
 	for (int i = 0; i < tok->n_pre; i++)
 		free(tok->pre[i].pattern);

@@ -35,6 +35,15 @@ cm_hf_tokenizer *cm_hf_tokenizer_from_spm_siglip(const unsigned char *model, siz
 												 const char *label, bool lower_case,
 												 cm_error *err);
 
+/*
+ * The same model tokenizing as SentencePiece itself does
+ * (SentencePieceProcessor::Encode: the model's normalizer settings, dummy
+ * prefix included, no special tokens added): what the token cross-check
+ * compares with libsentencepiece.
+ */
+cm_hf_tokenizer *cm_hf_tokenizer_from_spm(const unsigned char *model, size_t len,
+										  const char *label, cm_error *err);
+
 void		cm_hf_tokenizer_free(cm_hf_tokenizer *tok);
 
 /* Number of ids (vocabulary plus added tokens); every id is below it. */
@@ -64,5 +73,13 @@ void		cm_hf_tokenizer_set_lower_case(cm_hf_tokenizer *tok, bool lower);
 
 cm_status	cm_hf_tokenizer_encode(const cm_hf_tokenizer *tok, const char *text, size_t len,
 								   int32_t *ids, int max_ids, int *n_ids, cm_error *err);
+
+/*
+ * The text after the tokenizer's normalizers only (tokenizers'
+ * normalize_str), into a malloc'd NUL-terminated string: for tests and
+ * diagnosis.
+ */
+cm_status	cm_hf_tokenizer_normalize(const cm_hf_tokenizer *tok, const char *text, size_t len,
+									  char **out, size_t *out_len, cm_error *err);
 
 #endif							/* CM_TOKENIZER_HF_H */

@@ -64,6 +64,15 @@ typedef struct hf_norm
 	bool		add_dummy_prefix;	/* spm */
 	bool		escape_whitespaces; /* spm */
 	hf_charsmap charsmap;
+
+	/*
+	 * spm: the model's user-defined pieces, which SentencePiece's normaliser
+	 * passes through unnormalised where one starts (longest first); NUL-
+	 * separated copies, owned.
+	 */
+	char	   *user_defined;
+	size_t	   *user_defined_len;
+	int			n_user_defined;
 } hf_norm;
 
 typedef enum hf_pre_kind
