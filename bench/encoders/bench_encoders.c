@@ -30,7 +30,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CAPTION_TOKENS 10
+/* Caption length of CLIP-style models: BOS, 8 ordinary ids, EOS. */
+#define CLIP_CAPTION_TOKENS 10
+#define CONTENT_TOKENS 8
 #define MAX_CASES_RUNS 64
 
 typedef struct Bench
@@ -42,7 +44,8 @@ typedef struct Bench
 	int			text_intermediate;
 	int			vision_intermediate;
 	float	   *pixels;			/* [32][3][S][S] */
-	int32_t    *ids;			/* [32][CAPTION_TOKENS] */
+	int			caption_tokens; /* 10, or every position for models that pad (SigLIP: 64) */
+	int32_t    *ids;			/* [32][caption_tokens] */
 	float	   *out;			/* [32][embed_dim] */
 } Bench;
 
@@ -78,15 +81,22 @@ input_hash(uint32_t i, uint32_t seed)
 	return x;
 }
 
-/* Pixels uniform in [-2, 2] (the range of normalised images); captions BOS, 8 ordinary ids, EOS. */
+/*
+ * Pixels uniform in [-2, 2] (the range of normalised images).  Captions: BOS, 8 ordinary ids, EOS; or, for
+ * a model that pads every text (empty is the ids of the empty text, n_empty > 2), 8 ordinary ids below the
+ * vocabulary size followed by the empty text's ids (SigLIP: EOS, then padding) up to every position.
+ */
 static void
-make_inputs(Bench *b, int32_t bos, int32_t eos)
+make_inputs(Bench *b, const int32_t *empty, int n_empty)
 {
 	size_t		per_image = (size_t) 3 * b->info.image_size * b->info.image_size;
-	uint32_t	ordinary = (uint32_t) (bos < eos ? bos : eos);
+	bool		padded = n_empty > 2;
+	uint32_t	ordinary = padded ? (uint32_t) b->info.vocab_size
+		: (uint32_t) (empty[0] < empty[1] ? empty[0] : empty[1]);
+	int			n = b->caption_tokens = padded ? n_empty : CLIP_CAPTION_TOKENS;
 
 	b->pixels = malloc(32 * per_image * sizeof(float));
-	b->ids = malloc(32 * CAPTION_TOKENS * sizeof(int32_t));
+	b->ids = malloc((size_t) 32 * n * sizeof(int32_t));
 	b->out = malloc((size_t) 32 * b->info.embed_dim * sizeof(float));
 	if (!b->pixels || !b->ids || !b->out)
 		die("out of memory", NULL);
@@ -94,12 +104,18 @@ make_inputs(Bench *b, int32_t bos, int32_t eos)
 		b->pixels[i] = (float) (input_hash((uint32_t) i, 1) % 4001u) / 1000.0f - 2.0f;
 	for (int s = 0; s < 32; s++)
 	{
-		int32_t    *row = b->ids + s * CAPTION_TOKENS;
+		int32_t    *row = b->ids + s * n;
+		int			first = padded ? 0 : 1;
 
-		row[0] = bos;
-		for (int j = 1; j < CAPTION_TOKENS - 1; j++)
-			row[j] = (int32_t) (input_hash((uint32_t) (s * CAPTION_TOKENS + j), 2) % ordinary);
-		row[CAPTION_TOKENS - 1] = eos;
+		for (int j = 0; j < CONTENT_TOKENS; j++)
+			row[first + j] = (int32_t) (input_hash((uint32_t) (s * n + first + j), 2) % ordinary);
+		if (padded)
+			memcpy(row + CONTENT_TOKENS, empty, (size_t) (n - CONTENT_TOKENS) * sizeof(int32_t));
+		else
+		{
+			row[0] = empty[0];
+			row[n - 1] = empty[1];
+		}
 	}
 }
 
@@ -153,10 +169,18 @@ image_flops(const Bench *b)
 {
 	double		grid = b->info.image_size / b->info.patch_size;
 	double		patch_in = 3.0 * b->info.patch_size * b->info.patch_size;
+	double		d = b->info.vision_hidden;
 
-	return 2.0 * grid * grid * patch_in * b->info.vision_hidden +
-		tower_flops(grid * grid + 1, b->info.vision_hidden, b->vision_intermediate, b->info.vision_layers) +
-		2.0 * b->info.vision_hidden * b->info.embed_dim;
+	if (strcmp(b->info.family, "siglip") == 0)
+	{
+		/* no class token; the attention-pooling head: k, v over every patch, q, out, MLP for one */
+		return 2.0 * grid * grid * patch_in * d +
+			tower_flops(grid * grid, d, b->vision_intermediate, b->info.vision_layers) +
+			2.0 * grid * grid * d * d * 2.0 + 2.0 * d * d * 2.0 + 2.0 * d * b->vision_intermediate * 2.0;
+	}
+	return 2.0 * grid * grid * patch_in * d +
+		tower_flops(grid * grid + 1, d, b->vision_intermediate, b->info.vision_layers) +
+		2.0 * d * b->info.embed_dim;
 }
 
 static double
@@ -205,8 +229,8 @@ run_case(Bench *b, const Case *c, const Extras *x)
 	opts.batch_size = c->batch;
 	for (int i = 0; i < c->batch; i++)
 	{
-		id_rows[i] = b->ids + i * CAPTION_TOKENS;
-		n_ids[i] = CAPTION_TOKENS;
+		id_rows[i] = b->ids + i * b->caption_tokens;
+		n_ids[i] = b->caption_tokens;
 	}
 	switch (c->kind)
 	{
@@ -279,7 +303,7 @@ dump_features(Bench *b, const char *path)
 	cm_run_options opts = {0};
 	cm_error	err = {0};
 	const int32_t *rows[1] = {b->ids};
-	int			n_ids[1] = {CAPTION_TOKENS};
+	int			n_ids[1] = {b->caption_tokens};
 	FILE	   *f;
 	size_t		d = (size_t) b->info.embed_dim;
 
@@ -310,18 +334,20 @@ load_model(Bench *b)
 		die("cm_state_new", &err);
 }
 
-/* Token ids of BOS and EOS, from the tokenizer (no hard-coded ids). */
-static void
-special_ids(Bench *b, int32_t *bos, int32_t *eos)
+/*
+ * The ids of the empty text, from the tokenizer (no hard-coded ids): BOS and EOS, or, for a model that pads
+ * every text, EOS and the padding up to every position.  Returns the count.
+ */
+static int
+empty_text_ids(Bench *b, int32_t *ids, int max)
 {
-	int32_t		ids[4];
 	int			n = 0;
 	cm_error	err = {0};
 
-	if (cm_tokenize(b->model, "", 0, ids, 4, &n, &err) != CM_OK || n != 2)
+	if (cm_tokenize(b->model, "", 0, ids, max, &n, &err) != CM_OK || n < 2 ||
+		(n > 2 && n <= CONTENT_TOKENS))
 		die("tokenize empty string", &err);
-	*bos = ids[0];
-	*eos = ids[1];
+	return n;
 }
 
 /* The whole file, or NULL when it cannot be opened. */
@@ -455,17 +481,17 @@ static double
 load_and_touch(Bench *b)
 {
 	double		t0 = now_seconds(), load_ms;
-	int32_t		bos, eos;
+	int32_t		empty[1024];
 	cm_error	err = {0};
 	const int32_t *rows[1];
-	int			n_ids[1] = {CAPTION_TOKENS};
+	int			n_ids[1];
 
 	load_model(b);
 	load_ms = (now_seconds() - t0) * 1e3;
 	read_intermediate_sizes(b);
-	special_ids(b, &bos, &eos);
-	make_inputs(b, bos, eos);
+	make_inputs(b, empty, empty_text_ids(b, empty, 1024));
 	rows[0] = b->ids;
+	n_ids[0] = b->caption_tokens;
 	if (cm_encode_pixels(b->model, b->state, b->pixels, 1, NULL, b->out, &err) != CM_OK ||
 		cm_encode_token_ids(b->model, b->state, rows, n_ids, 1, NULL, b->out, NULL, &err) != CM_OK)
 		die("encode", &err);
@@ -568,12 +594,12 @@ main(int argc, char **argv)
 	printf("RESULT c_load_ms %.1f\n", load_ms);
 	printf("RESULT c_model %s %s %lld params\n", b.model_dir, b.info.weight_dtype, (long long) b.info.n_params);
 	printf("RESULT c_flops_per_image %.0f\n", image_flops(&b));
-	printf("RESULT c_flops_per_caption %.0f\n", caption_flops(&b, CAPTION_TOKENS));
-	printf("RESULT c_caption_tokens %d\n", CAPTION_TOKENS);
+	printf("RESULT c_flops_per_caption %.0f\n", caption_flops(&b, b.caption_tokens));
+	printf("RESULT c_caption_tokens %d\n", b.caption_tokens);
 	fprintf(stderr, "model %s: %s, %lld parameters, loaded in %.1f ms; %.3f GFLOP per image, "
 			"%.3f GFLOP per %d-token caption\n", b.model_dir, b.info.weight_dtype,
 			(long long) b.info.n_params, load_ms, image_flops(&b) / 1e9,
-			caption_flops(&b, CAPTION_TOKENS) / 1e9, CAPTION_TOKENS);
+			caption_flops(&b, b.caption_tokens) / 1e9, b.caption_tokens);
 
 	if (rss)
 		rss_pair(&b, "/proc/self/exe");
@@ -616,7 +642,7 @@ main(int argc, char **argv)
 			int			runs;
 			double		med;
 			double		flops = c->kind == CASE_PIXELS ? image_flops(&b) :
-				c->kind == CASE_TOKEN_IDS ? caption_flops(&b, CAPTION_TOKENS) : 0.0;
+				c->kind == CASE_TOKEN_IDS ? caption_flops(&b, b.caption_tokens) : 0.0;
 
 			if ((only != NULL && strcmp(only, c->key) != 0) || (c->kind == CASE_PNG && x.png == NULL))
 				continue;

@@ -5,6 +5,8 @@
 # down), and print the results table.
 #
 # usage: bench/encoders/run.sh            (from anywhere; about 10 minutes on 2 busy cores)
+#        MODEL_KIND=siglip bench/encoders/run.sh   (a SigLIP-B/16-224-shaped random model instead, generated
+#                       once, ~810 MB; texts at SigLIP's 64 padded positions; about 20 minutes)
 #   THREADS=1,2    OpenBLAS threads for C; torch intra-op + OpenBLAS threads for PyTorch
 #   REPEATS=5      timed runs per case (median reported; long cases stop after 3 runs past their budget)
 #   MODEL=DIR      another model directory (default: bench/encoders/work/clip-vit-b32-random)
@@ -14,7 +16,12 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 WORK="$HERE/work"
-MODEL="${MODEL:-$WORK/clip-vit-b32-random}"
+MODEL_KIND="${MODEL_KIND:-clip}"
+case "$MODEL_KIND" in
+	clip) MODEL="${MODEL:-$WORK/clip-vit-b32-random}"; MAKE_MODEL=make_vitb32_random.py ;;
+	siglip) MODEL="${MODEL:-$WORK/siglip-b16-224-random}"; MAKE_MODEL=make_siglip_b16_random.py ;;
+	*) echo "MODEL_KIND is clip or siglip" >&2; exit 2 ;;
+esac
 THREADS="${THREADS:-1,2}"
 REPEATS="${REPEATS:-5}"
 NICE="${NICE:-nice}"
@@ -34,8 +41,8 @@ cc $CFLAGS -Iencoders -I/usr/include/cjson $BLAS_CFLAGS bench/encoders/bench_enc
 	-o "$BIN/bench_encoders"
 
 if [ ! -f "$MODEL/config.json" ]; then
-	echo "== generating $MODEL (~600 MB)" >&2
-	$NICE $PY bench/encoders/make_vitb32_random.py "$MODEL"
+	echo "== generating $MODEL (600-810 MB)" >&2
+	$NICE $PY "bench/encoders/$MAKE_MODEL" "$MODEL"
 fi
 
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
@@ -45,6 +52,7 @@ FEATURES="$WORK/c-features-$STAMP.bin"
 	echo "RESULT date $STAMP"
 	echo "RESULT machine $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p' | head -n 1), $(uname -r)"
 	echo "RESULT threads $THREADS"
+	echo "RESULT model_kind $MODEL_KIND"
 	echo "RESULT uptime_before $(uptime | sed 's/^ *//')"
 } | tee "$RESULTS"
 

@@ -1,11 +1,15 @@
 #!/usr/bin/python3
-# torch_clip.py: a compact CLIP forward in PyTorch, the reference side of the encoder benchmark.
+# torch_clip.py: a compact CLIP and SigLIP forward in PyTorch, the reference side of the encoder benchmark.
 #
 # Loads a Hugging Face CLIP model directory (config.json + model.safetensors, parsed with numpy: no
 # safetensors package), runs the text tower (causal pre-LN transformer, pooled at the first EOS, projection)
 # and the vision tower (patch convolution, class + position embeddings, pre-LN, encoder, post-LN on CLS,
-# projection) in eval mode under torch.inference_mode(), and either
-#   --check-golden   checks itself against test/golden/expected.json (raw projected features), or
+# projection) in eval mode under torch.inference_mode().  A SigLIP directory (model_type siglip) runs as
+# transformers' SiglipModel: text without causal mask pooled at the last position then the head linear;
+# vision with a biased patch convolution, no class token, post-LN on every token, then the attention-pooling
+# head (probe, torch's multi-head attention arithmetic, residual LN + MLP); gelu_pytorch_tanh.  Then either
+#   --check-golden   checks itself against test/golden/expected.json (raw projected features; with a SigLIP
+#                    directory, against test/golden2's tiny-siglip), or
 #   MODEL_DIR        times images/s and texts/s at batch 1 and 32 and one-item latency at each thread count.
 # Results are printed as "RESULT key value" lines (read by run.sh) plus a human summary on stderr.
 #
@@ -69,6 +73,8 @@ def activation(name):
         return lambda x: x * torch.sigmoid(1.702 * x)
     if name == "gelu":
         return F.gelu
+    if name in ("gelu_pytorch_tanh", "gelu_new"):
+        return lambda x: F.gelu(x, approximate="tanh")
     raise ValueError(f"unsupported hidden_act {name}")
 
 
@@ -159,6 +165,89 @@ class Clip:
         return F.linear(self.vision.ln(x[:, 0], self.post_ln), self.visual_proj)
 
 
+class Siglip:
+    def __init__(self, model_dir):
+        with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
+            cfg = json.load(f)
+        w = read_safetensors(os.path.join(model_dir, "model.safetensors"))
+        self.tcfg, self.vcfg = cfg["text_config"], cfg["vision_config"]
+        for c in (self.tcfg, self.vcfg):
+            c.setdefault("hidden_act", "gelu_pytorch_tanh")
+            c.setdefault("layer_norm_eps", 1e-6)
+        self.eos = self.tcfg.get("eos_token_id", 1)
+        self.pad = self.tcfg.get("pad_token_id", 1)
+        self.text = Tower(w, "text_model", self.tcfg)
+        self.vision = Tower(w, "vision_model", self.vcfg)
+        self.tok_emb = w["text_model.embeddings.token_embedding.weight"]
+        self.tpos_emb = w["text_model.embeddings.position_embedding.weight"]
+        self.final_ln = (w["text_model.final_layer_norm.weight"], w["text_model.final_layer_norm.bias"])
+        self.head = (w["text_model.head.weight"], w["text_model.head.bias"])
+        self.patch_w = w["vision_model.embeddings.patch_embedding.weight"]
+        self.patch_b = w["vision_model.embeddings.patch_embedding.bias"]
+        self.vpos_emb = w["vision_model.embeddings.position_embedding.weight"]
+        self.post_ln = (w["vision_model.post_layernorm.weight"], w["vision_model.post_layernorm.bias"])
+        h = "vision_model.head."
+        self.probe = w[h + "probe"]
+        self.in_proj = (w[h + "attention.in_proj_weight"], w[h + "attention.in_proj_bias"])
+        self.out_proj = (w[h + "attention.out_proj.weight"], w[h + "attention.out_proj.bias"])
+        self.head_ln = (w[h + "layernorm.weight"], w[h + "layernorm.bias"])
+        self.head_mlp = ((w[h + "mlp.fc1.weight"], w[h + "mlp.fc1.bias"]), (w[h + "mlp.fc2.weight"], w[h + "mlp.fc2.bias"]))
+        self.patch = self.vcfg["patch_size"]
+
+    def encode_text(self, ids):
+        """ids: int64 [batch, 64] as SigLIP is fed (padded). Returns raw head features."""
+        x = self.tok_emb[ids] + self.tpos_emb[:ids.shape[1]]
+        x = self.text.ln(self.text.forward(x, causal=False), self.final_ln)
+        return F.linear(x[:, -1], *self.head)
+
+    def encode_image(self, pixels):
+        b = pixels.shape[0]
+        x = F.conv2d(pixels, self.patch_w, self.patch_b, stride=self.patch).flatten(2).transpose(1, 2)
+        x = self.vision.ln(self.vision.forward(x + self.vpos_emb, causal=False), self.post_ln)
+        # attention pooling: one probe query over every token, as nn.MultiheadAttention computes it
+        d, heads = x.shape[-1], self.vision.heads
+        hd = d // heads
+        wq, wk, wv = self.in_proj[0].chunk(3)
+        bq, bk, bv = self.in_proj[1].chunk(3)
+        q = F.linear(self.probe.expand(b, 1, d), wq, bq).view(b, 1, heads, hd).transpose(1, 2)
+        k = F.linear(x, wk, bk).view(b, -1, heads, hd).transpose(1, 2)
+        v = F.linear(x, wv, bv).view(b, -1, heads, hd).transpose(1, 2)
+        ctx = ((q * hd ** -0.5) @ k.transpose(-1, -2)).softmax(-1) @ v
+        h = F.linear(ctx.transpose(1, 2).reshape(b, 1, d), *self.out_proj)
+        h = h + F.linear(self.vision.act(F.linear(self.vision.ln(h, self.head_ln), *self.head_mlp[0])),
+                         *self.head_mlp[1])
+        return h[:, 0]
+
+
+def load_model(model_dir):
+    with open(os.path.join(model_dir, "config.json"), encoding="utf-8") as f:
+        kind = json.load(f).get("model_type", "clip")
+    return Siglip(model_dir) if kind == "siglip" else Clip(model_dir)
+
+
+def check_golden2_siglip():
+    """The SigLIP forward against test/golden2's tiny-siglip (token ids and pixel_values in, raw features)."""
+    g2 = os.path.join(ROOT, "test", "golden2")
+    with open(os.path.join(g2, "expected.json"), encoding="utf-8") as f:
+        ref = json.load(f)["models"]["tiny-siglip"]
+    pixels = read_safetensors(os.path.join(g2, "pixel_values.safetensors"))
+    model = Siglip(os.path.join(g2, "tiny-siglip"))
+    failures = 0
+    with torch.inference_mode():
+        for i, ids in enumerate(ref["token_ids"]):
+            ok, line = compare(f"tiny-siglip text {i}", model.encode_text(torch.tensor([ids]))[0], ref["text_embeds"][i])
+            failures += not ok
+            print(line, file=sys.stderr)
+        for image, want in ref["image_embeds"].items():
+            got = model.encode_image(pixels[f"tiny-siglip/{image}"].unsqueeze(0))[0]
+            ok, line = compare(f"tiny-siglip image {image}", got, want)
+            failures += not ok
+            print(line, file=sys.stderr)
+    print(f"golden2 SigLIP check: {'PASS' if failures == 0 else f'{failures} FAILURES'}", file=sys.stderr)
+    print(f"RESULT torch_golden_check {'pass' if failures == 0 else 'fail'}")
+    return failures == 0
+
+
 def compare(name, got, want):
     got, want = got.double(), torch.tensor(want, dtype=torch.float64)
     cos = float(F.cosine_similarity(got, want, dim=0))
@@ -233,16 +322,24 @@ def input_hash(i, seed):
 
 
 def bench_inputs(model, caption_tokens, batch=32):
-    """Pixels uniform in [-2, 2]; captions BOS, ordinary ids, EOS; exactly as bench_encoders.c makes them."""
+    """Pixels uniform in [-2, 2]; captions BOS, 8 ordinary ids, EOS, or (SigLIP, padded to every position)
+    8 ordinary ids below the vocabulary size, EOS, padding; exactly as bench_encoders.c makes them."""
     size = model.vcfg["image_size"]
     n = batch * 3 * size * size
     pixels = (input_hash(np.arange(n, dtype=np.uint64), 1) % 4001).astype(np.float32) / np.float32(1000.0) \
         - np.float32(2.0)
-    bos, eos = model.tcfg["bos_token_id"], model.eos
-    ids = np.empty((batch, caption_tokens), dtype=np.int64)
-    ids[:, 0], ids[:, -1] = bos, eos
-    j = np.arange(batch)[:, None] * caption_tokens + np.arange(1, caption_tokens - 1)[None, :]
-    ids[:, 1:-1] = input_hash(j.astype(np.uint64), 2) % min(bos, eos)
+    if isinstance(model, Siglip):
+        t = model.tcfg["max_position_embeddings"]
+        ids = np.full((batch, t), model.pad, dtype=np.int64)
+        j = np.arange(batch)[:, None] * t + np.arange(0, 8)[None, :]
+        ids[:, :8] = input_hash(j.astype(np.uint64), 2) % model.tcfg["vocab_size"]
+        ids[:, 8] = model.eos
+    else:
+        bos, eos = model.tcfg["bos_token_id"], model.eos
+        ids = np.empty((batch, caption_tokens), dtype=np.int64)
+        ids[:, 0], ids[:, -1] = bos, eos
+        j = np.arange(batch)[:, None] * caption_tokens + np.arange(1, caption_tokens - 1)[None, :]
+        ids[:, 1:-1] = input_hash(j.astype(np.uint64), 2) % min(bos, eos)
     return torch.from_numpy(pixels.reshape(batch, 3, size, size)), torch.from_numpy(ids)
 
 
@@ -312,10 +409,10 @@ def main():
                     help="run under TUNED_ENV (malloc keeps memory, passive OpenMP); results as torchtuned_*")
     args = ap.parse_args()
     print(f"RESULT torch_version {torch.__version__}")
-    if args.check_golden and not check_golden():
+    model = load_model(args.model_dir) if args.model_dir else None
+    if args.check_golden and not (check_golden2_siglip() if isinstance(model, Siglip) else check_golden()):
         return 1
     if args.model_dir:
-        model = Clip(args.model_dir)
         if args.compare and not compare_with_c(model, args.compare, args.caption_tokens):
             return 1
         if not args.no_timing:
