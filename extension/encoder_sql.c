@@ -17,13 +17,16 @@
 #include "funcapi.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "nodes/primnodes.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/tuplestore.h"
 
 #include "crossmodal.h"
 #include "embedding.h"
+#include "encode_cache.h"
 #include "model_registry.h"
 
 /* An embedding holding the runtime's output vector. */
@@ -93,6 +96,9 @@ EncodeTexts(CmModelEntry *entry, const char *const *texts, const size_t *lens, i
 	cm_status	s;
 	cm_state   *state = CmGetState();
 
+	/* Counted by test/sql/encode_cache.sql: one line per runtime call. */
+	elog(DEBUG1, "crossmodal: encoding %d text%s with model \"%s\"", n, n == 1 ? "" : "s",
+		 entry->name);
 	CmRunBegin(&run);
 	s = cm_encode_texts(entry->model, state, texts, lens, n, &run.options, out, &run.err);
 	CmRunEnd(&run, s, entry, "text", 0);
@@ -116,6 +122,8 @@ EncodeImages(CmModelEntry *entry, const unsigned char *const *images, const size
 
 	if (n <= 0)
 		return;
+	elog(DEBUG1, "crossmodal: encoding %d image%s with model \"%s\"", n, n == 1 ? "" : "s",
+		 entry->name);
 	pixels = palloc(mul_size(mul_size(per_image, sizeof(float)), chunk));
 	for (int i = 0; i < n; i += chunk)
 	{
@@ -136,34 +144,6 @@ EncodeImages(CmModelEntry *entry, const unsigned char *const *images, const size
 		CmRunEnd(&run, s, entry, "image", 0);
 	}
 	pfree(pixels);
-}
-
-static Datum
-EncodeOneText(const char *model_name, text *input)
-{
-	CmModelEntry *entry = CmGetModel(model_name);
-	int			dim = entry->info.embed_dim;
-	float	   *out = palloc(sizeof(float) * dim);
-	size_t		len;
-	const char *utf8 = TextToUtf8(input, &len);
-
-	EncodeTexts(entry, &utf8, &len, 1, out);
-	PG_RETURN_EMBEDDING_P(EmbeddingFromFloats(out, dim));
-}
-
-static Datum
-EncodeOneImage(const char *model_name, bytea *input)
-{
-	CmModelEntry *entry;
-	const unsigned char *bytes = (const unsigned char *) VARDATA_ANY(input);
-	size_t		len = VARSIZE_ANY_EXHDR(input);
-	float	   *out;
-
-	CheckImageBytes(len, 0);
-	entry = CmGetModel(model_name);
-	out = palloc(sizeof(float) * entry->info.embed_dim);
-	EncodeImages(entry, &bytes, &len, 1, out, false);
-	PG_RETURN_EMBEDDING_P(EmbeddingFromFloats(out, entry->info.embed_dim));
 }
 
 /*
@@ -204,112 +184,301 @@ EmbeddingArray(FunctionCallInfo fcinfo, const float *v, int n, int dim)
 	return construct_array(datums, n, elemtype, -1, false, TYPALIGN_INT);
 }
 
-static Datum
-EncodeTextArray(FunctionCallInfo fcinfo, const char *model_name, ArrayType *input)
+/*
+ * One encoder call's input: its kind, the bytes that identify it (a text's
+ * or an image's bytes, or a whole flat array's), and once checked, its
+ * elements (the argument itself for the single forms).
+ */
+typedef struct EncodeInput
 {
+	EncodeKind	kind;
+	Datum		arg;			/* detoasted */
+	const void *key;
+	Size		keylen;
 	Datum	   *elems;
 	int			n;
-	const char **texts;
-	size_t	   *lens;
-	CmModelEntry *entry;
-	float	   *out;
+} EncodeInput;
 
-	DeconstructInputs(input, TEXTOID, "texts", &elems, &n);
-	entry = CmGetModel(model_name);
-	texts = palloc(sizeof(char *) * Max(n, 1));
-	lens = palloc(sizeof(size_t) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-		texts[i] = TextToUtf8((text *) DatumGetPointer(elems[i]), &lens[i]);
-	out = palloc(mul_size(sizeof(float) * entry->info.embed_dim, Max(n, 1)));
-	if (n > 0)
-		EncodeTexts(entry, texts, lens, n, out);
-	PG_RETURN_ARRAYTYPE_P(EmbeddingArray(fcinfo, out, n, entry->info.embed_dim));
+static void
+InputKey(EncodeInput *in, EncodeKind kind, Datum arg)
+{
+	in->kind = kind;
+	in->elems = NULL;
+	in->n = 0;
+	if (kind == ENCODE_TEXT || kind == ENCODE_IMAGE)
+	{
+		struct varlena *v = PG_DETOAST_DATUM_PACKED(arg);
+
+		in->arg = PointerGetDatum(v);
+		in->key = VARDATA_ANY(v);
+		in->keylen = VARSIZE_ANY_EXHDR(v);
+	}
+	else
+	{
+		/* A flat array's bytes: same bytes, same elements and bounds. */
+		ArrayType  *a = DatumGetArrayTypeP(arg);
+
+		in->arg = PointerGetDatum(a);
+		in->key = VARDATA(a);
+		in->keylen = VARSIZE(a) - VARHDRSZ;
+	}
 }
 
-static Datum
-EncodeImageArray(FunctionCallInfo fcinfo, const char *model_name, ArrayType *input)
+/*
+ * Checks an input (the errors do not depend on the model, so they come
+ * before it is resolved) and takes its elements; what names an array's
+ * elements in messages.
+ */
+static void
+CheckInput(EncodeInput *in, const char *what)
 {
-	Datum	   *elems;
-	int			n;
-	const unsigned char **images;
-	size_t	   *lens;
-	CmModelEntry *entry;
-	float	   *out;
-
-	DeconstructInputs(input, BYTEAOID, "images", &elems, &n);
-	images = palloc(sizeof(char *) * Max(n, 1));
-	lens = palloc(sizeof(size_t) * Max(n, 1));
-	for (int i = 0; i < n; i++)
+	switch (in->kind)
 	{
-		bytea	   *b = (bytea *) DatumGetPointer(elems[i]);
-
-		images[i] = (const unsigned char *) VARDATA_ANY(b);
-		lens[i] = VARSIZE_ANY_EXHDR(b);
-		CheckImageBytes(lens[i], i + 1);
+		case ENCODE_TEXT:
+		case ENCODE_IMAGE:
+			in->elems = palloc(sizeof(Datum));
+			in->elems[0] = in->arg;
+			in->n = 1;
+			if (in->kind == ENCODE_IMAGE)
+				CheckImageBytes(in->keylen, 0);
+			break;
+		case ENCODE_TEXTS:
+		case ENCODE_IMAGES:
+			DeconstructInputs(DatumGetArrayTypeP(in->arg),
+							  in->kind == ENCODE_TEXTS ? TEXTOID : BYTEAOID, what,
+							  &in->elems, &in->n);
+			if (in->kind == ENCODE_IMAGES)
+				for (int i = 0; i < in->n; i++)
+					CheckImageBytes(VARSIZE_ANY_EXHDR(DatumGetPointer(in->elems[i])), i + 1);
+			break;
 	}
+}
+
+/*
+ * The checked input's n vectors of the model's dimension, palloc'd: from
+ * this transaction's encode cache, or encoded now and remembered there.
+ */
+static float *
+EncodeCached(CmModelEntry *entry, const EncodeInput *in)
+{
+	int			dim = entry->info.embed_dim;
+	Size		bytes = mul_size(mul_size(sizeof(float), dim), Max(in->n, 1));
+	float	   *out = palloc(bytes);
+	const float *cached;
+	int			n;
+
+	cached = EncodeCacheLookup(entry, in->kind, in->key, in->keylen, &n);
+	if (cached != NULL && n == in->n)
+	{
+		memcpy(out, cached, mul_size(mul_size(sizeof(float), dim), n));
+		return out;
+	}
+	if (in->n == 0)
+		return out;
+	if (in->kind == ENCODE_TEXT || in->kind == ENCODE_TEXTS)
+	{
+		const char **texts = palloc(sizeof(char *) * in->n);
+		size_t	   *lens = palloc(sizeof(size_t) * in->n);
+
+		for (int i = 0; i < in->n; i++)
+			texts[i] = TextToUtf8((text *) DatumGetPointer(in->elems[i]), &lens[i]);
+		EncodeTexts(entry, texts, lens, in->n, out);
+	}
+	else
+	{
+		const unsigned char **images = palloc(sizeof(char *) * in->n);
+		size_t	   *lens = palloc(sizeof(size_t) * in->n);
+
+		for (int i = 0; i < in->n; i++)
+		{
+			bytea	   *b = (bytea *) DatumGetPointer(in->elems[i]);
+
+			images[i] = (const unsigned char *) VARDATA_ANY(b);
+			lens[i] = VARSIZE_ANY_EXHDR(b);
+		}
+		EncodeImages(entry, images, lens, in->n, out, in->kind == ENCODE_IMAGES);
+	}
+	EncodeCacheStore(entry, in->kind, in->key, in->keylen, out, in->n);
+	return out;
+}
+
+/*
+ * What one call site of an encoder (its FmgrInfo, which lives as long as
+ * the query's expression state) remembers of its last call: the model it
+ * named and what that resolved to, the input and the result.  A call with
+ * the same model and input returns that result again: when every argument
+ * is a constant without comparing anything, otherwise after comparing the
+ * input's bytes (a query parameter is not enough: PL/pgSQL evaluates one
+ * expression state with its variables' changing values).  Inputs that
+ * repeat but not on consecutive calls are found in the encode cache.
+ */
+typedef struct EncodeCallSite
+{
+	bool		args_const;
+	char	   *model_name;		/* of the last call, or NULL */
+	CmModelEntry *entry;		/* what it resolved to */
+	char	   *input;			/* the last input's key bytes */
+	Size		inputlen;
+	Datum		result;			/* the last result, or 0 */
+} EncodeCallSite;
+
+static EncodeCallSite *
+CallSite(FunctionCallInfo fcinfo)
+{
+	FmgrInfo   *flinfo = fcinfo->flinfo;
+
+	if (flinfo == NULL)
+		return NULL;
+	if (flinfo->fn_extra == NULL)
+	{
+		EncodeCallSite *site = MemoryContextAllocZero(flinfo->fn_mcxt, sizeof(EncodeCallSite));
+		List	   *args = NIL;
+
+		if (flinfo->fn_expr != NULL && IsA(flinfo->fn_expr, FuncExpr))
+			args = ((FuncExpr *) flinfo->fn_expr)->args;
+		site->args_const = args != NIL;
+		for (int i = 0; i < list_length(args); i++)
+			site->args_const = site->args_const && IsA(list_nth(args, i), Const);
+		flinfo->fn_extra = site;
+	}
+	return (EncodeCallSite *) flinfo->fn_extra;
+}
+
+/* Forgets the call site's last result. */
+static void
+CallSiteForget(EncodeCallSite *site)
+{
+	if (site->input != NULL)
+		pfree(site->input);
+	if (site->result != (Datum) 0)
+		pfree(DatumGetPointer(site->result));
+	site->input = NULL;
+	site->inputlen = 0;
+	site->result = (Datum) 0;
+}
+
+/* The model named, resolved once per call site while the name stays. */
+static CmModelEntry *
+CallSiteModel(FunctionCallInfo fcinfo, EncodeCallSite *site, const char *model_name)
+{
+	CmModelEntry *entry;
+
+	if (site != NULL && site->model_name != NULL && strcmp(site->model_name, model_name) == 0)
+		return site->entry;
 	entry = CmGetModel(model_name);
-	out = palloc(mul_size(sizeof(float) * entry->info.embed_dim, Max(n, 1)));
-	if (n > 0)
-		EncodeImages(entry, images, lens, n, out, true);
-	PG_RETURN_ARRAYTYPE_P(EmbeddingArray(fcinfo, out, n, entry->info.embed_dim));
+	if (site != NULL)
+	{
+		CallSiteForget(site);
+		if (site->model_name != NULL)
+			pfree(site->model_name);
+		site->model_name = MemoryContextStrdup(fcinfo->flinfo->fn_mcxt, model_name);
+		site->entry = entry;
+	}
+	return entry;
+}
+
+/*
+ * encode_text, encode_image, encode_texts, encode_images: an embedding, or
+ * an embedding[] for the batch kinds.
+ */
+static Datum
+EncodeCall(FunctionCallInfo fcinfo, const char *model_name, EncodeKind kind, Datum arg)
+{
+	EncodeCallSite *site = CallSite(fcinfo);
+	bool		same_model = site != NULL && site->model_name != NULL &&
+		strcmp(site->model_name, model_name) == 0;
+	EncodeInput in;
+	CmModelEntry *entry;
+	float	   *v;
+	Datum		result;
+
+	if (same_model && site->result != (Datum) 0 && site->args_const)
+		return datumCopy(site->result, false, -1);
+	InputKey(&in, kind, arg);
+	if (same_model && site->result != (Datum) 0 && site->inputlen == in.keylen &&
+		memcmp(site->input, in.key, in.keylen) == 0)
+		return datumCopy(site->result, false, -1);
+
+	CheckInput(&in, kind == ENCODE_TEXTS ? "texts" : "images");
+	entry = CallSiteModel(fcinfo, site, model_name);
+	v = EncodeCached(entry, &in);
+	if (kind == ENCODE_TEXT || kind == ENCODE_IMAGE)
+		result = PointerGetDatum(EmbeddingFromFloats(v, entry->info.embed_dim));
+	else
+		result = PointerGetDatum(EmbeddingArray(fcinfo, v, in.n, entry->info.embed_dim));
+
+	if (site != NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+
+		CallSiteForget(site);
+		site->input = palloc(Max(in.keylen, 1));
+		memcpy(site->input, in.key, in.keylen);
+		site->inputlen = in.keylen;
+		site->result = datumCopy(result, false, -1);
+		MemoryContextSwitchTo(old);
+	}
+	return result;
 }
 
 CROSSMODAL_FUNCTION(crossmodal_encode_text);
 Datum
 crossmodal_encode_text(PG_FUNCTION_ARGS)
 {
-	return EncodeOneText(DefaultModelName(), PG_GETARG_TEXT_PP(0));
+	return EncodeCall(fcinfo, DefaultModelName(), ENCODE_TEXT, PG_GETARG_DATUM(0));
 }
 
 CROSSMODAL_FUNCTION(crossmodal_encode_text_model);
 Datum
 crossmodal_encode_text_model(PG_FUNCTION_ARGS)
 {
-	return EncodeOneText(text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_TEXT_PP(1));
+	return EncodeCall(fcinfo, text_to_cstring(PG_GETARG_TEXT_PP(0)), ENCODE_TEXT,
+					  PG_GETARG_DATUM(1));
 }
 
 CROSSMODAL_FUNCTION(crossmodal_encode_image);
 Datum
 crossmodal_encode_image(PG_FUNCTION_ARGS)
 {
-	return EncodeOneImage(DefaultModelName(), PG_GETARG_BYTEA_PP(0));
+	return EncodeCall(fcinfo, DefaultModelName(), ENCODE_IMAGE, PG_GETARG_DATUM(0));
 }
 
 CROSSMODAL_FUNCTION(crossmodal_encode_image_model);
 Datum
 crossmodal_encode_image_model(PG_FUNCTION_ARGS)
 {
-	return EncodeOneImage(text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_BYTEA_PP(1));
+	return EncodeCall(fcinfo, text_to_cstring(PG_GETARG_TEXT_PP(0)), ENCODE_IMAGE,
+					  PG_GETARG_DATUM(1));
 }
 
 CROSSMODAL_FUNCTION(crossmodal_encode_texts);
 Datum
 crossmodal_encode_texts(PG_FUNCTION_ARGS)
 {
-	return EncodeTextArray(fcinfo, DefaultModelName(), PG_GETARG_ARRAYTYPE_P(0));
+	return EncodeCall(fcinfo, DefaultModelName(), ENCODE_TEXTS, PG_GETARG_DATUM(0));
 }
 
 CROSSMODAL_FUNCTION(crossmodal_encode_texts_model);
 Datum
 crossmodal_encode_texts_model(PG_FUNCTION_ARGS)
 {
-	return EncodeTextArray(fcinfo, text_to_cstring(PG_GETARG_TEXT_PP(0)),
-						   PG_GETARG_ARRAYTYPE_P(1));
+	return EncodeCall(fcinfo, text_to_cstring(PG_GETARG_TEXT_PP(0)), ENCODE_TEXTS,
+					  PG_GETARG_DATUM(1));
 }
 
 CROSSMODAL_FUNCTION(crossmodal_encode_images);
 Datum
 crossmodal_encode_images(PG_FUNCTION_ARGS)
 {
-	return EncodeImageArray(fcinfo, DefaultModelName(), PG_GETARG_ARRAYTYPE_P(0));
+	return EncodeCall(fcinfo, DefaultModelName(), ENCODE_IMAGES, PG_GETARG_DATUM(0));
 }
 
 CROSSMODAL_FUNCTION(crossmodal_encode_images_model);
 Datum
 crossmodal_encode_images_model(PG_FUNCTION_ARGS)
 {
-	return EncodeImageArray(fcinfo, text_to_cstring(PG_GETARG_TEXT_PP(0)),
-							PG_GETARG_ARRAYTYPE_P(1));
+	return EncodeCall(fcinfo, text_to_cstring(PG_GETARG_TEXT_PP(0)), ENCODE_IMAGES,
+					  PG_GETARG_DATUM(1));
 }
 
 /* Labels ordered by score, highest first; ties keep the labels' order. */
@@ -337,20 +506,17 @@ CompareLabelScores(const void *a, const void *b)
  * cosine(image, label).  The k best rows are returned.
  */
 static Datum
-ImageLabels(FunctionCallInfo fcinfo, const char *model_name, bytea *image,
-			ArrayType *labels, int k)
+ImageLabels(FunctionCallInfo fcinfo, const char *model_name, Datum image, Datum labels, int k)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	EncodeInput label_in;
+	EncodeInput image_in;
 	Datum	   *elems;
 	int			n;
 	CmModelEntry *entry;
 	int			dim;
-	const unsigned char *bytes = (const unsigned char *) VARDATA_ANY(image);
-	size_t		image_len = VARSIZE_ANY_EXHDR(image);
 	float	   *image_emb;
 	float	   *label_embs;
-	const char **texts;
-	size_t	   *lens;
 	LabelScore *scores;
 	double		max_logit = -INFINITY,
 				sum = 0;
@@ -360,22 +526,20 @@ ImageLabels(FunctionCallInfo fcinfo, const char *model_name, bytea *image,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("k must be at least 1, not %d", k)));
 	InitMaterializedSRF(fcinfo, 0);
-	DeconstructInputs(labels, TEXTOID, "labels", &elems, &n);
+	InputKey(&label_in, ENCODE_TEXTS, labels);
+	CheckInput(&label_in, "labels");
+	elems = label_in.elems;
+	n = label_in.n;
 	if (n == 0)
 		return (Datum) 0;
-	CheckImageBytes(image_len, 0);
+	InputKey(&image_in, ENCODE_IMAGE, image);
+	CheckInput(&image_in, NULL);
 
-	entry = CmGetModel(model_name);
+	/* Both encodes go through the cache: labels repeat from row to row. */
+	entry = CallSiteModel(fcinfo, CallSite(fcinfo), model_name);
 	dim = entry->info.embed_dim;
-	image_emb = palloc(sizeof(float) * dim);
-	label_embs = palloc(mul_size(sizeof(float) * dim, n));
-	texts = palloc(sizeof(char *) * n);
-	lens = palloc(sizeof(size_t) * n);
-	for (int i = 0; i < n; i++)
-		texts[i] = TextToUtf8((text *) DatumGetPointer(elems[i]), &lens[i]);
-
-	EncodeImages(entry, &bytes, &image_len, 1, image_emb, false);
-	EncodeTexts(entry, texts, lens, n, label_embs);
+	image_emb = EncodeCached(entry, &image_in);
+	label_embs = EncodeCached(entry, &label_in);
 
 	/* Both sides are L2-normalised: the dot product is the cosine. */
 	scores = palloc(sizeof(LabelScore) * n);
@@ -424,16 +588,16 @@ CROSSMODAL_FUNCTION(crossmodal_image_labels);
 Datum
 crossmodal_image_labels(PG_FUNCTION_ARGS)
 {
-	return ImageLabels(fcinfo, DefaultModelName(), PG_GETARG_BYTEA_PP(0),
-					   PG_GETARG_ARRAYTYPE_P(1), PG_GETARG_INT32(2));
+	return ImageLabels(fcinfo, DefaultModelName(), PG_GETARG_DATUM(0), PG_GETARG_DATUM(1),
+					   PG_GETARG_INT32(2));
 }
 
 CROSSMODAL_FUNCTION(crossmodal_image_labels_model);
 Datum
 crossmodal_image_labels_model(PG_FUNCTION_ARGS)
 {
-	return ImageLabels(fcinfo, text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_BYTEA_PP(1),
-					   PG_GETARG_ARRAYTYPE_P(2), PG_GETARG_INT32(3));
+	return ImageLabels(fcinfo, text_to_cstring(PG_GETARG_TEXT_PP(0)), PG_GETARG_DATUM(1),
+					   PG_GETARG_DATUM(2), PG_GETARG_INT32(3));
 }
 
 CROSSMODAL_FUNCTION(crossmodal_models);
