@@ -279,9 +279,10 @@ crossmodal_embedding_typmod_in(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("dimensions for type embedding must be at least 1")));
+	/* 22023 as for every invalid modifier, like varchar(n) and pgvector */
 	if (mods[0] > EMBEDDING_MAX_DIM)
 		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("dimensions for type embedding cannot exceed %d",
 						EMBEDDING_MAX_DIM)));
 	PG_RETURN_INT32(mods[0]);
@@ -683,6 +684,20 @@ crossmodal_embedding_mul(PG_FUNCTION_ARGS)
 {
 	PG_RETURN_EMBEDDING_P(EmbeddingElementwise(PG_GETARG_EMBEDDING_P(0),
 											   PG_GETARG_EMBEDDING_P(1), EMBEDDING_MULTIPLY));
+}
+
+/* a || b: the elements of a followed by those of b, within the dimension limit. */
+CROSSMODAL_FUNCTION(crossmodal_embedding_concat);
+Datum
+crossmodal_embedding_concat(PG_FUNCTION_ARGS)
+{
+	Embedding  *a = PG_GETARG_EMBEDDING_P(0);
+	Embedding  *b = PG_GETARG_EMBEDDING_P(1);
+	Embedding  *result = EmbeddingNew(a->dim + b->dim);	/* checks the limit */
+
+	memcpy(result->x, a->x, sizeof(float4) * a->dim);
+	memcpy(result->x + a->dim, b->x, sizeof(float4) * b->dim);
+	PG_RETURN_EMBEDDING_P(result);
 }
 
 /*

@@ -129,6 +129,19 @@ CREATE OR REPLACE FUNCTION image_labels(model text, image bytea, labels text[], 
 	AS 'MODULE_PATHNAME', 'crossmodal_image_labels_model'
 	LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 100000 ROWS 5;
 
+-- 00_embedding.sql: the array casts' functions take pgvector's name.
+ALTER FUNCTION embedding_from_integer_array(integer[], integer, boolean) RENAME TO array_to_embedding;
+ALTER FUNCTION embedding_from_real_array(real[], integer, boolean) RENAME TO array_to_embedding;
+ALTER FUNCTION embedding_from_double_array(double precision[], integer, boolean) RENAME TO array_to_embedding;
+ALTER FUNCTION embedding_from_numeric_array(numeric[], integer, boolean) RENAME TO array_to_embedding;
+
+-- 00_embedding.sql: concatenation.
+CREATE FUNCTION embedding_concat(embedding, embedding) RETURNS embedding
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_concat' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION embedding_concat(embedding, embedding) IS
+	'the elements of the first embedding followed by those of the second';
+CREATE OPERATOR || (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_concat);
+
 -- 10_encoders.sql: image_labels documents its family-dependent scores;
 -- crossmodal_models() gains the family and tokenizer columns (a new result
 -- type: dropped and created again).

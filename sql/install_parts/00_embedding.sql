@@ -53,23 +53,24 @@ CREATE FUNCTION embedding(embedding, integer, boolean) RETURNS embedding
 CREATE CAST (embedding AS embedding)
 	WITH FUNCTION embedding(embedding, integer, boolean) AS IMPLICIT;
 
-CREATE FUNCTION embedding_from_integer_array(integer[], integer, boolean) RETURNS embedding
+-- One name for the four, array_to_embedding, as pgvector's array_to_vector.
+CREATE FUNCTION array_to_embedding(integer[], integer, boolean) RETURNS embedding
 	AS 'MODULE_PATHNAME', 'crossmodal_embedding_from_integer_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE FUNCTION embedding_from_real_array(real[], integer, boolean) RETURNS embedding
+CREATE FUNCTION array_to_embedding(real[], integer, boolean) RETURNS embedding
 	AS 'MODULE_PATHNAME', 'crossmodal_embedding_from_real_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE FUNCTION embedding_from_double_array(double precision[], integer, boolean) RETURNS embedding
+CREATE FUNCTION array_to_embedding(double precision[], integer, boolean) RETURNS embedding
 	AS 'MODULE_PATHNAME', 'crossmodal_embedding_from_double_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE FUNCTION embedding_from_numeric_array(numeric[], integer, boolean) RETURNS embedding
+CREATE FUNCTION array_to_embedding(numeric[], integer, boolean) RETURNS embedding
 	AS 'MODULE_PATHNAME', 'crossmodal_embedding_from_numeric_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 CREATE CAST (integer[] AS embedding)
-	WITH FUNCTION embedding_from_integer_array(integer[], integer, boolean) AS ASSIGNMENT;
+	WITH FUNCTION array_to_embedding(integer[], integer, boolean) AS ASSIGNMENT;
 CREATE CAST (real[] AS embedding)
-	WITH FUNCTION embedding_from_real_array(real[], integer, boolean) AS ASSIGNMENT;
+	WITH FUNCTION array_to_embedding(real[], integer, boolean) AS ASSIGNMENT;
 CREATE CAST (double precision[] AS embedding)
-	WITH FUNCTION embedding_from_double_array(double precision[], integer, boolean) AS ASSIGNMENT;
+	WITH FUNCTION array_to_embedding(double precision[], integer, boolean) AS ASSIGNMENT;
 CREATE CAST (numeric[] AS embedding)
-	WITH FUNCTION embedding_from_numeric_array(numeric[], integer, boolean) AS ASSIGNMENT;
+	WITH FUNCTION array_to_embedding(numeric[], integer, boolean) AS ASSIGNMENT;
 
 CREATE FUNCTION embedding_to_integer_array(embedding) RETURNS integer[]
 	AS 'MODULE_PATHNAME', 'crossmodal_embedding_to_integer_array' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
@@ -122,6 +123,14 @@ CREATE OPERATOR - (LEFTARG = embedding, RIGHTARG = embedding,
 	FUNCTION = embedding_sub);
 CREATE OPERATOR * (LEFTARG = embedding, RIGHTARG = embedding,
 	FUNCTION = embedding_mul, COMMUTATOR = *);
+
+-- Concatenation.  Without it, embedding || unknown would resolve to text
+-- concatenation ('[1,2,3]'::embedding || '[4,5]' giving the text [1,2,3][4,5]).
+CREATE FUNCTION embedding_concat(embedding, embedding) RETURNS embedding
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_concat' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION embedding_concat(embedding, embedding) IS
+	'the elements of the first embedding followed by those of the second';
+CREATE OPERATOR || (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_concat);
 
 -- Comparisons: element by element, then fewer dimensions first.  Any two
 -- embeddings compare, whatever their dimensions, so that sorting, DISTINCT,

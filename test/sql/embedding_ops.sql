@@ -187,6 +187,13 @@ RESET parallel_tuple_cost;
 RESET min_parallel_table_scan_size;
 RESET parallel_leader_participation;
 
+-- Concatenation: the elements of both, in order, within the dimension limit
+-- (without the operator, embedding || '[4,5]' was text concatenation).
+SELECT '[1,2,3]'::embedding || '[4,5]' AS concat, pg_typeof('[1,2,3]'::embedding || '[4,5]') AS type,
+       dims(array_fill(0, ARRAY[15999])::embedding || '[1]') AS at_limit,
+       '[1]'::embedding || NULL AS with_null;
+SELECT pg_temp.error_of($$SELECT array_fill(0, ARRAY[16000])::embedding || '[1]'$$);
+
 -- Every function of the type is IMMUTABLE and PARALLEL SAFE, and STRICT but
 -- for the aggregate transition and combine functions (which take NULL states).
 SELECT p.oid::regprocedure AS function, p.provolatile, p.proparallel, p.proisstrict
