@@ -29,8 +29,18 @@
 #include "utils/syscache.h"
 
 int			hnsw_ef_search = 40;
+int			hnsw_iterative_scan = HNSW_ITERATIVE_SCAN_RELAXED;
 int			hnsw_max_scan_tuples = 20000;
+double		hnsw_scan_mem_multiplier = 1;
 bool		hnsw_scan_sweep = true;
+
+/* pgvector's names for the modes of hnsw.iterative_scan */
+static const struct config_enum_entry hnsw_iterative_scan_options[] = {
+	{"off", HNSW_ITERATIVE_SCAN_OFF, false},
+	{"relaxed_order", HNSW_ITERATIVE_SCAN_RELAXED, false},
+	{"strict_order", HNSW_ITERATIVE_SCAN_STRICT, false},
+	{NULL, 0, false}
+};
 
 static relopt_kind hnsw_relopt_kind;
 
@@ -55,11 +65,24 @@ HnswInit(void)
 							"Larger values find more of the true nearest neighbours, more slowly.",
 							&hnsw_ef_search, 40, 1, 1000,
 							PGC_USERSET, 0, NULL, NULL, NULL);
+	DefineCustomEnumVariable("crossmodal.hnsw_iterative_scan",
+							 "Whether a crossmodal_hnsw scan goes on past its first ef_search rows.",
+							 "off: the first search's rows only; relaxed_order: further batches, ordered "
+							 "within each; strict_order: further batches, leaving out any row nearer than "
+							 "one already returned.",
+							 &hnsw_iterative_scan, HNSW_ITERATIVE_SCAN_RELAXED,
+							 hnsw_iterative_scan_options, PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("crossmodal.hnsw_max_scan_tuples",
 							"Most index elements one crossmodal_hnsw scan reads.",
-							"A scan whose rows a WHERE clause keeps rejecting goes on searching until it has read this many elements.",
+							"An iterative scan whose rows a WHERE clause keeps rejecting goes on searching until it has read this many elements.",
 							&hnsw_max_scan_tuples, 20000, 1, INT_MAX,
 							PGC_USERSET, 0, NULL, NULL, NULL);
+	/* Same range as hash_mem_multiplier, as pgvector's hnsw.scan_mem_multiplier */
+	DefineCustomRealVariable("crossmodal.hnsw_scan_mem_multiplier",
+							 "Memory an iterative crossmodal_hnsw scan may use, as a multiple of work_mem.",
+							 "An iterative scan stops going on once its memory reaches this bound.",
+							 &hnsw_scan_mem_multiplier, 1, 1, 1000,
+							 PGC_USERSET, 0, NULL, NULL, NULL);
 	DefineCustomBoolVariable("crossmodal.hnsw_scan_sweep",
 							 "Lets a crossmodal_hnsw scan that has followed every link read the index pages for the rest.",
 							 "Off, a scan returns only what the graph's links lead to, which tests use to check them.",

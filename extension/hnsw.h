@@ -191,6 +191,7 @@ typedef enum HnswMetric
 	HNSW_METRIC_L2,				/* squared Euclidean distance */
 	HNSW_METRIC_IP,				/* negative inner product */
 	HNSW_METRIC_COSINE,			/* 1 - dot of unit vectors */
+	HNSW_METRIC_L1,				/* taxicab distance */
 	HNSW_METRIC_OTHER			/* the opclass's support function, via fmgr */
 } HnswMetric;
 
@@ -446,9 +447,25 @@ HnswKernelL2Squared(const float4 *a, const float4 *b, int n)
 	return hnsw_kernels->l2_squared(a, b, n);
 }
 
+static inline float
+HnswKernelL1(const float4 *a, const float4 *b, int n)
+{
+	return hnsw_kernels->l1(a, b, n);
+}
+
+/* crossmodal.hnsw_iterative_scan: whether and how a scan goes past its first batch */
+typedef enum HnswIterativeScan
+{
+	HNSW_ITERATIVE_SCAN_OFF,	/* the first ef_search candidates only */
+	HNSW_ITERATIVE_SCAN_RELAXED,	/* further batches, order approximate across them */
+	HNSW_ITERATIVE_SCAN_STRICT	/* further batches, rows nearer than one returned dropped */
+} HnswIterativeScan;
+
 /* GUCs */
 extern int	hnsw_ef_search;
+extern int	hnsw_iterative_scan;
 extern int	hnsw_max_scan_tuples;
+extern double hnsw_scan_mem_multiplier;
 extern bool hnsw_scan_sweep;
 
 /* hnsw.c */

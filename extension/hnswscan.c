@@ -4,11 +4,15 @@
  *
  * The first batch is the HNSW search with ef = crossmodal.hnsw_ef_search.
  * When the executor asks for more rows than that batch held (a WHERE clause
- * rejected some, or the LIMIT is larger), the search resumes from the
- * elements it visited but did not return and the candidates it did not
+ * rejected some, or the LIMIT is larger), an iterative scan
+ * (crossmodal.hnsw_iterative_scan, pgvector's modes) resumes the search from
+ * the elements it visited but did not return and the candidates it did not
  * expand, one batch of ef at a time, until crossmodal.hnsw_max_scan_tuples
- * elements have been read.  Within a batch rows come nearest first; across
- * batches the order is approximate, like the search itself.
+ * elements have been read or its memory reaches work_mem times
+ * crossmodal.hnsw_scan_mem_multiplier.  Within a batch rows come nearest
+ * first; across batches the order is approximate, like the search itself
+ * (relaxed_order), unless strict_order leaves out every row nearer than one
+ * already returned.  With off, a scan ends after its first batch.
  *
  * HNSW's neighbour selection can leave an element with no incoming link (a
  * full list re-selected with the heuristic may drop the only link to it;
@@ -25,6 +29,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/lmgr.h"
+#include "utils/float.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
@@ -46,6 +51,11 @@ typedef struct HnswScanOpaqueData
 	int		   *batch;			/* pool indexes of the current batch */
 	int			nbatch;
 	int			next;			/* next batch entry to return */
+
+	/* Iterative scans: the mode and memory bound of this scan, the last distance. */
+	int			iterative;		/* HnswIterativeScan */
+	Size		maxMemory;
+	float		lastDist;
 
 	/* The sweep after the graph (see the header comment). */
 	bool		sweeping;
@@ -106,6 +116,10 @@ HnswScanStart(IndexScanDesc scan)
 
 	HnswReadMeta(index, &meta);
 	HnswInitState(&so->state, index, &meta);
+	so->iterative = hnsw_iterative_scan;
+	so->maxMemory = (Size) Min((double) work_mem * 1024.0 * hnsw_scan_mem_multiplier,
+							   (double) (SIZE_MAX / 2));
+	so->lastDist = -get_float4_infinity();
 
 	so->query.x = NULL;
 	if (!(scan->orderByData[0].sk_flags & SK_ISNULL))
@@ -222,14 +236,19 @@ HnswScanSweep(IndexScanDesc scan)
 	return so->nswept > 0;
 }
 
-/* Fetches the next batch; false when the scan is exhausted or over its bound. */
+/*
+ * Fetches the next batch; false when the scan is exhausted, not iterative,
+ * or over one of its bounds.
+ */
 static bool
 HnswScanNextBatch(IndexScanDesc scan)
 {
 	HnswScanOpaque so = (HnswScanOpaque) scan->opaque;
 	int			ef = so->search.ef;
 
-	if (so->search.nvisited >= hnsw_max_scan_tuples)
+	if (so->iterative == HNSW_ITERATIVE_SCAN_OFF ||
+		so->search.nvisited >= hnsw_max_scan_tuples ||
+		MemoryContextMemAllocated(so->cxt, true) > so->maxMemory)
 		return false;
 	if (so->sweeping || !HnswSearchContinue(&so->search))
 		return HnswScanSweep(scan);
@@ -239,20 +258,16 @@ HnswScanNextBatch(IndexScanDesc scan)
 	return so->nbatch > 0;
 }
 
-bool
-hnswgettuple(IndexScanDesc scan, ScanDirection dir)
+/*
+ * The next row of the scan into *heaptid and *dist: from the current batch,
+ * or from the next one.  False when the scan has no more.
+ */
+static bool
+HnswScanNext(IndexScanDesc scan, ItemPointer heaptid, float *dist)
 {
 	HnswScanOpaque so = (HnswScanOpaque) scan->opaque;
 	MemoryContext old;
 	HnswCandidate *c;
-
-	if (so->done)
-		return false;
-	if (scan->numberOfOrderBys == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("crossmodal_hnsw indexes can only be scanned in ORDER BY distance order"),
-				 errhint("Use ORDER BY column <=> value (or <->, <#>) with a LIMIT.")));
 
 	old = MemoryContextSwitchTo(so->cxt);
 	if (!so->started || (so->sweeping ? so->sweepNext >= so->nswept : so->next >= so->nbatch))
@@ -266,7 +281,7 @@ hnswgettuple(IndexScanDesc scan, ScanDirection dir)
 			so->started = true;
 			pgstat_count_index_scan(scan->indexRelation);
 			HnswScanStart(scan);
-			if (so->done)
+			if (so->done && so->iterative != HNSW_ITERATIVE_SCAN_OFF)
 			{
 				/*
 				 * No way into the graph (no entry point, or it is gone): the
@@ -278,6 +293,8 @@ hnswgettuple(IndexScanDesc scan, ScanDirection dir)
 				so->search.nvisited = 0;
 				more = HnswScanSweep(scan);
 			}
+			else if (so->done)
+				more = false;
 			else
 				more = so->nbatch > 0;
 		}
@@ -293,20 +310,48 @@ hnswgettuple(IndexScanDesc scan, ScanDirection dir)
 	}
 	MemoryContextSwitchTo(old);
 
-	scan->xs_recheck = false;
-	scan->xs_recheckorderby = false;
-	scan->xs_orderbynulls[0] = false;
 	if (so->sweeping)
 	{
 		HnswSweptRow *row = &so->swept[so->sweepNext++];
 
-		scan->xs_heaptid = row->heaptid;
-		scan->xs_orderbyvals[0] = Float8GetDatum((double) row->dist);
+		*heaptid = row->heaptid;
+		*dist = row->dist;
 		return true;
 	}
 	c = &so->search.pool[so->batch[so->next++]];
-	scan->xs_heaptid = c->heaptid;
-	scan->xs_orderbyvals[0] = Float8GetDatum((double) c->dist);
+	*heaptid = c->heaptid;
+	*dist = c->dist;
+	return true;
+}
+
+bool
+hnswgettuple(IndexScanDesc scan, ScanDirection dir)
+{
+	HnswScanOpaque so = (HnswScanOpaque) scan->opaque;
+	ItemPointerData heaptid;
+	float		dist;
+
+	if (so->done)
+		return false;
+	if (scan->numberOfOrderBys == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("crossmodal_hnsw indexes can only be scanned in ORDER BY distance order"),
+				 errhint("Use ORDER BY column <=> value (or <->, <#>, <+>) with a LIMIT.")));
+
+	do
+	{
+		if (!HnswScanNext(scan, &heaptid, &dist))
+			return false;
+		CHECK_FOR_INTERRUPTS();
+	} while (so->iterative == HNSW_ITERATIVE_SCAN_STRICT && dist < so->lastDist);
+	so->lastDist = dist;
+
+	scan->xs_recheck = false;
+	scan->xs_recheckorderby = false;
+	scan->xs_orderbynulls[0] = false;
+	scan->xs_heaptid = heaptid;
+	scan->xs_orderbyvals[0] = Float8GetDatum((double) dist);
 	return true;
 }
 

@@ -228,6 +228,8 @@ HnswIdentifyMetric(PGFunction fn, bool normalize)
 		return HNSW_METRIC_L2;
 	if (fn == crossmodal_embedding_negative_inner_product && !normalize)
 		return HNSW_METRIC_IP;
+	if (fn == crossmodal_l1_distance && !normalize)
+		return HNSW_METRIC_L1;
 	return HNSW_METRIC_OTHER;
 }
 
@@ -345,7 +347,8 @@ HnswCodeQuery(HnswIndexState *state, const char *code, HnswQuery *q)
 /*
  * The distance the graph is ordered by, between a query and an element's
  * code.  It is monotonic in the opclass's ordering operator: squared L2 for
- * L2, 1 - dot for unit vectors (cosine), -dot for inner product.  A NULL
+ * L2, 1 - dot for unit vectors (cosine), -dot for inner product, the sum of
+ * absolute differences for L1.  A NULL
  * query is at distance 0 from everything.
  */
 float
@@ -363,6 +366,8 @@ HnswDistance(HnswIndexState *state, const HnswQuery *q, const char *code)
 			return -HnswKernelDot(q->x, x, state->dims);
 		case HNSW_METRIC_COSINE:
 			return 1.0f - HnswKernelDot(q->x, x, state->dims);
+		case HNSW_METRIC_L1:
+			return HnswKernelL1(q->x, x, state->dims);
 		case HNSW_METRIC_OTHER:
 			return HnswKernelViaProc(state->distanceProc, state->collation, q->x, x, state->dims);
 	}

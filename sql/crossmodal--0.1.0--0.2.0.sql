@@ -160,6 +160,12 @@ CREATE FUNCTION crossmodal_models(
 COMMENT ON FUNCTION crossmodal_models() IS
 	'models on crossmodal.model_path: family (clip, siglip), tokenizer kind, dimensions, image size, parameters, weight dtype, whether this backend has loaded it, and why it cannot be loaded';
 
+-- 20_hnsw.sql: the L1 operator class.
+CREATE OPERATOR CLASS embedding_l1_ops
+	FOR TYPE embedding USING crossmodal_hnsw AS
+	OPERATOR 1 <+> (embedding, embedding) FOR ORDER BY float_ops,
+	FUNCTION 1 l1_distance(embedding, embedding);
+
 -- From 30_embed_column.sql (new in 0.2.0):
 
 -- One row per run, written in the same transaction as each batch, so that a

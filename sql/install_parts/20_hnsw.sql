@@ -25,6 +25,11 @@ CREATE OPERATOR CLASS embedding_ip_ops
 	OPERATOR 1 <#> (embedding, embedding) FOR ORDER BY float_ops,
 	FUNCTION 1 embedding_negative_inner_product(embedding, embedding);
 
+CREATE OPERATOR CLASS embedding_l1_ops
+	FOR TYPE embedding USING crossmodal_hnsw AS
+	OPERATOR 1 <+> (embedding, embedding) FOR ORDER BY float_ops,
+	FUNCTION 1 l1_distance(embedding, embedding);
+
 -- Diagnosis: the heap TIDs of every element stored in a crossmodal_hnsw index,
 -- read page by page rather than through the graph.
 CREATE FUNCTION crossmodal_hnsw_heap_tids(regclass) RETURNS SETOF tid
