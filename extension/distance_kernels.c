@@ -11,6 +11,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <string.h>
 
 /*
  * Portable kernels.  Eight independent accumulators shorten the dependency
@@ -114,12 +115,175 @@ portable_cosine_parts(const float *a, const float *b, int n,
 	*norm_b2 = sbb;
 }
 
+
+/* ---------- compact forms ---------- */
+
+float
+HalfToFloat(uint16_t h)
+{
+	uint32_t	sign = (uint32_t) (h & 0x8000) << 16;
+	uint32_t	exponent = (h >> 10) & 0x1f;
+	uint32_t	mantissa = h & 0x3ff;
+	uint32_t	bits;
+	float		f;
+
+	if (exponent == 0x1f)		/* infinity or NaN */
+		bits = sign | 0x7f800000 | (mantissa << 13);
+	else if (exponent != 0)		/* normal */
+		bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+	else if (mantissa == 0)		/* zero */
+		bits = sign;
+	else
+	{
+		/* subnormal: normalise the mantissa */
+		exponent = 113;
+		while (!(mantissa & 0x400))
+		{
+			mantissa <<= 1;
+			exponent--;
+		}
+		bits = sign | (exponent << 23) | ((mantissa & 0x3ff) << 13);
+	}
+	memcpy(&f, &bits, sizeof(f));
+	return f;
+}
+
+uint16_t
+FloatToHalf(float f)
+{
+	uint32_t	bits;
+	uint32_t	sign;
+	int32_t		exponent;
+	uint32_t	mantissa;
+
+	memcpy(&bits, &f, sizeof(bits));
+	sign = (bits >> 16) & 0x8000;
+	exponent = (int32_t) ((bits >> 23) & 0xff) - 127 + 15;
+	mantissa = bits & 0x7fffff;
+	if (((bits >> 23) & 0xff) == 0xff)	/* infinity or NaN */
+		return (uint16_t) (sign | 0x7c00 | (mantissa ? 0x200 : 0));
+	if (exponent >= 0x1f)		/* too large: infinity */
+		return (uint16_t) (sign | 0x7c00);
+	if (exponent <= 0)
+	{
+		/* subnormal half (or zero): shift the mantissa, with its implicit 1 */
+		uint32_t	shift;
+		uint32_t	m;
+		uint32_t	half;
+		uint32_t	rest;
+
+		if (exponent < -10)
+			return (uint16_t) sign;
+		m = mantissa | 0x800000;
+		shift = (uint32_t) (14 - exponent);
+		half = m >> shift;
+		rest = m & ((1u << shift) - 1);
+		if (rest > (1u << (shift - 1)) || (rest == (1u << (shift - 1)) && (half & 1)))
+			half++;
+		return (uint16_t) (sign | half);
+	}
+	{
+		uint32_t	half = sign | ((uint32_t) exponent << 10) | (mantissa >> 13);
+		uint32_t	rest = mantissa & 0x1fff;
+
+		/* round to nearest even; a carry into the exponent is right, up to infinity */
+		if (rest > 0x1000 || (rest == 0x1000 && (half & 1)))
+			half++;
+		return (uint16_t) half;
+	}
+}
+
+static float
+portable_inner_product_f16(const float *a, const uint16_t *b, int n)
+{
+	float		acc[PORTABLE_LANES] = {0};
+	float		sum = 0.0f;
+	int			i = 0;
+
+	for (; i + PORTABLE_LANES <= n; i += PORTABLE_LANES)
+		for (int k = 0; k < PORTABLE_LANES; k++)
+			acc[k] += a[i + k] * HalfToFloat(b[i + k]);
+	for (int k = 0; k < PORTABLE_LANES; k++)
+		sum += acc[k];
+	for (; i < n; i++)
+		sum += a[i] * HalfToFloat(b[i]);
+	return sum;
+}
+
+static float
+portable_l2_squared_f16(const float *a, const uint16_t *b, int n)
+{
+	float		acc[PORTABLE_LANES] = {0};
+	float		sum = 0.0f;
+	int			i = 0;
+
+	for (; i + PORTABLE_LANES <= n; i += PORTABLE_LANES)
+		for (int k = 0; k < PORTABLE_LANES; k++)
+		{
+			float		d = a[i + k] - HalfToFloat(b[i + k]);
+
+			acc[k] += d * d;
+		}
+	for (int k = 0; k < PORTABLE_LANES; k++)
+		sum += acc[k];
+	for (; i < n; i++)
+	{
+		float		d = a[i] - HalfToFloat(b[i]);
+
+		sum += d * d;
+	}
+	return sum;
+}
+
+static float
+portable_inner_product_i8(const float *a, const int8_t *b, int n)
+{
+	float		acc[PORTABLE_LANES] = {0};
+	float		sum = 0.0f;
+	int			i = 0;
+
+	for (; i + PORTABLE_LANES <= n; i += PORTABLE_LANES)
+		for (int k = 0; k < PORTABLE_LANES; k++)
+			acc[k] += a[i + k] * (float) b[i + k];
+	for (int k = 0; k < PORTABLE_LANES; k++)
+		sum += acc[k];
+	for (; i < n; i++)
+		sum += a[i] * (float) b[i];
+	return sum;
+}
+
+static float
+portable_masked_sum(const float *a, const uint8_t *bits, int n)
+{
+	float		acc[PORTABLE_LANES] = {0};
+	float		sum = 0.0f;
+	int			i = 0;
+
+	/* each lane adds its a[i] when its bit is set */
+	for (; i + PORTABLE_LANES <= n; i += PORTABLE_LANES)
+	{
+		unsigned	byte = bits[i / 8];
+
+		for (int k = 0; k < PORTABLE_LANES; k++)
+			acc[k] += ((byte >> k) & 1) ? a[i + k] : 0.0f;
+	}
+	for (int k = 0; k < PORTABLE_LANES; k++)
+		sum += acc[k];
+	for (; i < n; i++)
+		sum += ((bits[i / 8] >> (i % 8)) & 1) ? a[i] : 0.0f;
+	return sum;
+}
+
 static const DistanceKernels portable_kernels = {
 	"portable",
 	portable_inner_product,
 	portable_l2_squared,
 	portable_l1,
 	portable_cosine_parts,
+	portable_inner_product_f16,
+	portable_l2_squared_f16,
+	portable_inner_product_i8,
+	portable_masked_sum,
 };
 
 const DistanceKernels *
@@ -133,7 +297,20 @@ DistanceKernelsPortable(void)
 #endif
 
 #ifdef HAVE_AVX2_KERNELS
+#include <cpuid.h>
 #include <immintrin.h>
+
+/* F16C, from CPUID leaf 1 (ECX bit 29): not every compiler's __builtin_cpu_supports knows it. */
+static int
+cpu_has_f16c(void)
+{
+	unsigned int eax,
+				ebx,
+				ecx,
+				edx;
+
+	return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C) != 0;
+}
 
 #define AVX2_TARGET __attribute__((target("avx2,fma")))
 
@@ -295,12 +472,157 @@ avx2_cosine_parts(const float *a, const float *b, int n,
 	*norm_b2 = sbb;
 }
 
+
+/* ---------- compact forms ---------- */
+
+#define AVX2_F16C_TARGET __attribute__((target("avx2,fma,f16c")))
+
+AVX2_F16C_TARGET static float
+avx2_inner_product_f16(const float *a, const uint16_t *b, int n)
+{
+	__m256		s0 = _mm256_setzero_ps(),
+				s1 = _mm256_setzero_ps(),
+				s2 = _mm256_setzero_ps(),
+				s3 = _mm256_setzero_ps();
+	float		sum;
+	int			i = 0;
+
+	for (; i + 32 <= n; i += 32)
+	{
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (b + i))), s0);
+		s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (b + i + 8))), s1);
+		s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (b + i + 16))), s2);
+		s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (b + i + 24))), s3);
+	}
+	for (; i + 8 <= n; i += 8)
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (b + i))), s0);
+	sum = avx2_horizontal_sum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+	for (; i < n; i++)
+		sum += a[i] * HalfToFloat(b[i]);
+	return sum;
+}
+
+AVX2_F16C_TARGET static float
+avx2_l2_squared_f16(const float *a, const uint16_t *b, int n)
+{
+	__m256		s0 = _mm256_setzero_ps(),
+				s1 = _mm256_setzero_ps(),
+				s2 = _mm256_setzero_ps(),
+				s3 = _mm256_setzero_ps();
+	float		sum;
+	int			i = 0;
+
+	for (; i + 32 <= n; i += 32)
+	{
+		__m256		d0 = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (b + i))));
+		__m256		d1 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 8), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (b + i + 8))));
+		__m256		d2 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 16), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (b + i + 16))));
+		__m256		d3 = _mm256_sub_ps(_mm256_loadu_ps(a + i + 24), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (b + i + 24))));
+
+		s0 = _mm256_fmadd_ps(d0, d0, s0);
+		s1 = _mm256_fmadd_ps(d1, d1, s1);
+		s2 = _mm256_fmadd_ps(d2, d2, s2);
+		s3 = _mm256_fmadd_ps(d3, d3, s3);
+	}
+	for (; i + 8 <= n; i += 8)
+	{
+		__m256		d = _mm256_sub_ps(_mm256_loadu_ps(a + i), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (b + i))));
+
+		s0 = _mm256_fmadd_ps(d, d, s0);
+	}
+	sum = avx2_horizontal_sum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+	for (; i < n; i++)
+	{
+		float		d = a[i] - HalfToFloat(b[i]);
+
+		sum += d * d;
+	}
+	return sum;
+}
+
+/* Eight int8 values (from the low 64 bits of v) as floats. */
+AVX2_TARGET static inline __m256
+avx2_i8_to_ps(__m128i v)
+{
+	return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+}
+
+AVX2_TARGET static float
+avx2_inner_product_i8(const float *a, const int8_t *b, int n)
+{
+	__m256		s0 = _mm256_setzero_ps(),
+				s1 = _mm256_setzero_ps(),
+				s2 = _mm256_setzero_ps(),
+				s3 = _mm256_setzero_ps();
+	float		sum;
+	int			i = 0;
+
+	for (; i + 32 <= n; i += 32)
+	{
+		__m128i		lo = _mm_loadu_si128((const __m128i *) (b + i));
+		__m128i		hi = _mm_loadu_si128((const __m128i *) (b + i + 16));
+
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), avx2_i8_to_ps(lo), s0);
+		s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), avx2_i8_to_ps(_mm_srli_si128(lo, 8)), s1);
+		s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), avx2_i8_to_ps(hi), s2);
+		s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), avx2_i8_to_ps(_mm_srli_si128(hi, 8)), s3);
+	}
+	for (; i + 8 <= n; i += 8)
+		s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), avx2_i8_to_ps(_mm_loadl_epi64((const __m128i *) (b + i))), s0);
+	sum = avx2_horizontal_sum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+	for (; i < n; i++)
+		sum += a[i] * (float) b[i];
+	return sum;
+}
+
+/* The eight lanes whose bit is set in `byte`, as an all-ones mask. */
+AVX2_TARGET static inline __m256
+avx2_bit_mask(unsigned byte)
+{
+	const __m256i select = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+	__m256i		v = _mm256_and_si256(_mm256_set1_epi32((int) byte), select);
+
+	return _mm256_castsi256_ps(_mm256_cmpeq_epi32(v, select));
+}
+
+AVX2_TARGET static float
+avx2_masked_sum(const float *a, const uint8_t *bits, int n)
+{
+	__m256		s0 = _mm256_setzero_ps(),
+				s1 = _mm256_setzero_ps(),
+				s2 = _mm256_setzero_ps(),
+				s3 = _mm256_setzero_ps();
+	float		sum;
+	int			i = 0;
+
+	for (; i + 32 <= n; i += 32)
+	{
+		const uint8_t *p = bits + i / 8;
+
+		s0 = _mm256_add_ps(s0, _mm256_and_ps(avx2_bit_mask(p[0]), _mm256_loadu_ps(a + i)));
+		s1 = _mm256_add_ps(s1, _mm256_and_ps(avx2_bit_mask(p[1]), _mm256_loadu_ps(a + i + 8)));
+		s2 = _mm256_add_ps(s2, _mm256_and_ps(avx2_bit_mask(p[2]), _mm256_loadu_ps(a + i + 16)));
+		s3 = _mm256_add_ps(s3, _mm256_and_ps(avx2_bit_mask(p[3]), _mm256_loadu_ps(a + i + 24)));
+	}
+	for (; i + 8 <= n; i += 8)
+		s0 = _mm256_add_ps(s0, _mm256_and_ps(avx2_bit_mask(bits[i / 8]), _mm256_loadu_ps(a + i)));
+	sum = avx2_horizontal_sum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+	for (; i < n; i++)
+		if ((bits[i / 8] >> (i % 8)) & 1)
+			sum += a[i];
+	return sum;
+}
+
 static const DistanceKernels avx2_kernels = {
 	"avx2",
 	avx2_inner_product,
 	avx2_l2_squared,
 	avx2_l1,
 	avx2_cosine_parts,
+	avx2_inner_product_f16,
+	avx2_l2_squared_f16,
+	avx2_inner_product_i8,
+	avx2_masked_sum,
 };
 #endif							/* HAVE_AVX2_KERNELS */
 
@@ -309,7 +631,7 @@ DistanceKernelsAvx2(void)
 {
 #ifdef HAVE_AVX2_KERNELS
 	__builtin_cpu_init();
-	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c())
 		return &avx2_kernels;
 #endif
 	return NULL;

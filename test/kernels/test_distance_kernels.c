@@ -8,7 +8,11 @@
  *     match the reference exactly (a dropped or doubled element shows);
  *   - random floats, where the error must stay within the worst-case bound of
  *     float summation, gamma(n + 3) * sum |term|, gamma(k) = k u / (1 - k u).
- * Inputs are also read from an address that is not 32-byte aligned.
+ * Inputs are also read from an address that is not 32-byte aligned.  The
+ * kernels over compact forms (half precision, int8, bit masks) run on the
+ * same data, converted, against a reference over the converted values; the
+ * half-precision conversions are checked on every half value and, where
+ * the CPU has F16C, against the hardware's rounding of random floats.
  * Exit status 0 when every check passes; failures are listed on stderr.
  */
 #include <math.h>
@@ -131,6 +135,53 @@ check_kernels(const DistanceKernels *k, const float *a, const float *b, int n, i
 	check_value(k->name, "cosine_parts.norm_b2", n, data, bb, r.norm_b2, g * r.abs_norm_b2);
 }
 
+/* The compact-form kernels on a and b converted (b: half, int8 and bits). */
+static void
+check_compact_kernels(const DistanceKernels *k, const float *a, const float *b, int n, int exact)
+{
+	uint16_t   *h = malloc(sizeof(uint16_t) * (n + 1));
+	int8_t	   *q = malloc(n + 1);
+	uint8_t    *bits = calloc(n / 8 + 2, 1);
+	double		ip16 = 0,
+				abs16 = 0,
+				l2_16 = 0,
+				ip8 = 0,
+				abs8 = 0,
+				masked = 0,
+				absMasked = 0;
+	const char *data = exact ? "integers, exact" : "random";
+	double		g = exact ? 0.0 : gamma_bound(n + 3);
+
+	for (int i = 0; i < n; i++)
+	{
+		double		x = a[i];
+		double		y16;
+		int			v = (int) lrint(b[i] * (exact ? 1.0 : 127.0));
+
+		h[i] = FloatToHalf(b[i]);
+		y16 = HalfToFloat(h[i]);
+		ip16 += x * y16;
+		abs16 += fabs(x * y16);
+		l2_16 += (x - y16) * (x - y16);
+		q[i] = (int8_t) (v > 127 ? 127 : v < -127 ? -127 : v);
+		ip8 += x * q[i];
+		abs8 += fabs(x * q[i]);
+		if (next_random() & 1)
+		{
+			bits[i / 8] |= (uint8_t) (1 << (i % 8));
+			masked += x;
+			absMasked += fabs(x);
+		}
+	}
+	check_value(k->name, "inner_product_f16", n, data, k->inner_product_f16(a, h, n), ip16, g * abs16);
+	check_value(k->name, "l2_squared_f16", n, data, k->l2_squared_f16(a, h, n), l2_16, g * l2_16);
+	check_value(k->name, "inner_product_i8", n, data, k->inner_product_i8(a, q, n), ip8, g * abs8);
+	check_value(k->name, "masked_sum", n, data, k->masked_sum(a, bits, n), masked, g * absMasked);
+	free(h);
+	free(q);
+	free(bits);
+}
+
 static void
 run_length(const DistanceKernels *k, float *a, float *b, int n)
 {
@@ -140,12 +191,81 @@ run_length(const DistanceKernels *k, float *a, float *b, int n)
 		b[i] = random_small_integer();
 	}
 	check_kernels(k, a, b, n, 1);
+	check_compact_kernels(k, a, b, n, 1);
 	for (int i = 0; i < n; i++)
 	{
 		a[i] = random_unit();
 		b[i] = random_unit();
 	}
 	check_kernels(k, a, b, n, 0);
+	check_compact_kernels(k, a, b, n, 0);
+}
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#define HAVE_F16C_CHECK 1
+
+__attribute__((target("f16c"))) static uint16_t
+hardware_half(float f)
+{
+	return (uint16_t) _mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(f), _MM_FROUND_TO_NEAREST_INT), 0);
+}
+#endif
+
+/*
+ * Every half value converts to a float and back unchanged (NaNs stay NaN);
+ * random floats of every magnitude, and the values halfway between two
+ * halves, round as the hardware rounds them.
+ */
+static void
+check_half_conversions(void)
+{
+	for (uint32_t v = 0; v <= 0xffff; v++)
+	{
+		uint16_t	h = (uint16_t) v;
+		float		f = HalfToFloat(h);
+		uint16_t	back = FloatToHalf(f);
+		int			isnan16 = (h & 0x7c00) == 0x7c00 && (h & 0x3ff) != 0;
+
+		checks++;
+		if (isnan16 ? !((back & 0x7c00) == 0x7c00 && (back & 0x3ff) != 0) : back != h)
+		{
+			failures++;
+			fprintf(stderr, "FAIL half 0x%04x -> %g -> 0x%04x\n", (unsigned) h, f, (unsigned) back);
+		}
+	}
+#ifdef HAVE_F16C_CHECK
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("f16c"))
+	{
+		for (int i = 0; i < 2000000; i++)
+		{
+			uint32_t	bits = (uint32_t) next_random();
+			float		f;
+
+			if (i % 2 == 0)
+			{
+				/* around the half range: exponents -30 .. +17 */
+				bits = (bits & 0x807fffff) | ((uint32_t) (97 + next_random() % 48) << 23);
+			}
+			if (i % 8 == 1)
+				bits = (bits & 0xffffe000) | 0x1000;	/* exactly halfway */
+			memcpy(&f, &bits, sizeof(f));
+			if (isnan(f))
+				continue;
+			checks++;
+			if (FloatToHalf(f) != hardware_half(f))
+			{
+				failures++;
+				if (failures < 20)
+					fprintf(stderr, "FAIL FloatToHalf(%a) = 0x%04x, hardware 0x%04x\n", f,
+							(unsigned) FloatToHalf(f), (unsigned) hardware_half(f));
+			}
+		}
+	}
+	else
+		printf("note: this CPU has no F16C; half rounding was checked by round trips only\n");
+#endif
 }
 
 static void
@@ -223,6 +343,7 @@ main(void)
 		}
 	}
 	check_cosine_from_parts();
+	check_half_conversions();
 
 	printf("distance kernels: %d checks over %d kernel set(s) (%s%s), %d failed\n",
 		   checks, nsets, sets[0]->name, nsets > 1 ? ", avx2" : "", failures);
