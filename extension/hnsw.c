@@ -44,6 +44,19 @@ static const struct config_enum_entry hnsw_iterative_scan_options[] = {
 
 static relopt_kind hnsw_relopt_kind;
 
+/* Rejects a storage option naming no form. */
+static void
+HnswValidateStorage(const char *value)
+{
+	HnswStorage storage;
+
+	if (value != NULL && !HnswStorageParse(value, &storage))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid value for crossmodal_hnsw option \"storage\": \"%s\"", value),
+				 errdetail("Valid values are \"float4\", \"half\", \"int8\" and \"rabitq\".")));
+}
+
 /* Defines the index options and the settings; called once from _PG_init. */
 void
 HnswInit(void)
@@ -59,6 +72,10 @@ HnswInit(void)
 					  "Size of the candidate list while building the graph",
 					  HNSW_DEFAULT_EF_CONSTRUCTION, HNSW_MIN_EF_CONSTRUCTION,
 					  HNSW_MAX_EF_CONSTRUCTION, AccessExclusiveLock);
+	add_string_reloption(hnsw_relopt_kind, "storage",
+						 "Form of the vectors in the index: float4, half, int8 or rabitq",
+						 HnswStorageName(HNSW_DEFAULT_STORAGE), HnswValidateStorage,
+						 AccessExclusiveLock);
 
 	DefineCustomIntVariable("crossmodal.hnsw_ef_search",
 							"Size of the candidate list of a crossmodal_hnsw search.",
@@ -96,6 +113,7 @@ hnswoptions(Datum reloptions, bool validate)
 	static const relopt_parse_elt tab[] = {
 		{"m", RELOPT_TYPE_INT, offsetof(HnswOptions, m)},
 		{"ef_construction", RELOPT_TYPE_INT, offsetof(HnswOptions, efConstruction)},
+		{"storage", RELOPT_TYPE_STRING, offsetof(HnswOptions, storageOffset)},
 	};
 	HnswOptions *opts;
 
@@ -123,6 +141,18 @@ HnswGetEfConstruction(Relation index)
 	HnswOptions *opts = (HnswOptions *) index->rd_options;
 
 	return opts ? opts->efConstruction : HNSW_DEFAULT_EF_CONSTRUCTION;
+}
+
+/* The storage form an index is built with (the metapage says what it has). */
+HnswStorage
+HnswGetStorage(Relation index)
+{
+	HnswOptions *opts = (HnswOptions *) index->rd_options;
+	HnswStorage storage = HNSW_DEFAULT_STORAGE;
+
+	if (opts != NULL && opts->storageOffset > 0)
+		(void) HnswStorageParse((const char *) opts + opts->storageOffset, &storage);
+	return storage;
 }
 
 /*

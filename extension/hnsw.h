@@ -2,36 +2,61 @@
  * hnsw.h
  *	  Shared declarations of the crossmodal_hnsw index access method.
  *
- * On-disk format (version 1)
- * --------------------------
+ * On-disk format (version 2; a checker should accept versions 1 and 2)
+ * --------------------------------------------------------------------
  * Every page is a standard PostgreSQL page (PageInit) whose special space is
  * an HnswPageOpaqueData: flags (HNSW_PAGE_META or HNSW_PAGE_ELEMENTS) and
  * page_id = HNSW_PAGE_ID.  Pages never change kind.  Every change to a page
- * is WAL-logged through Generic WAL.
+ * is WAL-logged through Generic WAL.  All values are in the server's byte
+ * order.
  *
  * Block 0 is the metapage: an HnswMetaPageData at PageGetContents, with
  * pd_lower just past it.  magic = HNSW_MAGIC; version = HNSW_VERSION; dims
- * (0 until the first vector fixes it); m and efConstruction as built; entry,
- * the TID of the graph's entry point (invalid while the graph is empty), and
- * entryLevel, its top layer (-1 while empty).
+ * (0 until the first vector fixes it); m (HNSW_MIN_M..HNSW_MAX_M) and
+ * efConstruction as built; entry, the TID of the graph's entry point
+ * (invalid while the graph is empty: then entryLevel is -1), and entryLevel,
+ * its top layer, which no element exceeds; storage (an HnswStorage) and
+ * seed (rabitq's rotation).  Version 1 had neither field (its metapage ends
+ * at entryLevel) and only float4 elements, laid out as version 2's float4:
+ * version 1 indexes are read as float4, and their lists may be unsorted.
  *
- * Every other block is an element page: line pointers to element tuples,
- * each one element of the graph (HnswElementTupleData):
+ * Every other block is an element page: line pointers to element tuples
+ * (MAXALIGNed, line pointers either normal or unused, never dead or
+ * redirected), each one element of the graph (HnswElementTupleData):
  *   level (uint8)     the element's top layer, 0..HNSW_MAX_LEVEL
  *   flags (uint8)     HNSW_ELEMENT_DELETED once VACUUM has marked it dead
- *   heaptid           the heap row it indexes
- *   code              the stored vector: float4[dims], unit-normalised for
- *                     cosine (an operator class with support function 2)
+ *   unused (uint16)   0
+ *   heaptid           the heap row it indexes (valid)
+ *   pad (uint16)      0
+ *   code              codeSize bytes (a multiple of 4, hnswstorage.c): the
+ *                     vector in the index's storage form, computed from the
+ *                     row's vector unit-normalised for an operator class
+ *                     with support function 2 (cosine):
+ *                       float4  float4[dims]
+ *                       half    float4 error; uint16[dims] (IEEE binary16,
+ *                               all finite); padding to 4
+ *                       int8    float4 scale, norm2, error; int8[dims] in
+ *                               -127..127; padding to 4
+ *                       rabitq  float4 norm, dot; uint8 bits[D / 8],
+ *                               D = dims rounded up to a multiple of 64
+ *                     error, norm2, norm >= 0; dot in (0, 1]
  *   ndist             float4[nslots], distance from this element to each
  *                     neighbour (the graph's distance, see HnswDistance)
  *   ntid              ItemPointerData[nslots], the neighbours' index TIDs
  * with nslots = 2m + level * m: layer 0 owns slots 0 .. 2m-1, layer l > 0
- * the m slots from 2m + (l - 1) m.  A layer's used slots come first, sorted
- * by distance (nearest first); the rest hold an invalid TID.  A neighbour
- * on layer l has a level >= l.  Links only point at element pages; a TID
- * whose line pointer is unused (an element VACUUM freed) is skipped by
- * readers.  An element tuple never grows or moves while it lives: inserts
- * and VACUUM rewrite its lists in place.
+ * the m slots from 2m + (l - 1) m, and the tuple's length is exactly
+ * HnswElementTupleSize(codeSize, m, level).  A layer's used slots come
+ * first, sorted by distance, nearest first (in version 2); the rest hold an
+ * invalid TID.  A neighbour is another element, on an element page, whose
+ * level is at least the layer's; it is never the element itself.  Readers
+ * skip a link whose slot no longer holds an element on that layer (the
+ * element was freed by VACUUM, and its slot maybe reused), so a checker can
+ * only report such links, not reject them; VACUUM removes links to the
+ * elements it frees before freeing them.  An element tuple never grows or
+ * moves while it lives: inserts and VACUUM rewrite its lists in place.
+ * Every element is reachable from the entry point through links, except
+ * the few HNSW's neighbour selection leaves without an incoming link (scans
+ * find those by sweeping the pages).
  *
  * Keeping the distance with each link lets an insert decide about a full
  * list while holding only that page's lock.
@@ -59,7 +84,7 @@
 #include "distance_kernels.h"
 
 #define HNSW_MAGIC					0x434D4857	/* "CMHW" */
-#define HNSW_VERSION				1
+#define HNSW_VERSION				2
 #define HNSW_METAPAGE_BLKNO			0
 #define HNSW_PAGE_ID				0xFF9A
 
@@ -111,6 +136,20 @@ typedef HnswPageOpaqueData *HnswPageOpaque;
 
 #define HnswPageGetOpaque(page) ((HnswPageOpaque) PageGetSpecialPointer(page))
 
+/* The forms an index stores its vectors in (hnswstorage.c). */
+typedef enum HnswStorage
+{
+	HNSW_STORAGE_FLOAT4 = 0,	/* the vector itself: exact distances */
+	HNSW_STORAGE_HALF = 1,		/* IEEE half precision */
+	HNSW_STORAGE_INT8 = 2,		/* 8-bit scalar, one scale per vector */
+	HNSW_STORAGE_RABITQ = 3		/* RaBitQ: one bit per rotated dimension */
+} HnswStorage;
+
+#define HNSW_DEFAULT_STORAGE		HNSW_STORAGE_FLOAT4
+
+/* The seed of rabitq's random rotation, kept in the metapage. */
+#define HNSW_ROTATION_SEED			UINT64CONST(0x43524F5353424954)
+
 typedef struct HnswMetaPageData
 {
 	uint32		magic;
@@ -120,6 +159,10 @@ typedef struct HnswMetaPageData
 	uint16		efConstruction;
 	ItemPointerData entry;		/* invalid when the graph is empty */
 	int16		entryLevel;
+	/* version 2 */
+	uint8		storage;		/* HnswStorage */
+	uint8		unused[7];
+	uint64		seed;			/* rabitq: the rotation's seed */
 } HnswMetaPageData;
 
 typedef HnswMetaPageData *HnswMetaPage;
@@ -183,6 +226,7 @@ typedef struct HnswOptions
 	int32		vl_len_;		/* varlena header (do not touch directly!) */
 	int			m;
 	int			efConstruction;
+	int			storageOffset;	/* the storage option's string */
 } HnswOptions;
 
 /* How distances are computed for one index. */
@@ -205,7 +249,11 @@ typedef struct HnswIndexState
 	int			dims;
 	int			m;
 	int			efConstruction;
+	HnswStorage storage;
+	uint64		seed;			/* rabitq: the rotation's seed */
+	int			codeDims;		/* dimensions of the code's space (rabitq pads them) */
 	Size		codeSize;		/* bytes of an element's code, a multiple of 4 */
+	uint8	   *rotationSigns;	/* rabitq: the rotation's sign flips */
 	HnswMetric	metric;
 	bool		normalize;		/* unit-normalise vectors before use */
 	FmgrInfo   *distanceProc;	/* used for HNSW_METRIC_OTHER */
@@ -213,12 +261,16 @@ typedef struct HnswIndexState
 } HnswIndexState;
 
 /*
- * A vector as the graph's distances take it: an input vector, prepared
- * (unit-normalised for cosine), or an element's stored code read back.
+ * A vector as the graph's distances take it, in the code's space (rotated,
+ * for rabitq): an input vector, prepared (unit-normalised for cosine), or an
+ * element's code read back.
  */
 typedef struct HnswQuery
 {
-	const float4 *x;			/* NULL: at distance 0 from everything */
+	const float4 *x;			/* codeDims values; NULL: at distance 0 from everything */
+	float4		norm2;			/* |x|^2 */
+	float4		sum;			/* rabitq: the sum of the values */
+	const char *code;			/* rabitq: an element's code, as itself */
 } HnswQuery;
 
 /*
@@ -346,6 +398,7 @@ typedef struct HnswCandidate
 {
 	HnswId		id;
 	float		dist;
+	float		bound;			/* scans of compact forms: lower bound of the exact distance */
 	uint8		flags;			/* HNSW_CAND_* */
 	uint8		level;
 	ItemPointerData heaptid;
@@ -396,6 +449,7 @@ typedef struct HnswSearch
 	bool		keepCodes;		/* copy the code of every element in a batch */
 	bool		skipDeleted;	/* walk through deleted elements, never return them */
 	bool		resumable;		/* keep what a batch set aside (scans) */
+	bool		bounds;			/* fill in each candidate's bound (scans) */
 	HnswCandidate *pool;
 	int			npool;
 	int			poolCapacity;
@@ -473,6 +527,7 @@ extern void HnswInit(void);
 extern Datum crossmodal_hnsw_handler(PG_FUNCTION_ARGS);
 extern int	HnswGetM(Relation index);
 extern int	HnswGetEfConstruction(Relation index);
+extern HnswStorage HnswGetStorage(Relation index);
 
 /* hnswbuild.c */
 extern IndexBuildResult *hnswbuild(Relation heap, Relation index, IndexInfo *indexInfo);
@@ -516,7 +571,8 @@ extern HnswMemElement *HnswMemGet(HnswMemGraph *mem, int32 idx);
 /* hnswutils.c */
 extern const float4 *HnswDatumGetFloats(Datum value, int *dims);
 extern void HnswInitPage(Page page, uint16 flags);
-extern void HnswInitMetaPage(Page page, int dims, int m, int efConstruction);
+extern void HnswInitMetaPage(Page page, int dims, int m, int efConstruction,
+							 HnswStorage storage);
 extern void HnswReadMeta(Relation index, HnswMetaPageData *meta);
 extern bool HnswUpdateMeta(Relation index, int dims, HnswEntryChange change, ItemPointer entry,
 						   int entryLevel, ItemPointer expected, HnswMetaPageData *after);
@@ -528,16 +584,26 @@ extern HnswElementTuple HnswReadElementCopy(Relation index, BufferAccessStrategy
 extern HnswElementTuple HnswFormElementTuple(HnswIndexState *state, const char *code,
 											 ItemPointer heaptid, int level, Size *size);
 extern void HnswInitState(HnswIndexState *state, Relation index, const HnswMetaPageData *meta);
-extern void HnswSetDims(HnswIndexState *state, int dims);
 extern Buffer HnswReadBuffer(HnswIndexState *state, BlockNumber blkno);
 extern float4 *HnswPrepareVector(HnswIndexState *state, Datum value, bool *indexable);
-extern void HnswCheckDims(HnswIndexState *state, int dims);
 extern int	HnswMaxLevel(HnswIndexState *state);
 extern int	HnswRandomLevel(int m, int maxLevel, pg_prng_state *prng);
-extern float HnswDistance(HnswIndexState *state, const HnswQuery *q, const char *code);
-extern void HnswEncode(HnswIndexState *state, const float4 *vector, char *code);
-extern void HnswCodeQuery(HnswIndexState *state, const char *code, HnswQuery *q);
+extern float HnswDistanceViaProc(HnswIndexState *state, const float4 *a, const float4 *b);
 extern void HnswNormalize(float4 *v, int dims, bool *zero);
+
+/* hnswstorage.c */
+extern const char *HnswStorageName(HnswStorage storage);
+extern bool HnswStorageParse(const char *name, HnswStorage *storage);
+extern void HnswSetDims(HnswIndexState *state, int dims);
+extern void HnswCheckDims(HnswIndexState *state, int dims);
+extern void HnswCheckStorage(HnswIndexState *state);
+extern void HnswMakeQuery(HnswIndexState *state, const float4 *vector, HnswQuery *q);
+extern void HnswEncode(HnswIndexState *state, const HnswQuery *q, const float4 *vector, char *code);
+extern void HnswCodeQuery(HnswIndexState *state, const char *code, HnswQuery *q, float4 *scratch);
+extern float HnswDistance(HnswIndexState *state, const HnswQuery *q, const char *code);
+extern float HnswLowerBound(HnswIndexState *state, const char *code, float approx, float queryNorm);
+extern float HnswExactDistance(HnswIndexState *state, const float4 *query, const float4 *rawQuery,
+							   const float4 *x);
 
 extern void HnswPageWalkBegin(HnswPageWalk *walk, Relation index, BufferAccessStrategy strategy,
 							  int lockmode, BlockNumber start, BlockNumber end);

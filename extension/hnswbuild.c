@@ -214,9 +214,9 @@ HnswBuildCallback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 	if (bs->skip != NULL && HnswKeySetContains(bs->skip, HnswTidKey(tid)))
 		return;
 
-	old = MemoryContextSwitchTo(bs->tmpCxt);
 	if (bs->state.dims == 0)
 	{
+		/* The first row fixes the dimensions (what follows from them lives as long as the build). */
 		int			dims;
 
 		(void) HnswDatumGetFloats(values[0], &dims);
@@ -224,6 +224,7 @@ HnswBuildCallback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 		HnswSetDims(&bs->state, dims);
 		bs->maxLevel = HnswMaxLevel(&bs->state);
 	}
+	old = MemoryContextSwitchTo(bs->tmpCxt);
 	vector = HnswPrepareVector(&bs->state, values[0], &indexable);
 	if (indexable)
 	{
@@ -257,8 +258,9 @@ HnswBuildCallback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 }
 
 static void
-HnswWriteMetaPage(Relation index, ForkNumber fork, int dims, int m, int efConstruction)
+HnswWriteMetaPage(Relation index, ForkNumber fork)
 {
+	int32		typmod = TupleDescAttr(RelationGetDescr(index), 0)->atttypmod;
 	Buffer		buf;
 	GenericXLogState *xlog;
 	Page		page;
@@ -268,7 +270,8 @@ HnswWriteMetaPage(Relation index, ForkNumber fork, int dims, int m, int efConstr
 	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
 	xlog = GenericXLogStart(index);
 	page = GenericXLogRegisterBuffer(xlog, buf, GENERIC_XLOG_FULL_IMAGE);
-	HnswInitMetaPage(page, dims, m, efConstruction);
+	HnswInitMetaPage(page, typmod > 0 ? typmod : 0, HnswGetM(index), HnswGetEfConstruction(index),
+					 HnswGetStorage(index));
 	GenericXLogFinish(xlog);
 	UnlockReleaseBuffer(buf);
 }
@@ -467,7 +470,6 @@ hnswbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 	IndexBuildResult *result;
 	HnswBuildState bs;
 	HnswMetaPageData meta;
-	int32		typmod = TupleDescAttr(RelationGetDescr(index), 0)->atttypmod;
 	int			nworkers = 0;
 	bool		done = false;
 
@@ -478,10 +480,10 @@ hnswbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 	bs.heap = heap;
 	bs.index = index;
 	bs.indexInfo = indexInfo;
-	HnswWriteMetaPage(index, MAIN_FORKNUM, typmod > 0 ? typmod : 0, HnswGetM(index),
-					  HnswGetEfConstruction(index));
+	HnswWriteMetaPage(index, MAIN_FORKNUM);
 	HnswReadMeta(index, &meta);
 	HnswInitState(&bs.state, index, &meta);
+	HnswCheckStorage(&bs.state);
 	if (bs.state.dims > 0)
 	{
 		HnswCheckDims(&bs.state, bs.state.dims);
@@ -524,10 +526,7 @@ hnswbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 void
 hnswbuildempty(Relation index)
 {
-	int32		typmod = TupleDescAttr(RelationGetDescr(index), 0)->atttypmod;
-
-	HnswWriteMetaPage(index, INIT_FORKNUM, typmod > 0 ? typmod : 0, HnswGetM(index),
-					  HnswGetEfConstruction(index));
+	HnswWriteMetaPage(index, INIT_FORKNUM);
 }
 
 char *

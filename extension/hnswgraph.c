@@ -22,6 +22,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "hnsw.h"
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
@@ -428,6 +430,7 @@ HnswVisitMem(HnswSearch *search, const int32 *ids, int n, int ef)
 		idx = HnswPoolAdd(search);
 		search->pool[idx].id = ids[i];
 		search->pool[idx].dist = dist;
+		search->pool[idx].bound = dist;
 		search->pool[idx].flags = 0;
 		search->pool[idx].level = e->level;
 		search->pool[idx].heaptid = e->heaptid;
@@ -447,6 +450,8 @@ HnswFillFromTuple(HnswSearch *search, HnswCandidate *c, ItemPointer tid, HnswEle
 {
 	c->id = HnswTidKey(tid);
 	c->dist = dist;
+	c->bound = search->bounds ?
+		HnswLowerBound(search->state, HnswElementCode(etup), dist, sqrtf(search->query.norm2)) : dist;
 	c->flags = (etup->flags & HNSW_ELEMENT_DELETED) ? HNSW_CAND_DELETED : 0;
 	c->level = etup->level;
 	c->heaptid = etup->heaptid;
@@ -549,6 +554,7 @@ HnswLoadCandidate(HnswSearch *search, HnswId id, HnswCandidate *c)
 
 		c->id = id;
 		c->dist = HnswDistance(state, &search->query, e->code);
+		c->bound = c->dist;
 		c->flags = 0;
 		c->level = e->level;
 		c->heaptid = e->heaptid;
@@ -795,13 +801,15 @@ HnswSelectNeighbors(HnswIndexState *state, const HnswCandidate *cands, int ncand
 	int			nselected = 0;
 	int		   *passed = keepPruned ? palloc(sizeof(int) * Max(ncands, 1)) : NULL;
 	int			npassed = 0;
+	float4	   *scratch = state->storage != HNSW_STORAGE_FLOAT4 ?
+		palloc(sizeof(float4) * state->codeDims) : NULL;
 
 	for (int i = 0; i < ncands && nselected < maxNeighbors; i++)
 	{
 		HnswQuery	qi;
 		bool		keep = true;
 
-		HnswCodeQuery(state, cands[i].code, &qi);
+		HnswCodeQuery(state, cands[i].code, &qi, scratch);
 		for (int j = 0; j < nselected; j++)
 		{
 			if (HnswDistance(state, &qi, cands[selected[j]].code) < cands[i].dist)
@@ -821,6 +829,8 @@ HnswSelectNeighbors(HnswIndexState *state, const HnswCandidate *cands, int ncand
 			selected[nselected++] = passed[i];
 		pfree(passed);
 	}
+	if (scratch != NULL)
+		pfree(scratch);
 	return nselected;
 }
 
@@ -1378,8 +1388,8 @@ HnswInsertElement(HnswIndexState *state, HnswMemGraph *mem, const float4 *vector
 	HnswCandidate newc;
 	HnswCodeMap codes;
 
-	HnswEncode(state, vector, code);
-	query.x = vector;
+	HnswMakeQuery(state, vector, &query);
+	HnswEncode(state, &query, vector, code);
 	if (!HnswGetEntry(state, mem, &entry, &entryLevel))
 	{
 		switch (HnswStoreFirst(state, mem, code, heaptid, level))

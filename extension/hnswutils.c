@@ -29,7 +29,7 @@ HnswInitPage(Page page, uint16 flags)
 }
 
 void
-HnswInitMetaPage(Page page, int dims, int m, int efConstruction)
+HnswInitMetaPage(Page page, int dims, int m, int efConstruction, HnswStorage storage)
 {
 	HnswMetaPage meta;
 
@@ -41,6 +41,8 @@ HnswInitMetaPage(Page page, int dims, int m, int efConstruction)
 	meta->dims = dims;
 	meta->m = m;
 	meta->efConstruction = efConstruction;
+	meta->storage = storage;
+	meta->seed = HNSW_ROTATION_SEED;
 	ItemPointerSetInvalid(&meta->entry);
 	meta->entryLevel = -1;
 	((PageHeader) page)->pd_lower = ((char *) meta + sizeof(HnswMetaPageData)) - (char *) page;
@@ -62,13 +64,27 @@ HnswReadMeta(Relation index, HnswMetaPageData *out)
 				(errcode(ERRCODE_INDEX_CORRUPTED),
 				 errmsg("index \"%s\" is not a crossmodal_hnsw index",
 						RelationGetRelationName(index))));
-	if (meta->version != HNSW_VERSION)
+	if (meta->version != HNSW_VERSION && meta->version != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INDEX_CORRUPTED),
-				 errmsg("index \"%s\" has version %u, expected %u",
-						RelationGetRelationName(index), meta->version, HNSW_VERSION),
+				 errmsg("index \"%s\" has on-disk version %u, which this version of crossmodal does not read",
+						RelationGetRelationName(index), meta->version),
+				 errdetail("This version reads crossmodal_hnsw indexes of versions 1 to %u.",
+						   HNSW_VERSION),
 				 errhint("REINDEX the index.")));
 	memcpy(out, meta, sizeof(HnswMetaPageData));
+	if (meta->version == 1)
+	{
+		/* version 1 had no storage forms: its elements are version 2's float4 */
+		out->storage = HNSW_STORAGE_FLOAT4;
+		out->seed = 0;
+	}
+	if (out->storage > HNSW_STORAGE_RABITQ)
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("index \"%s\" has an unknown storage form %u",
+						RelationGetRelationName(index), out->storage),
+				 errhint("REINDEX the index.")));
 	UnlockReleaseBuffer(buf);
 }
 
@@ -233,17 +249,19 @@ HnswIdentifyMetric(PGFunction fn, bool normalize)
 	return HNSW_METRIC_OTHER;
 }
 
-static float
-HnswKernelViaProc(FmgrInfo *proc, Oid collation, const float4 *a, const float4 *b, int dims)
+/* The distance between two vectors through the operator class's support function. */
+float
+HnswDistanceViaProc(HnswIndexState *state, const float4 *a, const float4 *b)
 {
+	int			dims = state->dims;
 	Embedding  *ea = EmbeddingNew(dims);
 	Embedding  *eb = EmbeddingNew(dims);
 	double		d;
 
 	memcpy(ea->x, a, sizeof(float4) * dims);
 	memcpy(eb->x, b, sizeof(float4) * dims);
-	d = DatumGetFloat8(FunctionCall2Coll(proc, collation, PointerGetDatum(ea),
-										 PointerGetDatum(eb)));
+	d = DatumGetFloat8(FunctionCall2Coll(state->distanceProc, state->collation,
+										 PointerGetDatum(ea), PointerGetDatum(eb)));
 	pfree(ea);
 	pfree(eb);
 	return (float) d;
@@ -270,6 +288,8 @@ HnswInitState(HnswIndexState *state, Relation index, const HnswMetaPageData *met
 	state->index = index;
 	state->m = meta->m;
 	state->efConstruction = meta->efConstruction;
+	state->storage = (HnswStorage) meta->storage;
+	state->seed = meta->seed;
 	state->collation = index->rd_indcollation[0];
 	proc = index_getprocinfo(index, 1, HNSW_DISTANCE_PROC);
 	state->distanceProc = proc;
@@ -297,14 +317,6 @@ HnswInitState(HnswIndexState *state, Relation index, const HnswMetaPageData *met
 	}
 }
 
-/* Sets the dimensions (0: not known yet) and what follows from them. */
-void
-HnswSetDims(HnswIndexState *state, int dims)
-{
-	state->dims = dims;
-	state->codeSize = sizeof(float4) * (Size) dims;
-}
-
 /* ReadBuffer for graph searches, through the recent-buffer cache. */
 Buffer
 HnswReadBuffer(HnswIndexState *state, BlockNumber blkno)
@@ -327,52 +339,7 @@ HnswReadBuffer(HnswIndexState *state, BlockNumber blkno)
 	return buf;
 }
 
-/* ---------- stored vectors and distances ---------- */
-
-/* The code an element stores for a prepared vector. */
-void
-HnswEncode(HnswIndexState *state, const float4 *vector, char *code)
-{
-	memcpy(code, vector, sizeof(float4) * state->dims);
-}
-
-/* An element's code as a query, for distances between two elements. */
-void
-HnswCodeQuery(HnswIndexState *state, const char *code, HnswQuery *q)
-{
-	(void) state;
-	q->x = (const float4 *) code;
-}
-
-/*
- * The distance the graph is ordered by, between a query and an element's
- * code.  It is monotonic in the opclass's ordering operator: squared L2 for
- * L2, 1 - dot for unit vectors (cosine), -dot for inner product, the sum of
- * absolute differences for L1.  A NULL
- * query is at distance 0 from everything.
- */
-float
-HnswDistance(HnswIndexState *state, const HnswQuery *q, const char *code)
-{
-	const float4 *x = (const float4 *) code;
-
-	if (q->x == NULL)
-		return 0.0f;
-	switch (state->metric)
-	{
-		case HNSW_METRIC_L2:
-			return HnswKernelL2Squared(q->x, x, state->dims);
-		case HNSW_METRIC_IP:
-			return -HnswKernelDot(q->x, x, state->dims);
-		case HNSW_METRIC_COSINE:
-			return 1.0f - HnswKernelDot(q->x, x, state->dims);
-		case HNSW_METRIC_L1:
-			return HnswKernelL1(q->x, x, state->dims);
-		case HNSW_METRIC_OTHER:
-			return HnswKernelViaProc(state->distanceProc, state->collation, q->x, x, state->dims);
-	}
-	return 0.0f;				/* keep compiler quiet */
-}
+/* ---------- vectors ---------- */
 
 void
 HnswNormalize(float4 *v, int dims, bool *zero)
@@ -402,28 +369,6 @@ HnswMaxLevel(HnswIndexState *state)
 		   MAXALIGN(HnswElementTupleSize(state->codeSize, state->m, level + 1)) <= HNSW_PAGE_CAPACITY)
 		level++;
 	return level;
-}
-
-/* Checks that a vector of `dims` dimensions can be indexed with this m. */
-void
-HnswCheckDims(HnswIndexState *state, int dims)
-{
-	Size		need = MAXALIGN(HnswElementTupleSize(sizeof(float4) * (Size) dims, state->m, 0));
-
-	if (need > HNSW_PAGE_CAPACITY)
-	{
-		int			maxdims = (int) ((HNSW_PAGE_CAPACITY - HNSW_ELEMENT_HEADER_SIZE
-									  - 8 - (sizeof(float4) + sizeof(ItemPointerData))
-									  * (Size) HnswElementSlots(state->m, 0)) / sizeof(float4));
-
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("embedding of %d dimensions is too large for a crossmodal_hnsw index with m = %d",
-						dims, state->m),
-				 errdetail("An index page holds at most %d dimensions with m = %d.",
-						   maxdims, state->m),
-				 errhint("Use a smaller m or fewer dimensions.")));
-	}
 }
 
 /* Draws an element's top layer: floor(-ln(U) / ln(m)), capped. */

@@ -214,7 +214,8 @@ HnswRepairEntryPoint(HnswVacuumState *vs)
 			 RelationGetRelationName(vs->index));
 
 	ItemPointerSetInvalid(&newEntry);
-	HnswCodeQuery(&vs->state, HnswElementCode(entry), &query);
+	HnswCodeQuery(&vs->state, HnswElementCode(entry), &query,
+				  palloc(sizeof(float4) * vs->state.codeDims));
 	HnswSearchInit(&search, &vs->state, NULL, &query, 1, false);
 	search.skipDeleted = true;
 	for (int lc = meta.entryLevel; lc >= 0 && newLevel < 0; lc--)
@@ -258,7 +259,7 @@ HnswRepairElement(HnswVacuumState *vs, ItemPointer tid, HnswElementTuple etup)
 	HnswElementTuple cur;
 	HnswQuery	self;
 
-	HnswCodeQuery(state, HnswElementCode(etup), &self);
+	HnswCodeQuery(state, HnswElementCode(etup), &self, palloc(sizeof(float4) * state->codeDims));
 
 	for (int lc = 0; lc <= etup->level; lc++)
 	{

@@ -1,7 +1,8 @@
 # 061_hnsw_crash.pl: crossmodal_hnsw crash recovery.  The server is stopped
 # in immediate mode (no shutdown checkpoint, as after a crash) while four
-# clients insert; after WAL replay every committed row is in the index and
-# reachable through it, and the index takes further inserts.
+# clients insert; after WAL replay every committed row is in each index (a
+# float4 one and an int8 one) and reachable through it, and the indexes take
+# further inserts.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -20,6 +21,7 @@ INSERT INTO items (emb)
 	SELECT (SELECT array_agg(random() - 0.5)::real[] FROM generate_series(1, 16) WHERE i > 0)::embedding
 	FROM generate_series(1, 1000) i;
 CREATE INDEX items_emb ON items USING crossmodal_hnsw (emb embedding_l2_ops) WITH (m = 8, ef_construction = 32);
+CREATE INDEX items_i8 ON items USING crossmodal_hnsw (emb embedding_cosine_ops) WITH (m = 8, ef_construction = 32, storage = int8);
 CHECKPOINT;
 });
 
@@ -31,13 +33,20 @@ INSERT INTO items (emb) SELECT (SELECT array_agg(random() - 0.5)::real[] FROM ge
 sub check_index
 {
 	my ($what) = @_;
+	check_one_index($what, 'items_emb', '<->');
+	check_one_index("$what (int8)", 'items_i8', '<=>');
+}
+
+sub check_one_index
+{
+	my ($what, $index, $op) = @_;
 	my $rows = $node->safe_psql('postgres', 'SELECT count(*) FROM items');
 	is($node->safe_psql('postgres',
-			"SELECT count(*) FROM items WHERE ctid NOT IN (SELECT crossmodal_hnsw_heap_tids('items_emb'))"),
+			"SELECT count(*) FROM items WHERE ctid NOT IN (SELECT crossmodal_hnsw_heap_tids('$index'))"),
 		'0', "$what: every committed row is in the index ($rows rows)");
-	my $reach = $node->safe_psql('postgres', q{
+	my $reach = $node->safe_psql('postgres', qq{
 SET enable_seqscan = off; SET crossmodal.hnsw_max_scan_tuples = 1000000; SET crossmodal.hnsw_scan_sweep = off;
-SELECT count(DISTINCT id) FROM (SELECT id FROM items ORDER BY emb <-> (SELECT emb FROM items WHERE id = 1) LIMIT 1000000) s;
+SELECT count(DISTINCT id) FROM (SELECT id FROM items ORDER BY emb $op (SELECT emb FROM items WHERE id = 1) LIMIT 1000000) s;
 });
 	# HNSW's ordinary pruning leaves the odd element with no in-link (see
 	# 060_hnsw_recall.pl); here also the inserts the crash cut short took
@@ -47,13 +56,13 @@ SELECT count(DISTINCT id) FROM (SELECT id FROM items ORDER BY emb <-> (SELECT em
 	# through the links alone (the check below, with the sweep, is exact).
 	cmp_ok($reach, '>=', $rows - $rows / 200, "$what: rows reachable through the graph ($reach of $rows)");
 	# With the default sweep, a scan run to the end returns every row.
-	is($node->safe_psql('postgres', q{
+	is($node->safe_psql('postgres', qq{
 SET enable_seqscan = off; SET crossmodal.hnsw_max_scan_tuples = 1000000;
-SELECT count(DISTINCT id) FROM (SELECT id FROM items ORDER BY emb <-> (SELECT emb FROM items WHERE id = 1) LIMIT 1000000) s;
+SELECT count(DISTINCT id) FROM (SELECT id FROM items ORDER BY emb $op (SELECT emb FROM items WHERE id = 1) LIMIT 1000000) s;
 }), $rows, "$what: every row reachable through the index");
-	my $self = $node->safe_psql('postgres', q{
+	my $self = $node->safe_psql('postgres', qq{
 SET enable_seqscan = off; SET crossmodal.hnsw_ef_search = 100;
-SELECT count(*) FROM (SELECT id, (SELECT s.id FROM items s ORDER BY s.emb <-> i.emb LIMIT 1) AS nn
+SELECT count(*) FROM (SELECT id, (SELECT s.id FROM items s ORDER BY s.emb $op i.emb LIMIT 1) AS nn
 	FROM items i WHERE id % 50 = 0) t WHERE id = nn;
 });
 	my $want = $node->safe_psql('postgres', 'SELECT count(*) FROM items WHERE id % 50 = 0');

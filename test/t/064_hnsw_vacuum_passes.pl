@@ -3,6 +3,7 @@
 # 8,000 rows deleted it needs several passes (each repairs the links to its
 # batch and frees it); afterwards every live row is still in the index and
 # reachable through the graph, and the top-10 answers match the exact ones.
+# The same with storage = int8, whose repairs choose links on int8 codes.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -13,35 +14,6 @@ my $node = PostgreSQL::Test::Cluster->new('hnsw_vacuum_passes');
 $node->init;
 $node->append_conf('postgresql.conf', "shared_buffers = 64MB\nautovacuum = off");
 $node->start;
-
-# 40 clusters in 32 dimensions (deterministic), m = 16.
-$node->safe_psql('postgres', q{
-CREATE EXTENSION crossmodal;
-SELECT setseed(0.21);
-CREATE TABLE centers AS
-	SELECT c, (SELECT array_agg(random() - 0.5 ORDER BY j) FROM generate_series(1, 32) j WHERE c > 0) AS v
-	FROM generate_series(1, 40) c;
-CREATE TABLE items (id int PRIMARY KEY, emb embedding(32));
-INSERT INTO items
-	SELECT i, (SELECT array_agg(v[j] + 0.2 * (random() - 0.5) ORDER BY j)::real[]
-		FROM centers, generate_series(1, 32) j WHERE c = 1 + i % 40)::embedding
-	FROM generate_series(1, 8000) i;
-CREATE INDEX items_emb ON items USING crossmodal_hnsw (emb embedding_l2_ops);
-CREATE FUNCTION exact_match(nq int) RETURNS float8 LANGUAGE plpgsql AS $$
-DECLARE q embedding; hits int := 0; approx int[]; exact int[];
-BEGIN
-	FOR i IN 1..nq LOOP
-		SELECT emb INTO q FROM items ORDER BY id OFFSET (i * 37) % (SELECT count(*) FROM items) LIMIT 1;
-		SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = on;
-		SET LOCAL crossmodal.hnsw_ef_search = 200;
-		SELECT array_agg(id) INTO approx FROM (SELECT id FROM items ORDER BY emb <-> q LIMIT 10) s;
-		SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = off;
-		SELECT array_agg(id) INTO exact FROM (SELECT id FROM items ORDER BY emb <-> q LIMIT 10) s;
-		hits := hits + (SELECT count(*) FROM unnest(approx) a WHERE a = ANY (exact));
-	END LOOP;
-	RETURN hits::float8 / (nq * 10);
-END $$;
-});
 
 # The index's vacuum reports its passes at DEBUG1.
 sub vacuum_passes
@@ -74,12 +46,45 @@ SELECT count(DISTINCT id) FROM (SELECT id FROM items
 	cmp_ok($r, '>=', 0.99, "$what: top-10 matches the exact answer ($r)");
 }
 
+# 40 clusters in 32 dimensions (deterministic), m = 16.
+$node->safe_psql('postgres', 'CREATE EXTENSION crossmodal');
+for my $form ('float4', 'int8')
+{
+$node->safe_psql('postgres', qq{
+DROP TABLE IF EXISTS items, centers;
+DROP FUNCTION IF EXISTS exact_match;
+SELECT setseed(0.21);
+CREATE TABLE centers AS
+	SELECT c, (SELECT array_agg(random() - 0.5 ORDER BY j) FROM generate_series(1, 32) j WHERE c > 0) AS v
+	FROM generate_series(1, 40) c;
+CREATE TABLE items (id int PRIMARY KEY, emb embedding(32));
+INSERT INTO items
+	SELECT i, (SELECT array_agg(v[j] + 0.2 * (random() - 0.5) ORDER BY j)::real[]
+		FROM centers, generate_series(1, 32) j WHERE c = 1 + i % 40)::embedding
+	FROM generate_series(1, 8000) i;
+CREATE INDEX items_emb ON items USING crossmodal_hnsw (emb embedding_l2_ops) WITH (storage = $form);
+CREATE FUNCTION exact_match(nq int) RETURNS float8 LANGUAGE plpgsql AS \$\$
+DECLARE q embedding; hits int := 0; approx int[]; exact int[];
+BEGIN
+	FOR i IN 1..nq LOOP
+		SELECT emb INTO q FROM items ORDER BY id OFFSET (i * 37) % (SELECT count(*) FROM items) LIMIT 1;
+		SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = on;
+		SET LOCAL crossmodal.hnsw_ef_search = 200;
+		SELECT array_agg(id) INTO approx FROM (SELECT id FROM items ORDER BY emb <-> q LIMIT 10) s;
+		SET LOCAL enable_seqscan = on; SET LOCAL enable_indexscan = off;
+		SELECT array_agg(id) INTO exact FROM (SELECT id FROM items ORDER BY emb <-> q LIMIT 10) s;
+		hits := hits + (SELECT count(*) FROM unnest(approx) a WHERE a = ANY (exact));
+	END LOOP;
+	RETURN hits::float8 / (nq * 10);
+END \$\$;
+});
+
 # Nine rows in ten go, spread over every cluster and every page.
 $node->safe_psql('postgres', 'DELETE FROM items WHERE id % 10 <> 0');
 my ($removed, $passes) = vacuum_passes('1MB');
-is($removed, 7200, 'VACUUM at 1MB removed the 7,200 dead elements');
-cmp_ok($passes, '>=', 2, "VACUUM at 1MB needed several passes ($passes)");
-check_graph('after a multi-pass VACUUM');
+is($removed, 7200, "$form: VACUUM at 1MB removed the 7,200 dead elements");
+cmp_ok($passes, '>=', 2, "$form: VACUUM at 1MB needed several passes ($passes)");
+check_graph("$form, after a multi-pass VACUUM");
 
 # The same work with memory to spare is one pass.
 $node->safe_psql('postgres', q{
@@ -90,9 +95,10 @@ INSERT INTO items
 DELETE FROM items WHERE id % 10 <> 0;
 });
 ($removed, $passes) = vacuum_passes('256MB');
-is($removed, 3600, 'VACUUM at 256MB removed the 3,600 new dead elements');
-is($passes, 1, 'VACUUM at 256MB needed one pass');
-check_graph('after a one-pass VACUUM');
+is($removed, 3600, "$form: VACUUM at 256MB removed the 3,600 new dead elements");
+is($passes, 1, "$form: VACUUM at 256MB needed one pass");
+check_graph("$form, after a one-pass VACUUM");
+}
 
 $node->stop;
 done_testing();
