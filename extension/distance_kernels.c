@@ -274,6 +274,16 @@ portable_masked_sum(const float *a, const uint8_t *bits, int n)
 	return sum;
 }
 
+static int32_t
+portable_dot_i8(const int8_t *a, const int8_t *b, int n)
+{
+	int32_t		sum = 0;
+
+	for (int i = 0; i < n; i++)
+		sum += (int32_t) a[i] * b[i];
+	return sum;
+}
+
 static const DistanceKernels portable_kernels = {
 	"portable",
 	portable_inner_product,
@@ -284,6 +294,7 @@ static const DistanceKernels portable_kernels = {
 	portable_l2_squared_f16,
 	portable_inner_product_i8,
 	portable_masked_sum,
+	portable_dot_i8,
 };
 
 const DistanceKernels *
@@ -613,6 +624,43 @@ avx2_masked_sum(const float *a, const uint8_t *bits, int n)
 	return sum;
 }
 
+/* 16 int8 products summed in pairs into 8 int32 lanes, per step of 16 values. */
+AVX2_TARGET static int32_t
+avx2_dot_i8(const int8_t *a, const int8_t *b, int n)
+{
+	__m256i		s0 = _mm256_setzero_si256(),
+				s1 = _mm256_setzero_si256();
+	__m128i		s;
+	int32_t		sum;
+	int			i = 0;
+
+	for (; i + 32 <= n; i += 32)
+	{
+		__m256i		a0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) (a + i)));
+		__m256i		b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) (b + i)));
+		__m256i		a1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) (a + i + 16)));
+		__m256i		b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) (b + i + 16)));
+
+		s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(a0, b0));
+		s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(a1, b1));
+	}
+	for (; i + 16 <= n; i += 16)
+	{
+		__m256i		a0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) (a + i)));
+		__m256i		b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *) (b + i)));
+
+		s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(a0, b0));
+	}
+	s0 = _mm256_add_epi32(s0, s1);
+	s = _mm_add_epi32(_mm256_castsi256_si128(s0), _mm256_extracti128_si256(s0, 1));
+	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+	sum = _mm_cvtsi128_si32(s);
+	for (; i < n; i++)
+		sum += (int32_t) a[i] * b[i];
+	return sum;
+}
+
 static const DistanceKernels avx2_kernels = {
 	"avx2",
 	avx2_inner_product,
@@ -623,6 +671,7 @@ static const DistanceKernels avx2_kernels = {
 	avx2_l2_squared_f16,
 	avx2_inner_product_i8,
 	avx2_masked_sum,
+	avx2_dot_i8,
 };
 #endif							/* HAVE_AVX2_KERNELS */
 

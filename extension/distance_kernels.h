@@ -37,6 +37,8 @@ typedef struct DistanceKernels
 	float		(*inner_product_i8) (const float *a, const int8_t *b, int n);
 	/* sum of the a[i] whose bit is set: bit i is bit i % 8 of byte i / 8 */
 	float		(*masked_sum) (const float *a, const uint8_t *bits, int n);
+	/* sum of a[i] * b[i], both 8-bit integers in -127..127, exact (n <= 100,000) */
+	int32_t		(*dot_i8) (const int8_t *a, const int8_t *b, int n);
 } DistanceKernels;
 
 /*

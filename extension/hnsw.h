@@ -270,7 +270,7 @@ typedef struct HnswQuery
 	const float4 *x;			/* codeDims values; NULL: at distance 0 from everything */
 	float4		norm2;			/* |x|^2 */
 	float4		sum;			/* rabitq: the sum of the values */
-	const char *code;			/* rabitq: an element's code, as itself */
+	const char *code;			/* int8, rabitq: an element's code, as itself */
 } HnswQuery;
 
 /*

@@ -416,9 +416,15 @@ HnswCodeQuery(HnswIndexState *state, const char *code, HnswQuery *q, float4 *scr
 			{
 				const HnswInt8Code *c = (const HnswInt8Code *) code;
 
+				q->norm2 = c->norm2;
+				if (state->metric != HNSW_METRIC_OTHER)
+				{
+					/* compared code to code, in integers (HnswDistance) */
+					q->code = code;
+					return;
+				}
 				for (int i = 0; i < dims; i++)
 					scratch[i] = c->scale * c->x[i];
-				q->norm2 = c->norm2;
 			}
 			break;
 		case HNSW_STORAGE_RABITQ:
@@ -428,6 +434,26 @@ HnswCodeQuery(HnswIndexState *state, const char *code, HnswQuery *q, float4 *scr
 			return;
 	}
 	q->x = scratch;
+}
+
+/* Two int8 codes compared: the inner product of the two vectors they hold, exactly. */
+static float
+HnswInt8CodeDistance(HnswIndexState *state, const HnswInt8Code *a, const HnswInt8Code *b)
+{
+	float		ip = a->scale * b->scale * (float) hnsw_kernels->dot_i8(a->x, b->x, state->dims);
+
+	switch (state->metric)
+	{
+		case HNSW_METRIC_L2:
+			return a->norm2 + b->norm2 - 2.0f * ip;
+		case HNSW_METRIC_IP:
+			return -ip;
+		case HNSW_METRIC_COSINE:
+			return 1.0f - ip;
+		case HNSW_METRIC_OTHER:
+			break;
+	}
+	return 0.0f;				/* keep compiler quiet */
 }
 
 /*
@@ -480,8 +506,9 @@ HnswDistance(HnswIndexState *state, const HnswQuery *q, const char *code)
 	float		ip = 0.0f;
 
 	if (q->code != NULL)
-		return HnswBitCodeDistance(state, (const HnswBitCode *) q->code,
-								   (const HnswBitCode *) code);
+		return state->storage == HNSW_STORAGE_INT8 ?
+			HnswInt8CodeDistance(state, (const HnswInt8Code *) q->code, (const HnswInt8Code *) code) :
+			HnswBitCodeDistance(state, (const HnswBitCode *) q->code, (const HnswBitCode *) code);
 	if (q->x == NULL)
 		return 0.0f;
 	switch (state->storage)

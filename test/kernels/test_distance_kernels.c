@@ -141,6 +141,8 @@ check_compact_kernels(const DistanceKernels *k, const float *a, const float *b, 
 {
 	uint16_t   *h = malloc(sizeof(uint16_t) * (n + 1));
 	int8_t	   *q = malloc(n + 1);
+	int8_t	   *q2 = malloc(n + 1);
+	int64_t		dot8 = 0;
 	uint8_t    *bits = calloc(n / 8 + 2, 1);
 	double		ip16 = 0,
 				abs16 = 0,
@@ -164,6 +166,8 @@ check_compact_kernels(const DistanceKernels *k, const float *a, const float *b, 
 		abs16 += fabs(x * y16);
 		l2_16 += (x - y16) * (x - y16);
 		q[i] = (int8_t) (v > 127 ? 127 : v < -127 ? -127 : v);
+		q2[i] = (int8_t) ((int) (next_random() % 255) - 127);
+		dot8 += (int64_t) q[i] * q2[i];
 		ip8 += x * q[i];
 		abs8 += fabs(x * q[i]);
 		if (next_random() & 1)
@@ -177,8 +181,10 @@ check_compact_kernels(const DistanceKernels *k, const float *a, const float *b, 
 	check_value(k->name, "l2_squared_f16", n, data, k->l2_squared_f16(a, h, n), l2_16, g * l2_16);
 	check_value(k->name, "inner_product_i8", n, data, k->inner_product_i8(a, q, n), ip8, g * abs8);
 	check_value(k->name, "masked_sum", n, data, k->masked_sum(a, bits, n), masked, g * absMasked);
+	check_value(k->name, "dot_i8", n, "int8, exact", (double) k->dot_i8(q, q2, n), (double) dot8, 0.0);
 	free(h);
 	free(q);
+	free(q2);
 	free(bits);
 }
 
