@@ -114,10 +114,16 @@
 /* Build sub-phases reported in pg_stat_progress_create_index. */
 #define HNSW_PHASE_LOAD				2
 #define HNSW_PHASE_WRITE			3
+#define HNSW_PHASE_CENTROID			4
 
 /* Page flags. */
 #define HNSW_PAGE_META				(1 << 0)
 #define HNSW_PAGE_ELEMENTS			(1 << 1)
+#define HNSW_PAGE_CENTROID			(1 << 2)
+
+/* float4 values a centroid page holds. */
+#define HNSW_CENTROID_PER_PAGE \
+	((BLCKSZ - MAXALIGN(SizeOfPageHeaderData) - MAXALIGN(sizeof(HnswPageOpaqueData))) / sizeof(float4))
 
 /*
  * Element flags.  VACUUM marks the elements of its current batch of dead
@@ -161,7 +167,9 @@ typedef struct HnswMetaPageData
 	int16		entryLevel;
 	/* version 2 */
 	uint8		storage;		/* HnswStorage */
-	uint8		unused[7];
+	uint8		unused;
+	uint16		centroidBlocks; /* rabitq: blocks 1 .. centroidBlocks hold the centroid */
+	uint32		unused2;
 	uint64		seed;			/* rabitq: the rotation's seed */
 } HnswMetaPageData;
 
@@ -254,6 +262,8 @@ typedef struct HnswIndexState
 	int			codeDims;		/* dimensions of the code's space (rabitq pads them) */
 	Size		codeSize;		/* bytes of an element's code, a multiple of 4 */
 	uint8	   *rotationSigns;	/* rabitq: the rotation's sign flips */
+	float4	   *centroid;		/* rabitq: codes hold x - centroid (NULL: none) */
+	float4		centroidNorm2;
 	HnswMetric	metric;
 	bool		normalize;		/* unit-normalise vectors before use */
 	FmgrInfo   *distanceProc;	/* used for HNSW_METRIC_OTHER */
@@ -270,6 +280,7 @@ typedef struct HnswQuery
 	const float4 *x;			/* codeDims values; NULL: at distance 0 from everything */
 	float4		norm2;			/* |x|^2 */
 	float4		sum;			/* rabitq: the sum of the values */
+	float4		offset;			/* rabitq: <query, centroid> */
 	const char *code;			/* int8, rabitq: an element's code, as itself */
 } HnswQuery;
 
@@ -572,7 +583,7 @@ extern HnswMemElement *HnswMemGet(HnswMemGraph *mem, int32 idx);
 extern const float4 *HnswDatumGetFloats(Datum value, int *dims);
 extern void HnswInitPage(Page page, uint16 flags);
 extern void HnswInitMetaPage(Page page, int dims, int m, int efConstruction,
-							 HnswStorage storage);
+							 HnswStorage storage, int centroidBlocks);
 extern void HnswReadMeta(Relation index, HnswMetaPageData *meta);
 extern bool HnswUpdateMeta(Relation index, int dims, HnswEntryChange change, ItemPointer entry,
 						   int entryLevel, ItemPointer expected, HnswMetaPageData *after);
@@ -598,6 +609,8 @@ extern void HnswSetDims(HnswIndexState *state, int dims);
 extern void HnswCheckDims(HnswIndexState *state, int dims);
 extern void HnswCheckStorage(HnswIndexState *state);
 extern void HnswMakeQuery(HnswIndexState *state, const float4 *vector, HnswQuery *q);
+extern void HnswWriteCentroid(Relation index, ForkNumber fork, const float4 *centroid, int dims);
+extern void HnswReadCentroid(HnswIndexState *state, int blocks);
 extern void HnswEncode(HnswIndexState *state, const HnswQuery *q, const float4 *vector, char *code);
 extern void HnswCodeQuery(HnswIndexState *state, const char *code, HnswQuery *q, float4 *scratch);
 extern float HnswDistance(HnswIndexState *state, const HnswQuery *q, const char *code);

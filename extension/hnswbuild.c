@@ -257,10 +257,10 @@ HnswBuildCallback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 	MemoryContextReset(bs->tmpCxt);
 }
 
+/* Writes the metapage (block 0), then the centroid's pages, if any. */
 static void
-HnswWriteMetaPage(Relation index, ForkNumber fork)
+HnswWriteMetaPage(Relation index, ForkNumber fork, int dims, const float4 *centroid)
 {
-	int32		typmod = TupleDescAttr(RelationGetDescr(index), 0)->atttypmod;
 	Buffer		buf;
 	GenericXLogState *xlog;
 	Page		page;
@@ -270,10 +270,93 @@ HnswWriteMetaPage(Relation index, ForkNumber fork)
 	LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
 	xlog = GenericXLogStart(index);
 	page = GenericXLogRegisterBuffer(xlog, buf, GENERIC_XLOG_FULL_IMAGE);
-	HnswInitMetaPage(page, typmod > 0 ? typmod : 0, HnswGetM(index), HnswGetEfConstruction(index),
-					 HnswGetStorage(index));
+	HnswInitMetaPage(page, dims, HnswGetM(index), HnswGetEfConstruction(index),
+					 HnswGetStorage(index),
+					 centroid ? (dims + HNSW_CENTROID_PER_PAGE - 1) / HNSW_CENTROID_PER_PAGE : 0);
 	GenericXLogFinish(xlog);
 	UnlockReleaseBuffer(buf);
+	if (centroid != NULL)
+		HnswWriteCentroid(index, fork, centroid, dims);
+}
+
+/* ---------- rabitq's centroid: the mean of the rows, a pass before the build ---------- */
+
+typedef struct HnswCentroidState
+{
+	HnswIndexState state;
+	double	   *sum;
+	double		count;
+	MemoryContext tmpCxt;
+} HnswCentroidState;
+
+static void
+HnswCentroidCallback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
+					 bool tupleIsAlive, void *arg)
+{
+	HnswCentroidState *cs = (HnswCentroidState *) arg;
+	MemoryContext old;
+	float4	   *v;
+	bool		indexable;
+
+	if (isnull[0])
+		return;
+	if (cs->state.dims == 0)
+	{
+		int			dims;
+
+		(void) HnswDatumGetFloats(values[0], &dims);
+		HnswCheckDims(&cs->state, dims);
+		cs->state.dims = dims;
+	}
+	if (cs->sum == NULL)
+		cs->sum = palloc0(sizeof(double) * cs->state.dims);
+	old = MemoryContextSwitchTo(cs->tmpCxt);
+	v = HnswPrepareVector(&cs->state, values[0], &indexable);
+	if (indexable)
+	{
+		for (int i = 0; i < cs->state.dims; i++)
+			cs->sum[i] += v[i];
+		cs->count += 1;
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(cs->tmpCxt);
+}
+
+/*
+ * The mean of the rows' prepared vectors, or NULL when there are none;
+ * *dims is the index's dimensions (fixed by the first row for a column
+ * without a typmod).
+ */
+static float4 *
+HnswBuildCentroid(Relation heap, Relation index, IndexInfo *indexInfo, int *dims)
+{
+	HnswCentroidState cs;
+	HnswMetaPageData meta;
+	float4	   *centroid = NULL;
+
+	memset(&cs, 0, sizeof(cs));
+	memset(&meta, 0, sizeof(meta));
+	meta.dims = *dims;
+	meta.m = HnswGetM(index);
+	meta.efConstruction = HnswGetEfConstruction(index);
+	meta.storage = HNSW_STORAGE_RABITQ;
+	HnswInitState(&cs.state, index, &meta);
+	HnswCheckStorage(&cs.state);
+	if (cs.state.dims > 0)
+		HnswCheckDims(&cs.state, cs.state.dims);
+	cs.tmpCxt = AllocSetContextCreate(CurrentMemoryContext, "crossmodal_hnsw centroid",
+									  ALLOCSET_DEFAULT_SIZES);
+	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, HNSW_PHASE_CENTROID);
+	table_index_build_scan(heap, index, indexInfo, true, true, HnswCentroidCallback, &cs, NULL);
+	MemoryContextDelete(cs.tmpCxt);
+	if (cs.count > 0)
+	{
+		centroid = palloc(sizeof(float4) * cs.state.dims);
+		for (int i = 0; i < cs.state.dims; i++)
+			centroid[i] = (float4) (cs.sum[i] / cs.count);
+	}
+	*dims = cs.state.dims;
+	return centroid;
 }
 
 /* ---------- parallel build ---------- */
@@ -470,6 +553,9 @@ hnswbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 	IndexBuildResult *result;
 	HnswBuildState bs;
 	HnswMetaPageData meta;
+	int32		typmod = TupleDescAttr(RelationGetDescr(index), 0)->atttypmod;
+	int			dims = typmod > 0 ? typmod : 0;
+	float4	   *centroid = NULL;
 	int			nworkers = 0;
 	bool		done = false;
 
@@ -480,7 +566,9 @@ hnswbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 	bs.heap = heap;
 	bs.index = index;
 	bs.indexInfo = indexInfo;
-	HnswWriteMetaPage(index, MAIN_FORKNUM);
+	if (HnswGetStorage(index) == HNSW_STORAGE_RABITQ)
+		centroid = HnswBuildCentroid(heap, index, indexInfo, &dims);
+	HnswWriteMetaPage(index, MAIN_FORKNUM, dims, centroid);
 	HnswReadMeta(index, &meta);
 	HnswInitState(&bs.state, index, &meta);
 	HnswCheckStorage(&bs.state);
@@ -526,7 +614,9 @@ hnswbuild(Relation heap, Relation index, IndexInfo *indexInfo)
 void
 hnswbuildempty(Relation index)
 {
-	HnswWriteMetaPage(index, INIT_FORKNUM);
+	int32		typmod = TupleDescAttr(RelationGetDescr(index), 0)->atttypmod;
+
+	HnswWriteMetaPage(index, INIT_FORKNUM, typmod > 0 ? typmod : 0, NULL);
 }
 
 char *
@@ -540,6 +630,8 @@ hnswbuildphasename(int64 phasenum)
 			return "building graph";
 		case HNSW_PHASE_WRITE:
 			return "writing graph";
+		case HNSW_PHASE_CENTROID:
+			return "computing centroid";
 		default:
 			return NULL;
 	}

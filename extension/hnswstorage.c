@@ -13,13 +13,18 @@
  *          norm of the rounding error |x - x'| (x' the vector the code holds).
  *   int8   one scale s per vector (max |x_i| / 127) and round(x_i / s), after
  *          a header with s, |x'|^2 and |x - x'|.
- *   rabitq RaBitQ's one bit per dimension: the vector is rotated by a random
- *          orthogonal transform (sign flips and Hadamard transforms, from a
- *          seed in the metapage) and only the signs of its coordinates are
- *          kept, with |x| and <x_bar, x/|x|>, the code's agreement with the
- *          rotated unit vector; the inner product with a query q is then
- *          estimated without bias as |x| <x_bar, Rq> / <x_bar, Rx/|x|>.  Its
- *          error has no useful bound, so a scan re-ranks every candidate.
+ *   rabitq RaBitQ's one bit per dimension: the residual r = x - c from the
+ *          centroid c of the rows the index was built on (kept in pages after
+ *          the metapage; none for an index built empty) is rotated by a
+ *          random orthogonal transform R (sign flips and Hadamard transforms,
+ *          from a seed in the metapage) and only the signs of its coordinates
+ *          are kept, with |r|, <r_bar, Rr/|r|> (the code's agreement with the
+ *          rotated unit residual) and <r, c>; then <r, q - c> is estimated
+ *          without bias as |r| <r_bar, R(q - c)> / <r_bar, Rr/|r|>, and
+ *          <x, q> = <r, q - c> + <r, c> + <c, q>.  Rows share a large common
+ *          component (image embeddings sit in a cone): without the centroid
+ *          the signs would spend their resolution on it.  The error has no
+ *          useful bound, so a scan re-ranks every candidate.
  *
  * A query (HnswQuery) is a prepared vector in the code's space: the vector
  * itself, or its rotation for rabitq.  An element's code can serve as a query
@@ -33,6 +38,7 @@
 #include "embedding.h"
 #include "hnsw.h"
 #include "port/pg_bitutils.h"
+#include "storage/bufmgr.h"
 #include "utils/rel.h"
 
 /* The fixed part of each compact code, before the per-dimension values. */
@@ -52,8 +58,9 @@ typedef struct HnswInt8Code
 
 typedef struct HnswBitCode
 {
-	float4		norm;			/* |x| */
-	float4		dot;			/* <x_bar, R x / |x|>, in (0, 1] */
+	float4		norm;			/* |r|, r = x - centroid */
+	float4		dot;			/* <r_bar, R r / |r|>, in (0, 1] */
+	float4		cdot;			/* <r, centroid> */
 	uint8		bits[FLEXIBLE_ARRAY_MEMBER];	/* sign of each rotated coordinate */
 } HnswBitCode;
 
@@ -254,6 +261,70 @@ HnswRotate(HnswIndexState *state, const float4 *x, float4 *out)
 	}
 }
 
+/* ---------- rabitq's centroid ---------- */
+
+/*
+ * Writes the centroid into pages after the metapage (blocks 1 .. n, each a
+ * HNSW_PAGE_CENTROID page of float4 values); the build does this before any
+ * element page exists, and records n in the metapage.
+ */
+void
+HnswWriteCentroid(Relation index, ForkNumber fork, const float4 *centroid, int dims)
+{
+	for (int done = 0; done < dims; done += HNSW_CENTROID_PER_PAGE)
+	{
+		int			n = Min(dims - done, (int) HNSW_CENTROID_PER_PAGE);
+		Buffer		buf = ReadBufferExtended(index, fork, P_NEW, RBM_NORMAL, NULL);
+		GenericXLogState *xlog;
+		Page		page;
+
+		if (BufferGetBlockNumber(buf) != 1 + (BlockNumber) (done / HNSW_CENTROID_PER_PAGE))
+			elog(ERROR, "unexpected block %u while writing the centroid of crossmodal_hnsw index \"%s\"",
+				 BufferGetBlockNumber(buf), RelationGetRelationName(index));
+		LockBuffer(buf, BUFFER_LOCK_EXCLUSIVE);
+		xlog = GenericXLogStart(index);
+		page = GenericXLogRegisterBuffer(xlog, buf, GENERIC_XLOG_FULL_IMAGE);
+		HnswInitPage(page, HNSW_PAGE_CENTROID);
+		memcpy(PageGetContents(page), centroid + done, sizeof(float4) * n);
+		((PageHeader) page)->pd_lower = (PageGetContents(page) + sizeof(float4) * n) - (char *) page;
+		GenericXLogFinish(xlog);
+		UnlockReleaseBuffer(buf);
+	}
+}
+
+/* Reads the centroid from its `blocks` pages into the state. */
+void
+HnswReadCentroid(HnswIndexState *state, int blocks)
+{
+	float4	   *c = palloc(sizeof(float4) * state->dims);
+
+	if (blocks != (state->dims + HNSW_CENTROID_PER_PAGE - 1) / HNSW_CENTROID_PER_PAGE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INDEX_CORRUPTED),
+				 errmsg("crossmodal_hnsw index \"%s\" has %d centroid pages for %d dimensions",
+						RelationGetRelationName(state->index), blocks, state->dims)));
+	for (int b = 0; b < blocks; b++)
+	{
+		int			done = b * HNSW_CENTROID_PER_PAGE;
+		int			n = Min(state->dims - done, (int) HNSW_CENTROID_PER_PAGE);
+		Buffer		buf = ReadBuffer(state->index, 1 + b);
+		Page		page;
+
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		if (PageIsNew(page) || !(HnswPageGetOpaque(page)->flags & HNSW_PAGE_CENTROID) ||
+			((PageHeader) page)->pd_lower != (PageGetContents(page) + sizeof(float4) * n) - (char *) page)
+			ereport(ERROR,
+					(errcode(ERRCODE_INDEX_CORRUPTED),
+					 errmsg("crossmodal_hnsw index \"%s\" has a damaged centroid page %d",
+							RelationGetRelationName(state->index), 1 + b)));
+		memcpy(c + done, PageGetContents(page), sizeof(float4) * n);
+		UnlockReleaseBuffer(buf);
+	}
+	state->centroid = c;
+	state->centroidNorm2 = HnswKernelDot(c, c, state->dims);
+}
+
 /* ---------- the index state ---------- */
 
 /* Sets the dimensions (0: not known yet) and what follows from them. */
@@ -282,7 +353,10 @@ HnswSetDims(HnswIndexState *state, int dims)
 
 /* ---------- queries and codes ---------- */
 
-/* A prepared vector as a query in the code's space (a palloc'd rotation for rabitq). */
+/*
+ * A prepared vector as a query in the code's space: for rabitq, a palloc'd
+ * rotation of its difference from the centroid.
+ */
 void
 HnswMakeQuery(HnswIndexState *state, const float4 *vector, HnswQuery *q)
 {
@@ -294,7 +368,18 @@ HnswMakeQuery(HnswIndexState *state, const float4 *vector, HnswQuery *q)
 		float4	   *r = palloc(sizeof(float4) * state->codeDims);
 		double		sum = 0;
 
-		HnswRotate(state, vector, r);
+		if (state->centroid != NULL)
+		{
+			float4	   *d = palloc(sizeof(float4) * state->dims);
+
+			for (int i = 0; i < state->dims; i++)
+				d[i] = vector[i] - state->centroid[i];
+			q->offset = HnswKernelDot(vector, state->centroid, state->dims);
+			HnswRotate(state, d, r);
+			pfree(d);
+		}
+		else
+			HnswRotate(state, vector, r);
 		for (int i = 0; i < state->codeDims; i++)
 			sum += r[i];
 		q->x = r;
@@ -381,8 +466,10 @@ HnswEncode(HnswIndexState *state, const HnswQuery *q, const float4 *vector, char
 					abssum += fabs((double) q->x[i]);
 				}
 				c->norm = (float4) norm;
-				/* a zero vector's code agrees with nothing: any positive value will do */
+				/* a zero residual's code agrees with nothing: any positive value will do */
 				c->dot = norm > 0 ? (float4) (abssum / (norm * sqrt((double) D))) : 1.0f;
+				if (state->centroid != NULL)
+					c->cdot = HnswKernelDot(vector, state->centroid, dims) - state->centroidNorm2;
 			}
 			break;
 	}
@@ -477,15 +564,16 @@ HnswBitCodeDistance(HnswIndexState *state, const HnswBitCode *a, const HnswBitCo
 		memcpy(&wb, b->bits + i, 8);
 		differ += pg_popcount64(wa ^ wb);
 	}
+	/* <r_a, r_b>, then <x_a, x_b> = <r_a, r_b> + <r_a, c> + <r_b, c> + |c|^2 */
 	ip = a->norm * b->norm * (1.0f - 2.0f * differ / D) / (a->dot * b->dot);
 	switch (state->metric)
 	{
 		case HNSW_METRIC_L2:
 			return a->norm * a->norm + b->norm * b->norm - 2.0f * ip;
 		case HNSW_METRIC_IP:
-			return -ip;
+			return -(ip + a->cdot + b->cdot + state->centroidNorm2);
 		case HNSW_METRIC_COSINE:
-			return 1.0f - ip;
+			return 1.0f - (ip + a->cdot + b->cdot + state->centroidNorm2);
 		case HNSW_METRIC_OTHER:
 			break;
 	}
@@ -575,9 +663,11 @@ HnswDistance(HnswIndexState *state, const HnswQuery *q, const char *code)
 				float		masked = hnsw_kernels->masked_sum(q->x, c->bits, D);
 				float		ipbar = (2.0f * masked - q->sum) / sqrtf((float) D);
 
+				/* <r, q - c>; |x - q|^2 = |r|^2 + |q - c|^2 - 2 <r, q - c> */
 				ip = c->norm * ipbar / c->dot;
 				if (state->metric == HNSW_METRIC_L2)
 					return q->norm2 + c->norm * c->norm - 2.0f * ip;
+				ip += c->cdot + q->offset;
 				break;
 			}
 	}

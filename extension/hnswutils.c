@@ -29,7 +29,8 @@ HnswInitPage(Page page, uint16 flags)
 }
 
 void
-HnswInitMetaPage(Page page, int dims, int m, int efConstruction, HnswStorage storage)
+HnswInitMetaPage(Page page, int dims, int m, int efConstruction, HnswStorage storage,
+				 int centroidBlocks)
 {
 	HnswMetaPage meta;
 
@@ -42,6 +43,7 @@ HnswInitMetaPage(Page page, int dims, int m, int efConstruction, HnswStorage sto
 	meta->m = m;
 	meta->efConstruction = efConstruction;
 	meta->storage = storage;
+	meta->centroidBlocks = centroidBlocks;
 	meta->seed = HNSW_ROTATION_SEED;
 	ItemPointerSetInvalid(&meta->entry);
 	meta->entryLevel = -1;
@@ -77,6 +79,7 @@ HnswReadMeta(Relation index, HnswMetaPageData *out)
 	{
 		/* version 1 had no storage forms: its elements are version 2's float4 */
 		out->storage = HNSW_STORAGE_FLOAT4;
+		out->centroidBlocks = 0;
 		out->seed = 0;
 	}
 	if (out->storage > HNSW_STORAGE_RABITQ)
@@ -296,6 +299,8 @@ HnswInitState(HnswIndexState *state, Relation index, const HnswMetaPageData *met
 	state->normalize = OidIsValid(index_getprocid(index, 1, HNSW_NORM_PROC));
 	state->metric = HnswIdentifyMetric(proc->fn_addr, state->normalize);
 	HnswSetDims(state, meta->dims);
+	if (meta->centroidBlocks > 0 && state->storage == HNSW_STORAGE_RABITQ && state->dims > 0)
+		HnswReadCentroid(state, meta->centroidBlocks);
 
 	/* The per-backend buffer cache, grown to the index's current size. */
 	{

@@ -48,14 +48,15 @@ END $$;
 });
 
 # recall@10 that each form must reach at ef_search 40 and 200.  Measured on
-# this data: float4, half and int8 0.998 and 1.000; rabitq 0.44 and 0.90 (one
-# bit per dimension of the whole vector cannot tell apart rows of one tight
-# cluster at 256 dimensions; it is meant for thousands).
+# this data: float4, half and int8 0.998 and 1.000; rabitq 0.50 and 0.96 (one
+# bit per dimension of the residual from the rows' centroid still tells apart
+# rows of one tight cluster poorly at 256 dimensions; 0.44 and 0.90 without
+# the centroid).
 my %floor = (
 	float4 => [ 0.98, 0.99 ],
 	half => [ 0.98, 0.99 ],
 	int8 => [ 0.98, 0.99 ],
-	rabitq => [ 0.35, 0.85 ],);
+	rabitq => [ 0.40, 0.92 ],);
 for my $form (qw(float4 half int8 rabitq))
 {
 	for my $workers (0, 2)
