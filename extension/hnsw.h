@@ -5,8 +5,8 @@
  * On-disk format (version 2; a checker should accept versions 1 and 2)
  * --------------------------------------------------------------------
  * Every page is a standard PostgreSQL page (PageInit) whose special space is
- * an HnswPageOpaqueData: flags (HNSW_PAGE_META or HNSW_PAGE_ELEMENTS) and
- * page_id = HNSW_PAGE_ID.  Pages never change kind.  Every change to a page
+ * an HnswPageOpaqueData: flags (HNSW_PAGE_META, HNSW_PAGE_CENTROID or
+ * HNSW_PAGE_ELEMENTS) and page_id = HNSW_PAGE_ID.  Pages never change kind.  Every change to a page
  * is WAL-logged through Generic WAL.  All values are in the server's byte
  * order.
  *
@@ -15,10 +15,17 @@
  * (0 until the first vector fixes it); m (HNSW_MIN_M..HNSW_MAX_M) and
  * efConstruction as built; entry, the TID of the graph's entry point
  * (invalid while the graph is empty: then entryLevel is -1), and entryLevel,
- * its top layer, which no element exceeds; storage (an HnswStorage) and
- * seed (rabitq's rotation).  Version 1 had neither field (its metapage ends
- * at entryLevel) and only float4 elements, laid out as version 2's float4:
- * version 1 indexes are read as float4, and their lists may be unsorted.
+ * its top layer, which no element exceeds; storage (an HnswStorage),
+ * centroidBlocks and seed (rabitq's centroid pages and rotation).  Version 1
+ * had none of these (its metapage ends at entryLevel) and only float4
+ * elements, laid out as version 2's float4: version 1 indexes are read as
+ * float4, and their lists may be unsorted.
+ *
+ * Blocks 1 .. centroidBlocks (rabitq only; none for an index built on an
+ * empty table) are centroid pages: the centroid of the rows the index was
+ * built on, float4[dims] split into HNSW_CENTROID_PER_PAGE values a page,
+ * at PageGetContents, pd_lower just past them.  centroidBlocks is
+ * ceil(dims / HNSW_CENTROID_PER_PAGE) or 0.
  *
  * Every other block is an element page: line pointers to element tuples
  * (MAXALIGNed, line pointers either normal or unused, never dead or
@@ -37,8 +44,9 @@
  *                               all finite); padding to 4
  *                       int8    float4 scale, norm2, error; int8[dims] in
  *                               -127..127; padding to 4
- *                       rabitq  float4 norm, dot; uint8 bits[D / 8],
+ *                       rabitq  float4 norm, dot, cdot; uint8 bits[D / 8],
  *                               D = dims rounded up to a multiple of 64
+ *                               (of the vector minus the centroid)
  *                     error, norm2, norm >= 0; dot in (0, 1]
  *   ndist             float4[nslots], distance from this element to each
  *                     neighbour (the graph's distance, see HnswDistance)
