@@ -191,7 +191,8 @@ HnswCheckDims(HnswIndexState *state, int dims)
 void
 HnswCheckStorage(HnswIndexState *state)
 {
-	if (state->storage == HNSW_STORAGE_RABITQ && state->metric == HNSW_METRIC_OTHER)
+	if (state->storage == HNSW_STORAGE_RABITQ &&
+		(state->metric == HNSW_METRIC_L1 || state->metric == HNSW_METRIC_OTHER))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("crossmodal_hnsw storage = rabitq supports only cosine, Euclidean and inner product distances"),
@@ -504,7 +505,7 @@ HnswCodeQuery(HnswIndexState *state, const char *code, HnswQuery *q, float4 *scr
 				const HnswInt8Code *c = (const HnswInt8Code *) code;
 
 				q->norm2 = c->norm2;
-				if (state->metric != HNSW_METRIC_OTHER)
+				if (state->metric != HNSW_METRIC_L1 && state->metric != HNSW_METRIC_OTHER)
 				{
 					/* compared code to code, in integers (HnswDistance) */
 					q->code = code;
@@ -523,6 +524,49 @@ HnswCodeQuery(HnswIndexState *state, const char *code, HnswQuery *q, float4 *scr
 	q->x = scratch;
 }
 
+/* The graph's distance between two float vectors (a float4 code is one). */
+static float
+HnswFloatDistance(HnswIndexState *state, const float4 *q, const float4 *x)
+{
+	int			dims = state->dims;
+
+	switch (state->metric)
+	{
+		case HNSW_METRIC_L2:
+			return HnswKernelL2Squared(q, x, dims);
+		case HNSW_METRIC_IP:
+			return -HnswKernelDot(q, x, dims);
+		case HNSW_METRIC_COSINE:
+			return 1.0f - HnswKernelDot(q, x, dims);
+		case HNSW_METRIC_L1:
+			return HnswKernelL1(q, x, dims);
+		case HNSW_METRIC_OTHER:
+			return HnswDistanceViaProc(state, q, x);
+	}
+	return 0.0f;				/* keep compiler quiet */
+}
+
+/*
+ * A half or int8 code decoded, then the float distance: for L1 and other
+ * operator classes, whose distances are not made of inner products.
+ */
+static float
+HnswDecodedDistance(HnswIndexState *state, const float4 *q, const char *code)
+{
+	float4	   *x = palloc(sizeof(float4) * state->dims);
+	float		d;
+
+	if (state->storage == HNSW_STORAGE_HALF)
+		for (int i = 0; i < state->dims; i++)
+			x[i] = HalfToFloat(((const HnswHalfCode *) code)->x[i]);
+	else
+		for (int i = 0; i < state->dims; i++)
+			x[i] = ((const HnswInt8Code *) code)->scale * ((const HnswInt8Code *) code)->x[i];
+	d = HnswFloatDistance(state, q, x);
+	pfree(x);
+	return d;
+}
+
 /* Two int8 codes compared: the inner product of the two vectors they hold, exactly. */
 static float
 HnswInt8CodeDistance(HnswIndexState *state, const HnswInt8Code *a, const HnswInt8Code *b)
@@ -537,8 +581,9 @@ HnswInt8CodeDistance(HnswIndexState *state, const HnswInt8Code *a, const HnswInt
 			return -ip;
 		case HNSW_METRIC_COSINE:
 			return 1.0f - ip;
+		case HNSW_METRIC_L1:
 		case HNSW_METRIC_OTHER:
-			break;
+			break;				/* compared decoded (HnswCodeQuery) */
 	}
 	return 0.0f;				/* keep compiler quiet */
 }
@@ -574,8 +619,9 @@ HnswBitCodeDistance(HnswIndexState *state, const HnswBitCode *a, const HnswBitCo
 			return -(ip + a->cdot + b->cdot + state->centroidNorm2);
 		case HNSW_METRIC_COSINE:
 			return 1.0f - (ip + a->cdot + b->cdot + state->centroidNorm2);
+		case HNSW_METRIC_L1:
 		case HNSW_METRIC_OTHER:
-			break;
+			break;				/* not with rabitq (HnswCheckStorage) */
 	}
 	return 0.0f;				/* keep compiler quiet */
 }
@@ -602,57 +648,31 @@ HnswDistance(HnswIndexState *state, const HnswQuery *q, const char *code)
 	switch (state->storage)
 	{
 		case HNSW_STORAGE_FLOAT4:
-			{
-				const float4 *x = (const float4 *) code;
-
-				switch (state->metric)
-				{
-					case HNSW_METRIC_L2:
-						return HnswKernelL2Squared(q->x, x, dims);
-					case HNSW_METRIC_IP:
-						return -HnswKernelDot(q->x, x, dims);
-					case HNSW_METRIC_COSINE:
-						return 1.0f - HnswKernelDot(q->x, x, dims);
-					case HNSW_METRIC_OTHER:
-						return HnswDistanceViaProc(state, q->x, x);
-				}
-			}
-			break;
+			return HnswFloatDistance(state, q->x, (const float4 *) code);
 		case HNSW_STORAGE_HALF:
 			{
 				const HnswHalfCode *c = (const HnswHalfCode *) code;
 
-				if (state->metric == HNSW_METRIC_L2)
-					return hnsw_kernels->l2_squared_f16(q->x, c->x, dims);
-				if (state->metric == HNSW_METRIC_OTHER)
+				switch (state->metric)
 				{
-					float4	   *x = palloc(sizeof(float4) * dims);
-					float		d;
-
-					for (int i = 0; i < dims; i++)
-						x[i] = HalfToFloat(c->x[i]);
-					d = HnswDistanceViaProc(state, q->x, x);
-					pfree(x);
-					return d;
+					case HNSW_METRIC_L2:
+						return hnsw_kernels->l2_squared_f16(q->x, c->x, dims);
+					case HNSW_METRIC_IP:
+						return -hnsw_kernels->inner_product_f16(q->x, c->x, dims);
+					case HNSW_METRIC_COSINE:
+						return 1.0f - hnsw_kernels->inner_product_f16(q->x, c->x, dims);
+					case HNSW_METRIC_L1:
+					case HNSW_METRIC_OTHER:
+						return HnswDecodedDistance(state, q->x, code);
 				}
-				ip = hnsw_kernels->inner_product_f16(q->x, c->x, dims);
-				return state->metric == HNSW_METRIC_IP ? -ip : 1.0f - ip;
 			}
+			break;
 		case HNSW_STORAGE_INT8:
 			{
 				const HnswInt8Code *c = (const HnswInt8Code *) code;
 
-				if (state->metric == HNSW_METRIC_OTHER)
-				{
-					float4	   *x = palloc(sizeof(float4) * dims);
-					float		d;
-
-					for (int i = 0; i < dims; i++)
-						x[i] = c->scale * c->x[i];
-					d = HnswDistanceViaProc(state, q->x, x);
-					pfree(x);
-					return d;
-				}
+				if (state->metric == HNSW_METRIC_L1 || state->metric == HNSW_METRIC_OTHER)
+					return HnswDecodedDistance(state, q->x, code);
 				ip = c->scale * hnsw_kernels->inner_product_i8(q->x, c->x, dims);
 				break;
 			}
@@ -680,6 +700,7 @@ HnswDistance(HnswIndexState *state, const HnswQuery *q, const char *code)
 			return -ip;
 		case HNSW_METRIC_COSINE:
 			return 1.0f - ip;
+		case HNSW_METRIC_L1:
 		case HNSW_METRIC_OTHER:
 			break;
 	}
@@ -689,7 +710,8 @@ HnswDistance(HnswIndexState *state, const HnswQuery *q, const char *code)
 /*
  * A lower bound of the exact distance (in the graph's units) of an element
  * whose code gives `approx`, from the error its code carries: |x - x'| <= e
- * bounds |q.x - q.x'| by |q| e.  float4 codes are exact; rabitq codes and
+ * bounds |q.x - q.x'| by |q| e (and an L1 distance by sqrt(dims) e).
+ * float4 codes are exact; rabitq codes and
  * distances through another operator class have no bound (-infinity).
  */
 float
@@ -723,6 +745,9 @@ HnswLowerBound(HnswIndexState *state, const char *code, float approx, float quer
 		case HNSW_METRIC_IP:
 		case HNSW_METRIC_COSINE:
 			return approx - queryNorm * e - slack;
+		case HNSW_METRIC_L1:
+			/* |L1(q, x) - L1(q, x')| <= |x - x'|_1 <= sqrt(dims) e */
+			return approx - sqrtf((float) state->dims) * e - slack;
 		case HNSW_METRIC_OTHER:
 			break;
 	}
@@ -753,6 +778,8 @@ HnswExactDistance(HnswIndexState *state, const float4 *query, const float4 *rawQ
 				hnsw_kernels->cosine_parts(query, x, state->dims, &dot, &qq, &xx);
 				return (float) CosineDistanceFromParts(dot, qq, xx);
 			}
+		case HNSW_METRIC_L1:
+			return HnswKernelL1(query, x, state->dims);
 		case HNSW_METRIC_OTHER:
 			return HnswDistanceViaProc(state, rawQuery, x);
 	}

@@ -13,10 +13,14 @@ INSERT INTO stq
 	SELECT i, (SELECT array_agg(random() - 0.5)::real[] FROM generate_series(1, 24) WHERE i > 0)::embedding
 	FROM generate_series(1, 4) i;
 
--- An L1 operator class, for a distance the index computes through its support function.
+-- An operator class whose distance (L1, through an SQL function) the index computes through its
+-- support function, not a kernel of its own.
+CREATE FUNCTION st_l1(embedding, embedding) RETURNS float8 LANGUAGE sql IMMUTABLE STRICT
+	AS 'SELECT l1_distance($1, $2)';
+CREATE OPERATOR <%> (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = st_l1);
 CREATE OPERATOR CLASS st_l1_ops FOR TYPE embedding USING crossmodal_hnsw AS
-	OPERATOR 1 <+> (embedding, embedding) FOR ORDER BY float_ops,
-	FUNCTION 1 l1_distance(embedding, embedding);
+	OPERATOR 1 <%> (embedding, embedding) FOR ORDER BY float_ops,
+	FUNCTION 1 st_l1(embedding, embedding);
 
 -- The top k of st by `op` through the index or exactly (sequential scan), optionally filtered.
 CREATE FUNCTION st_knn(op text, qv embedding, k int, use_index bool, filter text DEFAULT 'true')
@@ -72,15 +76,18 @@ END $$;
 SELECT * FROM st_check('float4', '<=>', 'embedding_cosine_ops');
 SELECT * FROM st_check('float4', '<->', 'embedding_l2_ops');
 SELECT * FROM st_check('float4', '<#>', 'embedding_ip_ops');
-SELECT * FROM st_check('float4', '<+>', 'st_l1_ops');
+SELECT * FROM st_check('float4', '<+>', 'embedding_l1_ops');
+SELECT * FROM st_check('float4', '<%>', 'st_l1_ops');
 SELECT * FROM st_check('half', '<=>', 'embedding_cosine_ops');
 SELECT * FROM st_check('half', '<->', 'embedding_l2_ops');
 SELECT * FROM st_check('half', '<#>', 'embedding_ip_ops');
-SELECT * FROM st_check('half', '<+>', 'st_l1_ops');
+SELECT * FROM st_check('half', '<+>', 'embedding_l1_ops');
+SELECT * FROM st_check('half', '<%>', 'st_l1_ops');
 SELECT * FROM st_check('int8', '<=>', 'embedding_cosine_ops');
 SELECT * FROM st_check('int8', '<->', 'embedding_l2_ops');
 SELECT * FROM st_check('int8', '<#>', 'embedding_ip_ops');
-SELECT * FROM st_check('int8', '<+>', 'st_l1_ops');
+SELECT * FROM st_check('int8', '<+>', 'embedding_l1_ops');
+SELECT * FROM st_check('int8', '<%>', 'st_l1_ops');
 SELECT * FROM st_check('rabitq', '<=>', 'embedding_cosine_ops');
 SELECT * FROM st_check('rabitq', '<->', 'embedding_l2_ops');
 SELECT * FROM st_check('rabitq', '<#>', 'embedding_ip_ops');
@@ -156,13 +163,16 @@ SELECT array_agg(id) FROM (SELECT id FROM st_wide ORDER BY emb <=> (SELECT emb F
 RESET enable_indexscan;
 RESET crossmodal.hnsw_ef_search;
 
--- Values half precision cannot hold, and rabitq with a distance it cannot estimate.
+-- Values half precision cannot hold, and rabitq with distances it cannot estimate.
 CREATE TABLE st_big (emb embedding(3));
 INSERT INTO st_big VALUES ('[1,2,3]'), ('[100000,0,1]');
 CREATE INDEX ON st_big USING crossmodal_hnsw (emb embedding_l2_ops) WITH (storage = half);
 CREATE INDEX ON st_big USING crossmodal_hnsw (emb embedding_l2_ops) WITH (storage = int8);
+CREATE INDEX ON st_big USING crossmodal_hnsw (emb embedding_l1_ops) WITH (storage = rabitq);
 CREATE INDEX ON st_big USING crossmodal_hnsw (emb st_l1_ops) WITH (storage = rabitq);
 
 DROP TABLE st, stq, st_wide, st_big;
 DROP FUNCTION st_check, st_exact, st_knn;
 DROP OPERATOR CLASS st_l1_ops USING crossmodal_hnsw;
+DROP OPERATOR <%> (embedding, embedding);
+DROP FUNCTION st_l1;
