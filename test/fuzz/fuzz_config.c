@@ -3,12 +3,39 @@
  *	  libFuzzer target: arbitrary bytes as config.json, as
  *	  preprocessor_config.json and as open_clip_config.json.
  */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/*
+ * Empty (the default file), or a relative path none of whose parts is empty,
+ * "." or "..": a name such as "a..b" is an ordinary file name.
+ */
+static bool
+path_stays_inside(const char *path)
+{
+	const char *part = path;
+
+	if (path[0] == '\0')
+		return true;
+	if (path[0] == '/')
+		return false;
+	for (;;)
+	{
+		const char *slash = strchr(part, '/');
+		size_t		n = slash ? (size_t) (slash - part) : strlen(part);
+
+		if (n == 0 || (n == 1 && part[0] == '.') || (n == 2 && part[0] == '.' && part[1] == '.'))
+			return false;
+		if (!slash)
+			return true;
+		part = slash + 1;
+	}
+}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -58,8 +85,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			!(cfg.text.t.layer_norm_eps > 0) || !(cfg.vision.t.layer_norm_eps > 0) ||
 			img.crop_height != cfg.vision.image_size || !img.torchvision ||
 			!(img.std[0] > 0 && img.std[1] > 0 && img.std[2] > 0) ||
-			cfg.bpe_path[0] == '/' || strstr(cfg.bpe_path, "..") != NULL ||
-			memchr(cfg.bpe_path, '\0', sizeof(cfg.bpe_path)) == NULL)
+			memchr(cfg.bpe_path, '\0', sizeof(cfg.bpe_path)) == NULL ||
+			!path_stays_inside(cfg.bpe_path))
 			abort();
 	}
 	else if (err.message[0] == '\0')
