@@ -792,28 +792,16 @@ crossmodal_embedding_hash_extended(PG_FUNCTION_ARGS)
 }
 
 /*
- * Aggregates avg(embedding) and sum(embedding).  The transition state keeps
- * the count and double-precision sums; it is internal, so that each row
- * updates it in place, and serialises to bytea for parallel aggregation.
+ * Aggregates avg(embedding) and sum(embedding).  The transition state is a
+ * double precision[]: the count, then the double sums.  It is a real type
+ * rather than internal so that Citus can compute partial states on its
+ * workers and combine them on the coordinator (it ships states in their text
+ * form, which for float8 is exact); parallel workers pass it as a datum.  The
+ * state is updated in place when called as an aggregate, as int8_avg_accum
+ * does.  A state may come from outside (an INITCOND, a Citus worker), so its
+ * shape is checked on every call and its values where they are used.
  */
-typedef struct EmbeddingAggState
-{
-	int64		count;
-	int			dim;
-	double		sum[FLEXIBLE_ARRAY_MEMBER];
-} EmbeddingAggState;
-
-static EmbeddingAggState *
-EmbeddingAggStateNew(MemoryContext context, int dim)
-{
-	EmbeddingAggState *state;
-
-	EmbeddingCheckDim(dim);
-	state = (EmbeddingAggState *)
-		MemoryContextAllocZero(context, offsetof(EmbeddingAggState, sum) + sizeof(double) * dim);
-	state->dim = dim;
-	return state;
-}
+#define EMBEDDING_AGG_STATE_N(dim) ((dim) + 1)
 
 static MemoryContext
 EmbeddingAggContext(FunctionCallInfo fcinfo, const char *caller)
@@ -825,32 +813,94 @@ EmbeddingAggContext(FunctionCallInfo fcinfo, const char *caller)
 	return aggcontext;
 }
 
+/* A zeroed state for dim dimensions, allocated in context. */
+static ArrayType *
+EmbeddingAggStateNew(MemoryContext context, int dim)
+{
+	MemoryContext old = MemoryContextSwitchTo(context);
+	int			n = EMBEDDING_AGG_STATE_N(dim);
+	Datum	   *zeros = palloc(sizeof(Datum) * n);
+	ArrayType  *state;
+
+	for (int i = 0; i < n; i++)
+		zeros[i] = Float8GetDatum(0.0);
+	state = construct_array(zeros, n, FLOAT8OID, sizeof(float8), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE);
+	pfree(zeros);
+	MemoryContextSwitchTo(old);
+	return state;
+}
+
+/*
+ * The state's values (count, then sums) and dimensions, after checking its
+ * shape; with check_values, also that the count is a whole number >= 0 and
+ * every sum is finite.
+ */
+static float8 *
+EmbeddingAggStateValues(ArrayType *state, bool check_values, int *dim)
+{
+	int			n = ARR_NDIM(state) == 1 ? ARR_DIMS(state)[0] : 0;
+	float8	   *values = (float8 *) ARR_DATA_PTR(state);
+
+	if (ARR_NDIM(state) != 1 || ARR_HASNULL(state) || ARR_ELEMTYPE(state) != FLOAT8OID ||
+		n < EMBEDDING_AGG_STATE_N(1) || n > EMBEDDING_AGG_STATE_N(EMBEDDING_MAX_DIM))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid embedding aggregate state"),
+				 errdetail("The state must be a one-dimensional double precision array without NULLs of 2 to %d elements.",
+						   EMBEDDING_AGG_STATE_N(EMBEDDING_MAX_DIM))));
+	if (check_values)
+	{
+		if (!(values[0] >= 0 && values[0] == floor(values[0]) && isfinite(values[0])))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid embedding aggregate state"),
+					 errdetail("The count, the first element, must be a whole number of at least 0.")));
+		for (int i = 1; i < n; i++)
+			if (!isfinite(values[i]))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("invalid embedding aggregate state"),
+						 errdetail("Element %d is not finite.", i + 1)));
+	}
+	*dim = n - 1;
+	return values;
+}
+
+static void
+EmbeddingAggCheckSameDim(int a, int b)
+{
+	if (a != b)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_EXCEPTION),
+				 errmsg("different embedding dimensions %d and %d", a, b)));
+}
+
 CROSSMODAL_FUNCTION(crossmodal_embedding_accum);
 Datum
 crossmodal_embedding_accum(PG_FUNCTION_ARGS)
 {
 	MemoryContext aggcontext = EmbeddingAggContext(fcinfo, "embedding_accum");
-	EmbeddingAggState *state = PG_ARGISNULL(0) ? NULL : (EmbeddingAggState *) PG_GETARG_POINTER(0);
+	ArrayType  *state;
 	Embedding  *emb;
+	float8	   *values;
+	int			dim;
 
 	if (PG_ARGISNULL(1))
 	{
-		if (state == NULL)
+		if (PG_ARGISNULL(0))
 			PG_RETURN_NULL();
-		PG_RETURN_POINTER(state);
+		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 	}
 	emb = PG_GETARG_EMBEDDING_P(1);
-	if (state == NULL)
-		state = EmbeddingAggStateNew(aggcontext, emb->dim);
-	else if (state->dim != emb->dim)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_EXCEPTION),
-				 errmsg("different embedding dimensions %d and %d", state->dim, emb->dim)));
-	for (int i = 0; i < emb->dim; i++)
-		state->sum[i] += emb->x[i];
-	state->count++;
+	/* In an aggregate the state is ours to change (a detoasted copy too). */
+	state = PG_ARGISNULL(0) ? EmbeddingAggStateNew(aggcontext, emb->dim) : PG_GETARG_ARRAYTYPE_P(0);
+	values = EmbeddingAggStateValues(state, false, &dim);
+	EmbeddingAggCheckSameDim(dim, emb->dim);
+	values[0] += 1;
+	for (int i = 0; i < dim; i++)
+		values[i + 1] += emb->x[i];
 	PG_FREE_IF_COPY(emb, 1);
-	PG_RETURN_POINTER(state);
+	PG_RETURN_ARRAYTYPE_P(state);
 }
 
 CROSSMODAL_FUNCTION(crossmodal_embedding_combine);
@@ -858,87 +908,45 @@ Datum
 crossmodal_embedding_combine(PG_FUNCTION_ARGS)
 {
 	MemoryContext aggcontext = EmbeddingAggContext(fcinfo, "embedding_combine");
-	EmbeddingAggState *state1 = PG_ARGISNULL(0) ? NULL : (EmbeddingAggState *) PG_GETARG_POINTER(0);
-	EmbeddingAggState *state2 = PG_ARGISNULL(1) ? NULL : (EmbeddingAggState *) PG_GETARG_POINTER(1);
+	ArrayType  *state1;
+	ArrayType  *state2;
+	float8	   *values1;
+	float8	   *values2;
+	int			dim1;
+	int			dim2;
 
-	if (state2 == NULL)
+	if (PG_ARGISNULL(1))
 	{
-		if (state1 == NULL)
+		if (PG_ARGISNULL(0))
 			PG_RETURN_NULL();
-		PG_RETURN_POINTER(state1);
+		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 	}
-	if (state1 == NULL)
+	state2 = PG_GETARG_ARRAYTYPE_P(1);
+	values2 = EmbeddingAggStateValues(state2, true, &dim2);
+	if (PG_ARGISNULL(0))
 	{
-		state1 = EmbeddingAggStateNew(aggcontext, state2->dim);
-		memcpy(state1, state2, offsetof(EmbeddingAggState, sum) + sizeof(double) * state2->dim);
-		PG_RETURN_POINTER(state1);
+		/* The first state of a group: a copy, in the aggregate's context. */
+		state1 = EmbeddingAggStateNew(aggcontext, dim2);
+		memcpy(ARR_DATA_PTR(state1), values2, sizeof(float8) * EMBEDDING_AGG_STATE_N(dim2));
+		PG_RETURN_ARRAYTYPE_P(state1);
 	}
-	if (state1->dim != state2->dim)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_EXCEPTION),
-				 errmsg("different embedding dimensions %d and %d", state1->dim, state2->dim)));
-	for (int i = 0; i < state1->dim; i++)
-		state1->sum[i] += state2->sum[i];
-	state1->count += state2->count;
-	PG_RETURN_POINTER(state1);
+	state1 = PG_GETARG_ARRAYTYPE_P(0);
+	values1 = EmbeddingAggStateValues(state1, false, &dim1);
+	EmbeddingAggCheckSameDim(dim1, dim2);
+	for (int i = 0; i < EMBEDDING_AGG_STATE_N(dim1); i++)
+		values1[i] += values2[i];
+	PG_RETURN_ARRAYTYPE_P(state1);
 }
 
-CROSSMODAL_FUNCTION(crossmodal_embedding_serialize);
-Datum
-crossmodal_embedding_serialize(PG_FUNCTION_ARGS)
-{
-	EmbeddingAggState *state = (EmbeddingAggState *) PG_GETARG_POINTER(0);
-	StringInfoData buf;
-
-	EmbeddingAggContext(fcinfo, "embedding_serialize");
-	pq_begintypsend(&buf);
-	pq_sendint64(&buf, state->count);
-	pq_sendint32(&buf, state->dim);
-	for (int i = 0; i < state->dim; i++)
-		pq_sendfloat8(&buf, state->sum[i]);
-	PG_RETURN_BYTEA_P(pq_endtypsend(&buf));
-}
-
-CROSSMODAL_FUNCTION(crossmodal_embedding_deserialize);
-Datum
-crossmodal_embedding_deserialize(PG_FUNCTION_ARGS)
-{
-	bytea	   *data = PG_GETARG_BYTEA_PP(0);
-	MemoryContext aggcontext = EmbeddingAggContext(fcinfo, "embedding_deserialize");
-	StringInfoData buf;
-	int64		count;
-	int			dim;
-	EmbeddingAggState *state;
-
-	/* A read-only view of the bytea; pq_getmsg* needs no terminating zero. */
-	buf.data = VARDATA_ANY(data);
-	buf.len = VARSIZE_ANY_EXHDR(data);
-	buf.maxlen = buf.len;
-	buf.cursor = 0;
-	count = pq_getmsgint64(&buf);
-	dim = pq_getmsgint(&buf, sizeof(int32));
-	if (dim < 1 || dim > EMBEDDING_MAX_DIM ||
-		buf.len - buf.cursor != (int) sizeof(double) * dim)
-		elog(ERROR, "invalid serialized embedding aggregate state");
-	state = EmbeddingAggStateNew(aggcontext, dim);
-	state->count = count;
-	for (int i = 0; i < dim; i++)
-		state->sum[i] = pq_getmsgfloat8(&buf);
-	pq_getmsgend(&buf);
-	PG_RETURN_POINTER(state);
-}
-
-/* Converts the double sums (scaled by 1/divisor) to an embedding, checking float4 range. */
+/* The state's sums divided by divisor as an embedding, checking float4 range. */
 static Embedding *
-EmbeddingFromSums(const EmbeddingAggState *state, double divisor)
+EmbeddingFromSums(const float8 *sums, int dim, double divisor)
 {
-	Embedding  *result = EmbeddingNew(state->dim);
+	Embedding  *result = EmbeddingNew(dim);
 
-	for (int i = 0; i < state->dim; i++)
+	for (int i = 0; i < dim; i++)
 	{
-		double		value = state->sum[i] / divisor;
-
-		result->x[i] = (float4) value;
+		result->x[i] = (float4) (sums[i] / divisor);
 		if (isinf(result->x[i]))
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
@@ -953,16 +961,23 @@ CROSSMODAL_FUNCTION(crossmodal_embedding_avg_final);
 Datum
 crossmodal_embedding_avg_final(PG_FUNCTION_ARGS)
 {
-	EmbeddingAggState *state = (EmbeddingAggState *) PG_GETARG_POINTER(0);
+	int			dim;
+	float8	   *values = EmbeddingAggStateValues(PG_GETARG_ARRAYTYPE_P(0), true, &dim);
 
-	PG_RETURN_EMBEDDING_P(EmbeddingFromSums(state, (double) state->count));
+	/* Only a state made outside the transition function can count 0 rows. */
+	if (values[0] == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_EMBEDDING_P(EmbeddingFromSums(values + 1, dim, values[0]));
 }
 
 CROSSMODAL_FUNCTION(crossmodal_embedding_sum_final);
 Datum
 crossmodal_embedding_sum_final(PG_FUNCTION_ARGS)
 {
-	EmbeddingAggState *state = (EmbeddingAggState *) PG_GETARG_POINTER(0);
+	int			dim;
+	float8	   *values = EmbeddingAggStateValues(PG_GETARG_ARRAYTYPE_P(0), true, &dim);
 
-	PG_RETURN_EMBEDDING_P(EmbeddingFromSums(state, 1.0));
+	if (values[0] == 0)
+		PG_RETURN_NULL();
+	PG_RETURN_EMBEDDING_P(EmbeddingFromSums(values + 1, dim, 1.0));
 }

@@ -11,7 +11,8 @@
 -- with its attributes exactly as the install script states them.  Until this
 -- update has run in a database, its crossmodal functions fail with "could not
 -- find function".  (crossmodal_hnsw_handler, crossmodal_hnsw_heap_tids and
--- crossmodal_models already had the prefix.)
+-- crossmodal_models already had the prefix; the aggregates' support functions
+-- are replaced below.)
 CREATE OR REPLACE FUNCTION embedding_in(cstring, oid, integer) RETURNS embedding
 	AS 'MODULE_PATHNAME', 'crossmodal_embedding_in' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE OR REPLACE FUNCTION embedding_out(embedding) RETURNS cstring
@@ -74,18 +75,6 @@ CREATE OR REPLACE FUNCTION embedding_hash(embedding) RETURNS integer
 	AS 'MODULE_PATHNAME', 'crossmodal_embedding_hash' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE OR REPLACE FUNCTION embedding_hash_extended(embedding, bigint) RETURNS bigint
 	AS 'MODULE_PATHNAME', 'crossmodal_embedding_hash_extended' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE OR REPLACE FUNCTION embedding_accum(internal, embedding) RETURNS internal
-	AS 'MODULE_PATHNAME', 'crossmodal_embedding_accum' LANGUAGE C IMMUTABLE PARALLEL SAFE;
-CREATE OR REPLACE FUNCTION embedding_combine(internal, internal) RETURNS internal
-	AS 'MODULE_PATHNAME', 'crossmodal_embedding_combine' LANGUAGE C IMMUTABLE PARALLEL SAFE;
-CREATE OR REPLACE FUNCTION embedding_serialize(internal) RETURNS bytea
-	AS 'MODULE_PATHNAME', 'crossmodal_embedding_serialize' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE OR REPLACE FUNCTION embedding_deserialize(bytea, internal) RETURNS internal
-	AS 'MODULE_PATHNAME', 'crossmodal_embedding_deserialize' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE OR REPLACE FUNCTION embedding_avg_final(internal) RETURNS embedding
-	AS 'MODULE_PATHNAME', 'crossmodal_embedding_avg_final' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE OR REPLACE FUNCTION embedding_sum_final(internal) RETURNS embedding
-	AS 'MODULE_PATHNAME', 'crossmodal_embedding_sum_final' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 CREATE OR REPLACE FUNCTION cosine_distance(embedding, embedding) RETURNS double precision
 	AS 'MODULE_PATHNAME', 'crossmodal_cosine_distance' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE COST 50;
 CREATE OR REPLACE FUNCTION l2_distance(embedding, embedding) RETURNS double precision
@@ -141,6 +130,64 @@ CREATE FUNCTION embedding_concat(embedding, embedding) RETURNS embedding
 COMMENT ON FUNCTION embedding_concat(embedding, embedding) IS
 	'the elements of the first embedding followed by those of the second';
 CREATE OPERATOR || (LEFTARG = embedding, RIGHTARG = embedding, FUNCTION = embedding_concat);
+
+-- 00_embedding.sql: avg(embedding) and sum(embedding) keep their state in a
+-- double precision[] instead of internal, so that Citus can combine partial
+-- states from its workers.  ALTER AGGREGATE cannot change a state type, and
+-- dropping the aggregates would fail on (or, with CASCADE, drop) the views
+-- that use them, so the two aggregates are changed in the catalog, as
+-- PostgreSQL's own contrib/citext 1.2--1.3 update changes min and max; their
+-- dependencies move from the old support functions to the new ones, and the
+-- old ones are dropped.  Views that use the aggregates keep working.
+CREATE FUNCTION embedding_accum(double precision[], embedding) RETURNS double precision[]
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_accum' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION embedding_combine(double precision[], double precision[]) RETURNS double precision[]
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_combine' LANGUAGE C IMMUTABLE PARALLEL SAFE;
+CREATE FUNCTION embedding_avg_final(double precision[]) RETURNS embedding
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_avg_final' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+CREATE FUNCTION embedding_sum_final(double precision[]) RETURNS embedding
+	AS 'MODULE_PATHNAME', 'crossmodal_embedding_sum_final' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+DO LANGUAGE plpgsql $$
+DECLARE
+	-- old support function -> its replacement (0: none)
+	moves CONSTANT oid[][] := ARRAY[
+		['embedding_accum(internal, embedding)'::regprocedure::oid,
+		 'embedding_accum(double precision[], embedding)'::regprocedure::oid],
+		['embedding_combine(internal, internal)'::regprocedure::oid,
+		 'embedding_combine(double precision[], double precision[])'::regprocedure::oid],
+		['embedding_avg_final(internal)'::regprocedure::oid,
+		 'embedding_avg_final(double precision[])'::regprocedure::oid],
+		['embedding_sum_final(internal)'::regprocedure::oid,
+		 'embedding_sum_final(double precision[])'::regprocedure::oid],
+		['embedding_serialize(internal)'::regprocedure::oid, 0],
+		['embedding_deserialize(bytea, internal)'::regprocedure::oid, 0]];
+	aggs CONSTANT oid[] := ARRAY['avg(embedding)'::regprocedure::oid, 'sum(embedding)'::regprocedure::oid];
+BEGIN
+	UPDATE pg_catalog.pg_aggregate
+	SET aggtransfn = 'embedding_accum(double precision[], embedding)'::regprocedure::oid::regproc,
+		aggcombinefn = 'embedding_combine(double precision[], double precision[])'::regprocedure::oid::regproc,
+		aggfinalfn = CASE aggfnoid
+			WHEN aggs[1] THEN 'embedding_avg_final(double precision[])'::regprocedure::oid::regproc
+			ELSE 'embedding_sum_final(double precision[])'::regprocedure::oid::regproc END,
+		aggserialfn = 0, aggdeserialfn = 0,
+		aggtranstype = 'double precision[]'::regtype
+	WHERE aggfnoid = ANY (aggs);
+	FOR i IN 1 .. array_length(moves, 1) LOOP
+		IF moves[i][2] = 0 THEN
+			DELETE FROM pg_catalog.pg_depend
+			WHERE classid = 'pg_catalog.pg_proc'::regclass AND objid = ANY (aggs)
+				AND refclassid = 'pg_catalog.pg_proc'::regclass AND refobjid = moves[i][1];
+		ELSE
+			UPDATE pg_catalog.pg_depend SET refobjid = moves[i][2]
+			WHERE classid = 'pg_catalog.pg_proc'::regclass AND objid = ANY (aggs)
+				AND refclassid = 'pg_catalog.pg_proc'::regclass AND refobjid = moves[i][1];
+		END IF;
+	END LOOP;
+END
+$$;
+DROP FUNCTION embedding_accum(internal, embedding), embedding_combine(internal, internal),
+	embedding_serialize(internal), embedding_deserialize(bytea, internal),
+	embedding_avg_final(internal), embedding_sum_final(internal);
 
 -- 10_encoders.sql: image_labels documents its family-dependent scores;
 -- crossmodal_models() gains the family and tokenizer columns (a new result

@@ -183,39 +183,34 @@ CREATE OPERATOR CLASS embedding_ops
 		FUNCTION 1 embedding_hash(embedding),
 		FUNCTION 2 embedding_hash_extended(embedding, bigint);
 
--- Aggregates.  The state (count and double sums) is internal and updated in
--- place; serialisation lets partial aggregates run in parallel workers.  The
+-- Aggregates.  The state is a double precision[] (the count, then the sums),
+-- updated in place.  It is a real type, not internal, so that Citus can run
+-- the aggregates on its workers and combine their partial states on the
+-- coordinator (it ships a state in its text form, exact for float8), and so
+-- that parallel workers pass it without serialisation functions.  The
 -- transition and combine functions take NULL states, so they are not STRICT.
 
-CREATE FUNCTION embedding_accum(internal, embedding) RETURNS internal
+CREATE FUNCTION embedding_accum(double precision[], embedding) RETURNS double precision[]
 	AS 'MODULE_PATHNAME', 'crossmodal_embedding_accum' LANGUAGE C IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION embedding_combine(internal, internal) RETURNS internal
+CREATE FUNCTION embedding_combine(double precision[], double precision[]) RETURNS double precision[]
 	AS 'MODULE_PATHNAME', 'crossmodal_embedding_combine' LANGUAGE C IMMUTABLE PARALLEL SAFE;
-CREATE FUNCTION embedding_serialize(internal) RETURNS bytea
-	AS 'MODULE_PATHNAME', 'crossmodal_embedding_serialize' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE FUNCTION embedding_deserialize(bytea, internal) RETURNS internal
-	AS 'MODULE_PATHNAME', 'crossmodal_embedding_deserialize' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE FUNCTION embedding_avg_final(internal) RETURNS embedding
+CREATE FUNCTION embedding_avg_final(double precision[]) RETURNS embedding
 	AS 'MODULE_PATHNAME', 'crossmodal_embedding_avg_final' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
-CREATE FUNCTION embedding_sum_final(internal) RETURNS embedding
+CREATE FUNCTION embedding_sum_final(double precision[]) RETURNS embedding
 	AS 'MODULE_PATHNAME', 'crossmodal_embedding_sum_final' LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 CREATE AGGREGATE avg(embedding) (
 	SFUNC = embedding_accum,
-	STYPE = internal,
+	STYPE = double precision[],
 	FINALFUNC = embedding_avg_final,
 	COMBINEFUNC = embedding_combine,
-	SERIALFUNC = embedding_serialize,
-	DESERIALFUNC = embedding_deserialize,
 	PARALLEL = SAFE
 );
 
 CREATE AGGREGATE sum(embedding) (
 	SFUNC = embedding_accum,
-	STYPE = internal,
+	STYPE = double precision[],
 	FINALFUNC = embedding_sum_final,
 	COMBINEFUNC = embedding_combine,
-	SERIALFUNC = embedding_serialize,
-	DESERIALFUNC = embedding_deserialize,
 	PARALLEL = SAFE
 );

@@ -194,6 +194,42 @@ SELECT '[1,2,3]'::embedding || '[4,5]' AS concat, pg_typeof('[1,2,3]'::embedding
        '[1]'::embedding || NULL AS with_null;
 SELECT pg_temp.error_of($$SELECT array_fill(0, ARRAY[16000])::embedding || '[1]'$$);
 
+-- The state is a double precision[] (the count, then the double sums), which
+-- Citus computes on its workers and ships in its text form to the
+-- coordinator, where the combine function merges them: partial states of
+-- three groups, through text, give the one-pass average and sum.
+CREATE AGGREGATE pg_temp.embedding_state(embedding) (SFUNC = embedding_accum, STYPE = double precision[]);
+CREATE AGGREGATE pg_temp.embedding_merge_avg(double precision[]) (
+	SFUNC = embedding_combine, STYPE = double precision[], FINALFUNC = embedding_avg_final);
+CREATE AGGREGATE pg_temp.embedding_merge_sum(double precision[]) (
+	SFUNC = embedding_combine, STYPE = double precision[], FINALFUNC = embedding_sum_final);
+SELECT pg_temp.embedding_state(e) FROM (VALUES ('[1,2,3]'::embedding), ('[3,-2.5,6]'), (NULL)) t(e);
+SELECT pg_temp.embedding_merge_avg(s::text::float8[]) = (SELECT a FROM embedding_ops_serial) AS avg_equal,
+	   pg_temp.embedding_merge_sum(s::text::float8[]) = (SELECT s FROM embedding_ops_serial) AS sum_equal
+FROM (SELECT pg_temp.embedding_state(e) AS s FROM embedding_ops_agg GROUP BY id % 3) p;
+-- A state that does not come from the transition function (an INITCOND, or
+-- one received from elsewhere) is checked.
+CREATE FUNCTION pg_temp.avg_from(initcond text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	result text;
+	detail text;
+BEGIN
+	EXECUTE format('CREATE AGGREGATE pg_temp.avg_from_state(embedding) (SFUNC = embedding_accum,'
+		' STYPE = double precision[], FINALFUNC = embedding_avg_final, INITCOND = %L)', initcond);
+	BEGIN
+		SELECT coalesce(pg_temp.avg_from_state(e)::text, 'NULL') INTO result FROM (VALUES ('[1,2]'::embedding)) t(e);
+	EXCEPTION WHEN OTHERS THEN
+		GET STACKED DIAGNOSTICS result = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL;
+		result := SQLSTATE || ': ' || result || coalesce(' | ' || nullif(detail, ''), '');
+	END;
+	DROP AGGREGATE pg_temp.avg_from_state(embedding);
+	RETURN result;
+END $$;
+SELECT initcond, pg_temp.avg_from(initcond) FROM (VALUES ('{0,0,0}'), ('{1,1,1}'), ('{0,0}'), ('{}'),
+	('{{0,0},{0,0}}'), ('{0,NULL,0}'), ('{0.5,0,0}'), ('{-1,0,0}'), ('{0,NaN,0}'), ('{0,0,-Infinity}')) t(initcond);
+SELECT pg_temp.error_of($$SELECT embedding_accum('{0,0,0}', '[1,2]')$$) AS outside_an_aggregate;
+SELECT pg_temp.error_of($$SELECT embedding_combine('{0,0,0}', '{1,1,1}')$$) AS outside_an_aggregate;
+
 -- Every function of the type is IMMUTABLE and PARALLEL SAFE, and STRICT but
 -- for the aggregate transition and combine functions (which take NULL states).
 SELECT p.oid::regprocedure AS function, p.provolatile, p.proparallel, p.proisstrict
