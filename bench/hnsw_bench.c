@@ -37,6 +37,13 @@
  * truth.npy (in-distribution; int32 table ids, nearest first), and
  * queries_ood.npy, truth_ood.npy.  --no-db stops after that.
  *
+ * --distribute N makes the tables Citus distributed tables of N shards (the
+ * server is a Citus coordinator; bench/citus/run.sh): the index is built per
+ * shard, each query goes to every shard, ef_search (which a session SET would
+ * not carry to the shards) is set per database, which Citus propagates to its
+ * workers, and the client reconnects so that the workers' new sessions see
+ * it.  The backend CPU column is then unknown (-1): the work is the workers'.
+ *
  * Build: bench/hnsw_bench.sh build (cc -O2 ... -lpq -lopenblas -lm).
  */
 #include <inttypes.h>
@@ -76,6 +83,7 @@ typedef struct Options
 	int			pgvectorHalfvec;	/* pgvector's index on v::halfvec(dims) */
 	const char *dumpDir;
 	int			noDb;
+	int			distribute;		/* Citus shards; 0: plain tables */
 } Options;
 
 /* A query set: vectors and their exact top-k as table ids. */
@@ -389,6 +397,12 @@ Load(PGconn *conn, const Options *o, const float *base, const char *table, const
 	Exec(conn, sql);
 	snprintf(sql, sizeof(sql), "CREATE TABLE %s (id int, %s %s(%d))", table, column, type, o->dims);
 	Exec(conn, sql);
+	if (o->distribute > 0)
+	{
+		snprintf(sql, sizeof(sql), "SELECT create_distributed_table('%s', 'id', shard_count => %d)",
+				 table, o->distribute);
+		Exec(conn, sql);
+	}
 	snprintf(sql, sizeof(sql), "COPY %s (id, %s) FROM STDIN (FORMAT binary)", table, column);
 	res = PQexec(conn, sql);
 	if (PQresultStatus(res) != PGRES_COPY_IN)
@@ -574,7 +588,7 @@ DescribeData(const Mixture *mx, const float *base, const QuerySet *sets)
 }
 
 static double
-Build(PGconn *conn, const char *createSql, const char *index, const char *workers,
+Build(PGconn *conn, const char *createSql, const char *index, const char *workers, int distributed,
 	  double *sizeMiB)
 {
 	char		sql[512];
@@ -597,7 +611,8 @@ Build(PGconn *conn, const char *createSql, const char *index, const char *worker
 	Exec(conn, createSql);
 	elapsed = Now() - t0;
 	Exec(conn, "SET client_min_messages = warning");
-	snprintf(sql, sizeof(sql), "SELECT pg_relation_size('%s')", index);
+	snprintf(sql, sizeof(sql), "SELECT %s('%s')", distributed ? "citus_relation_size" : "pg_relation_size",
+			 index);
 	size = QueryValue(conn, sql);
 	*sizeMiB = atof(size) / (1024.0 * 1024.0);
 	free(size);
@@ -668,7 +683,7 @@ RunQueries(PGconn *conn, const Options *o, const QuerySet *set, const char *stmt
 	{
 		double		cpu1 = BackendCpuSeconds(conn);
 
-		*cpuMs = cpu0 >= 0 && cpu1 >= 0 ? 1000.0 * (cpu1 - cpu0) / o->queries : -1;
+		*cpuMs = cpu0 >= 0 && cpu1 >= 0 && o->distribute == 0 ? 1000.0 * (cpu1 - cpu0) / o->queries : -1;
 	}
 	free(param);
 	*qps = o->queries / elapsed;
@@ -693,25 +708,61 @@ Prepare(PGconn *conn, const char *stmt, const char *sql, const char *type)
 	PQclear(res);
 }
 
-/* Queries both sets over the ef list with `efSetting` (the GUC) and fills r. */
+/*
+ * Sets `efSetting` to ef for the following queries.  On Citus the shards'
+ * sessions must see it: it is set for the database, which Citus propagates
+ * to the workers, and the client reconnects (new sessions on the workers),
+ * then prepares `stmt` (sql, with one parameter of type) again.
+ */
 static void
-Sweep(PGconn *conn, const Options *o, const QuerySet *sets, const char *stmt,
-	  const char *efSetting, Result *r)
+SetEf(PGconn *conn, const Options *o, const char *efSetting, int ef, const char *stmt,
+	  const char *sql, const char *type)
+{
+	char		q[256];
+
+	if (o->distribute == 0)
+	{
+		snprintf(q, sizeof(q), "SET %s = %d", efSetting, ef);
+		Exec(conn, q);
+		return;
+	}
+	snprintf(q, sizeof(q), "DO $$ BEGIN EXECUTE format('ALTER DATABASE %%I SET %s = %d', current_database()); END $$",
+			 efSetting, ef);
+	Exec(conn, q);
+	PQreset(conn);
+	if (PQstatus(conn) != CONNECTION_OK)
+		Die(conn, "reconnect");
+	Exec(conn, "SET client_min_messages = warning");
+	Prepare(conn, stmt, sql, type);
+}
+
+/*
+ * Queries both sets over the ef list with `efSetting` (the GUC) and fills r;
+ * stmt is prepared from sql with a parameter of type.
+ */
+static void
+Sweep(PGconn *conn, const Options *o, const QuerySet *sets, const char *stmt, const char *sql,
+	  const char *type, const char *efSetting, Result *r)
 {
 	r->nef = ParseIntList(o->efList, r->ef, MAX_LIST);
 	printf("  %6s | %9s %9s %9s | %10s %9s %9s\n", "ef", "in recall", "in q/s", "in cpu ms",
 		   "ood recall", "ood q/s", "ood cpu ms");
 	for (int e = 0; e < r->nef; e++)
 	{
-		char		sql[128];
-
-		snprintf(sql, sizeof(sql), "SET %s = %d", efSetting, r->ef[e]);
-		Exec(conn, sql);
+		SetEf(conn, o, efSetting, r->ef[e], stmt, sql, type);
 		for (int s = 0; s < 2; s++)
 			r->recall[s][e] = RunQueries(conn, o, &sets[s], stmt, &r->qps[s][e], &r->cpuMs[s][e]);
 		printf("  %6d | %9.4f %9.1f %9.3f | %10.4f %9.1f %9.3f\n", r->ef[e], r->recall[0][e],
 			   r->qps[0][e], r->cpuMs[0][e], r->recall[1][e], r->qps[1][e], r->cpuMs[1][e]);
 		fflush(stdout);
+	}
+	if (o->distribute > 0)
+	{
+		char		q[256];
+
+		snprintf(q, sizeof(q), "DO $$ BEGIN EXECUTE format('ALTER DATABASE %%I RESET %s', current_database()); END $$",
+				 efSetting);
+		Exec(conn, q);
 	}
 }
 
@@ -786,7 +837,7 @@ int
 main(int argc, char **argv)
 {
 	Options		o = {100000, 512, 1000, 500, 16, 64, 1.0, 1.5, 0.5, 0.3, 10,
-		"10,20,40,80,160,320", "float4", "", "hnsw_bench", 0, "2GB", 0, 0, 0, NULL, 0};
+		"10,20,40,80,160,320", "float4", "", "hnsw_bench", 0, "2GB", 0, 0, 0, NULL, 0, 0};
 	Mixture		mx;
 	PGconn	   *conn;
 	PGconn	   *pconn = NULL;	/* pgvector's: a backend loads one of the two libraries */
@@ -828,6 +879,7 @@ main(int argc, char **argv)
 		else if (strcmp(a, "--pgvector-halfvec") == 0) o.pgvectorHalfvec = 1;
 		else if (strcmp(a, "--dump") == 0) o.dumpDir = v, i++;
 		else if (strcmp(a, "--no-db") == 0) o.noDb = 1;
+		else if (strcmp(a, "--distribute") == 0) o.distribute = atoi(v), i++;
 		else
 		{
 			fprintf(stderr, "usage: hnsw_bench [--rows N] [--dims D] [--clusters C] [--queries Q] "
@@ -835,14 +887,14 @@ main(int argc, char **argv)
 					"[--text-spread S] [--text-cosine C] [--ef 10,20,...] "
 					"[--storage float4,half,int8,rabitq] [--workers 0,1] [--table NAME] "
 					"[--skip-load] [--maintenance-work-mem 2GB] [--self-check N] [--pgvector [--pgvector-halfvec]] "
-					"[--dump DIR [--no-db]]\n");
+					"[--dump DIR [--no-db]] [--distribute SHARDS]\n");
 			return 2;
 		}
 	}
 	nstorages = ParseWordList(o.storageList, storages, MAX_LIST);
 	nworkers = o.workersList[0] ? ParseIntList(o.workersList, workers, MAX_LIST) : 1;
 	if (o.rows < o.k || o.dims < 1 || o.dims > 16000 || o.clusters < 1 || o.queries < 1 ||
-		o.k > 48 || o.textCosine <= 0 || (o.noDb && o.dumpDir == NULL) ||
+		o.k > 48 || o.textCosine <= 0 || (o.noDb && o.dumpDir == NULL) || o.distribute < 0 ||
 		strlen(o.maintenanceWorkMem) > 32 || strchr(o.maintenanceWorkMem, '\'') != NULL ||
 		strlen(o.table) > 40)
 	{
@@ -939,12 +991,12 @@ main(int argc, char **argv)
 					 "CREATE INDEX %s ON %s USING crossmodal_hnsw (emb embedding_cosine_ops) "
 					 "WITH (m = %d, ef_construction = %d, storage = %s)",
 					 index, o.table, o.m, o.efConstruction, storages[s]);
-			r->buildSeconds = Build(conn, sql, index, wtext, &r->sizeMiB);
+			r->buildSeconds = Build(conn, sql, index, wtext, o.distribute > 0, &r->sizeMiB);
 			printf("%s: build %.1f s, index %.1f MiB\n", r->label, r->buildSeconds, r->sizeMiB);
 			snprintf(sql, sizeof(sql), "SELECT id FROM %s ORDER BY emb <=> $1 LIMIT %d",
 					 o.table, o.k);
 			Prepare(conn, "knn", sql, "embedding");
-			Sweep(conn, &o, sets, "knn", "crossmodal.hnsw_ef_search", r);
+			Sweep(conn, &o, sets, "knn", sql, "embedding", "crossmodal.hnsw_ef_search", r);
 			if (o.selfCheck > 0)
 				SelfCheck(conn, &o, base, "knn");
 			Exec(conn, "DEALLOCATE knn");
@@ -970,7 +1022,7 @@ main(int argc, char **argv)
 				 "CREATE INDEX %s ON %s USING hnsw (%s %s_cosine_ops) "
 				 "WITH (m = %d, ef_construction = %d)", index, table, column,
 				 o.pgvectorHalfvec ? "halfvec" : "vector", o.m, o.efConstruction);
-		r->buildSeconds = Build(pconn, sql, index, "", &r->sizeMiB);
+		r->buildSeconds = Build(pconn, sql, index, "", o.distribute > 0, &r->sizeMiB);
 		{
 			char	   *v = QueryValue(pconn, "SELECT extversion FROM pg_extension WHERE extname = 'vector'");
 
@@ -983,7 +1035,7 @@ main(int argc, char **argv)
 		else
 			snprintf(sql, sizeof(sql), "SELECT id FROM %s ORDER BY v <=> $1 LIMIT %d", table, o.k);
 		Prepare(pconn, "pgv", sql, "vector");
-		Sweep(pconn, &o, sets, "pgv", "hnsw.ef_search", r);
+		Sweep(pconn, &o, sets, "pgv", sql, "vector", "hnsw.ef_search", r);
 		if (o.selfCheck > 0)
 			SelfCheck(pconn, &o, base, "pgv");
 		PQfinish(pconn);
