@@ -15,6 +15,8 @@
 #     tap [061_hnsw_crash]       TAP (test/t/NAME.pl)
 #     examples [python|node|gallery]   client examples, browser test
 #     package                    Debian package
+#     citus                      Citus (test/citus/t/*.pl): only where Citus 13.2
+#                                is installed in this PostgreSQL; not part of "all"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -22,7 +24,7 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 kind=${1:-all}
 one=${2:-}
 case $kind in
-all | unit | fuzz | kernels | exports | regress | tap | examples | package) ;;
+all | unit | fuzz | kernels | exports | regress | tap | examples | package | citus) ;;
 *) sed -n '/^# Usage/,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
 esac
 want() { [ "$kind" = all ] || [ "$kind" = "$1" ]; }
@@ -57,7 +59,7 @@ build_extension() {
 	make -s clean >/dev/null
 	make -s -j"$(nproc)" WERROR=1 && make -s install
 }
-if want exports || want regress || want tap || want examples || want package; then
+if want exports || want regress || want tap || want examples || want package || [ "$kind" = citus ]; then
 	stage "extension build (-Werror) and install" build_extension
 fi
 if want exports; then
@@ -66,7 +68,7 @@ if want exports; then
 		test/check_exports.sh crossmodal.so "sql/crossmodal--$version.sql" sql/crossmodal--*--*.sql
 fi
 
-if want regress || want tap; then
+if want regress || want tap || [ "$kind" = citus ]; then
 	# pg_regress and TAP write into the tree they run from; run them as the
 	# postgres user in a copy that user owns.
 	WORK=$(mktemp -d /tmp/crossmodal-tests.XXXXXX)
@@ -96,6 +98,12 @@ if want regress || want tap; then
 	if want tap && ls test/t/*.pl >/dev/null 2>&1; then
 		stage "TAP tests" as_postgres env CROSSMODAL_SOURCE_DIR="$WORK/repository" make -s -C "$WORK" prove_installcheck \
 			${one:+PROVE_TESTS=test/t/${one%.pl}.pl}
+	fi
+	# Citus is not in Debian: the user installs it (README, Scaling out).
+	if [ "$kind" = citus ]; then
+		citus_tests=test/citus/t/${one:-*}
+		stage "Citus: coordinator and 2 workers" as_postgres make -s -C "$WORK" prove_installcheck \
+			PROVE_TESTS="${citus_tests%.pl}.pl"
 	fi
 	rm -rf "$WORK"
 fi
