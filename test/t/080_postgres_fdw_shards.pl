@@ -36,7 +36,9 @@ for my $i (1, 2)
 {
 	my $shard = PostgreSQL::Test::Cluster->new("shard$i");
 	$shard->init;
-	$shard->append_conf('postgresql.conf', "crossmodal.model_path = '$golden'\ntrack_functions = 'all'\n");
+	# (log_statement: the remote queries that postgres_fdw sends are checked below)
+	$shard->append_conf('postgresql.conf',
+		"crossmodal.model_path = '$golden'\ntrack_functions = 'all'\nlog_statement = 'all'\n");
 	$shard->start;
 	$shard->safe_psql(
 		'postgres', qq{
@@ -72,11 +74,13 @@ for my $i (1, 2)
 	my ($host, $port) = ($s->host, $s->port);
 	$servers .= qq{
 CREATE SERVER shard$i FOREIGN DATA WRAPPER postgres_fdw
-	OPTIONS (host '$host', port '$port', dbname 'postgres', extensions 'crossmodal', use_remote_estimate 'true',
+	OPTIONS (host '$host', port '$port', dbname 'postgres', extensions 'crossmodal',
 	         options '-c crossmodal.hnsw_ef_search=200');
 CREATE USER MAPPING FOR CURRENT_USER SERVER shard$i;
 CREATE FOREIGN TABLE items_$i PARTITION OF items FOR VALUES WITH (MODULUS 2, REMAINDER @{[ $i - 1 ]})
 	SERVER shard$i OPTIONS (table_name 'items');
+CREATE FOREIGN TABLE items_${i}_topk (id integer, caption_emb embedding(48))
+	SERVER shard$i OPTIONS (table_name 'items', use_remote_estimate 'true');
 CREATE FOREIGN TABLE shard${i}_settings (ef_search text) SERVER shard$i OPTIONS (table_name 'session_settings');
 };
 }
@@ -100,16 +104,17 @@ CREATE TABLE items_local (
 	caption_emb embedding(48) GENERATED ALWAYS AS (encode_text('$m', caption)) STORED,
 	image_emb embedding(48) GENERATED ALWAYS AS (encode_image('$m', image)) STORED
 );
--- The per-shard top-k of the README: one subquery per partition, each with
--- its own LIMIT, which postgres_fdw sends to the shard.
+-- The per-shard top-k of the README: one subquery per shard, each with its
+-- own LIMIT, which postgres_fdw sends to the shard (through foreign tables
+-- with use_remote_estimate, which shows it that the LIMIT is cheap there).
 CREATE FUNCTION items_nearest(q embedding, k integer)
 RETURNS TABLE (id integer, distance double precision)
-LANGUAGE plpgsql STABLE AS \$\$
+LANGUAGE plpgsql STABLE SET plan_cache_mode = force_custom_plan AS \$\$
 BEGIN
 	RETURN QUERY SELECT s.id, s.d FROM (
-		(SELECT i.id, i.caption_emb <=> q AS d FROM items_1 i ORDER BY i.caption_emb <=> q LIMIT k)
+		(SELECT i.id, i.caption_emb <=> q AS d FROM items_1_topk i ORDER BY i.caption_emb <=> q LIMIT k)
 		UNION ALL
-		(SELECT i.id, i.caption_emb <=> q AS d FROM items_2 i ORDER BY i.caption_emb <=> q LIMIT k)
+		(SELECT i.id, i.caption_emb <=> q AS d FROM items_2_topk i ORDER BY i.caption_emb <=> q LIMIT k)
 	) s ORDER BY s.d LIMIT k;
 END
 \$\$;
@@ -196,33 +201,48 @@ for my $q (sort keys %queries)
 	}
 }
 my $text_order = $queries{text}[0];
-# Over the partitioned table, PostgreSQL 15 does not send a LIMIT to the
-# partitions, and whether the ordering is sent depends on costs (with rows
-# this few, each shard's rows are fetched and sorted here); the query text
-# is a constant by then, folded while planning on the coordinator.
+# Over the partitioned table each shard gets the ordering by the distance to
+# a constant (the query text was encoded while planning, on the coordinator)
+# and the shards' ordered rows are merged; PostgreSQL 15 sends no LIMIT to a
+# partition: the Limit above stops reading the shards' cursors.
 my $plan = $coord->safe_psql('postgres', "EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM items ORDER BY $text_order LIMIT 5");
+like($plan, qr/Merge Append/, 'partitioned: the shards\' ordered rows are merged');
 my @remote = $plan =~ /Remote SQL: (.*)/g;
-is(scalar(@remote), 2, 'one remote query per shard');
-unlike($plan, qr/encode_text/, 'the query text was encoded while planning, on the coordinator');
+is(scalar(@remote), 2, 'partitioned: one remote query per shard');
+like($_, qr/ORDER BY \(caption_emb OPERATOR\(public\.<=>\) '\[/, 'partitioned: the shard orders by the distance to a constant')
+  for @remote;
+unlike($plan, qr/encode_text/, 'partitioned: no encoder in the plan');
 
 # The per-shard form sends the distance ordering and the LIMIT to each shard.
-my $per_shard = "SELECT * FROM ((SELECT id, caption_emb <=> q AS d FROM items_1 ORDER BY caption_emb <=> q LIMIT 5) "
-  . "UNION ALL (SELECT id, caption_emb <=> q AS d FROM items_2 ORDER BY caption_emb <=> q LIMIT 5)) s ORDER BY d LIMIT 5";
+my $per_shard = "SELECT * FROM ((SELECT id, caption_emb <=> q AS d FROM items_1_topk ORDER BY caption_emb <=> q LIMIT 5) "
+  . "UNION ALL (SELECT id, caption_emb <=> q AS d FROM items_2_topk ORDER BY caption_emb <=> q LIMIT 5)) s ORDER BY d LIMIT 5";
 (my $with_const = $per_shard) =~ s/\bq\b/encode_text('$m', 'caption number 42')/g;
 $plan = $coord->safe_psql('postgres', "EXPLAIN (VERBOSE, COSTS OFF) $with_const");
 @remote = $plan =~ /Remote SQL: (.*)/g;
 is(scalar(@remote), 2, 'per shard: one remote query per shard');
 like($_, qr/ORDER BY \(caption_emb OPERATOR\(public\.<=>\) '\[.*\bLIMIT 5::bigint$/, 'per shard: the distance and the LIMIT are sent')
   for @remote;
-is( $coord->safe_psql('postgres',
-		"SELECT string_agg(id::text, ',' ORDER BY distance, id) FROM items_nearest(encode_text('$m', 'caption number 42'), 5)"),
+# And so does items_nearest(), every time (not only while its plans are custom
+# by default): the shards' logs show the cursors it opened.
+my @log_at = map { -s $_->logfile } @shards;
+my $nearest = $coord->safe_psql('postgres',
+	join('', map { "SELECT string_agg(id::text, ',' ORDER BY distance, id) FROM items_nearest(encode_text('$m', 'caption number 42'), 5);" } 1 .. 8));
+my @answers = split /\n/, $nearest;
+is(scalar(@answers), 8, 'per shard: items_nearest() ran 8 times');
+for my $i (0, 1)
+{
+	my $log = substr(PostgreSQL::Test::Utils::slurp_file($shards[$i]->logfile), $log_at[$i]);
+	my $sent = () = $log =~ /CURSOR FOR\s+SELECT id, caption_emb FROM public\.items ORDER BY \(caption_emb OPERATOR\(public\.<=>\) '\[[^\n]*\bLIMIT 5::bigint/g;
+	is($sent, 8, "per shard: shard @{[ $i + 1 ]} got the distance and the LIMIT in all 8 calls");
+}
+is( $answers[7],
 	$coord->safe_psql('postgres',
 		"SELECT string_agg(id::text, ',' ORDER BY d, id) FROM (SELECT id, $text_order AS d FROM items_local ORDER BY d, id LIMIT 5) s"
 	),
 	'per shard: items_nearest() equals the local table');
 is( $coord->safe_psql('postgres',
 		"SELECT count(*) FROM items_nearest(encode_text('$m', 'caption number 42'), 60)"),
-	'60', 'per shard: LIMIT 60 returns 60 rows with the defaults');
+	'60', 'per shard: LIMIT 60 returns 60 rows');
 
 # 3. The query text is encoded once, on the coordinator.
 my %encode_once = (
