@@ -18,7 +18,8 @@
 #	  ... SET, reach the shards;
 #	- avg(embedding), sum(embedding), the distance functions, image_labels and
 #	  the binary protocol work on distributed tables;
-#	- after a shard is moved to the other worker, its index moved with it.
+#	- after a shard is moved to the other worker, its index moved with it; the
+#	  move encoded a generated column's rows again, not a plain column's.
 use strict;
 use warnings;
 
@@ -192,6 +193,8 @@ my %once = (
 	  "SELECT id FROM items ORDER BY caption_emb <=> (SELECT encode_text('caption number 42')) LIMIT 5",
 	'default model, image, scalar subquery' =>
 	  "SELECT id FROM items ORDER BY image_emb <=> (SELECT encode_image(pg_read_binary_file('$golden/images/tiny_7x5.png'))) LIMIT 5",
+	'default model, EXECUTE argument' =>
+	  "PREPARE knn(embedding) AS SELECT id FROM items ORDER BY caption_emb <=> \$1 LIMIT 5; EXECUTE knn(encode_text('caption number 42'))",
 );
 for my $form (sort keys %once)
 {
@@ -201,6 +204,14 @@ for my $form (sort keys %once)
 	is(calls($coord, 'encode_text') + calls($coord, 'encode_image'), 1, "$form: encoded once, on the coordinator");
 	is(worker_calls('encode_text') + worker_calls('encode_image'), 0, "$form: the workers encoded nothing");
 }
+# What the README warns about: Citus does not evaluate a SELECT's STABLE
+# functions on the coordinator, so the bare default-model form is encoded by
+# the shards (with the workers' crossmodal.default_model).
+reset_counts();
+$coord->safe_psql('postgres', "SELECT id FROM items ORDER BY caption_emb <=> encode_text('caption number 42') LIMIT 5");
+settle();
+is(calls($coord, 'encode_text'), 0, 'bare default-model form: the coordinator does not encode');
+cmp_ok(worker_calls('encode_text'), '>=', 2, 'bare default-model form: the shards encode it');
 
 # 5. Settings: SET LOCAL reaches the shards (with the propagation set), a
 # session SET does not; ALTER DATABASE ... SET is propagated to the workers.
@@ -264,16 +275,41 @@ is($coord->safe_psql('postgres', "SET citus.enable_binary_protocol = on; $md5"),
 	'embeddings read from the workers in the binary protocol equal the text protocol\'s');
 
 # 7. Moving a shard moves its index (re-balancing does this for every shard).
+# PostgreSQL computes stored generated columns again when the shard's rows
+# are copied to the new worker, so the move encodes the shard's rows again;
+# a plain embedding column, filled by an UPDATE that runs on the shards,
+# moves without encoding (the README's advice for tables that will move).
+$coord->safe_psql(
+	'postgres', qq{
+CREATE TABLE notes (id integer PRIMARY KEY, caption text NOT NULL, emb embedding(48));
+SELECT create_distributed_table('notes', 'id', colocate_with => 'items');
+INSERT INTO notes (id, caption) SELECT id, caption FROM items;
+});
+reset_counts();
+$coord->safe_psql('postgres', "UPDATE notes SET emb = encode_text('$m', caption) WHERE emb IS NULL");
+settle();
+is(calls($coord, 'encode_text'), 0, 'an UPDATE filling a plain column encodes nothing on the coordinator');
+is(worker_calls('encode_text'), $rows, 'the shards encode their rows');
+is($coord->safe_psql('postgres', 'SELECT count(*) FROM notes n JOIN items_local l USING (id) WHERE n.emb = l.caption_emb'),
+	$rows, 'the filled column equals the generated one');
+
 my $shard = $coord->safe_psql('postgres',
 	"SELECT shardid FROM citus_shards WHERE table_name = 'items'::regclass AND nodeport = " . $workers[0]->port . ' LIMIT 1');
+my $moved_rows = $coord->safe_psql('postgres', "SELECT count(*) FROM items WHERE get_shard_id_for_distribution_column('items', id) = $shard");
+reset_counts();
 $coord->safe_psql('postgres',
 	sprintf("SELECT citus_move_shard_placement(%d, '%s', %d, '%s', %d, shard_transfer_mode => 'block_writes')",
 		$shard, $workers[0]->host, $workers[0]->port, $workers[1]->host, $workers[1]->port));
+settle();
+is(calls($workers[1], 'encode_text'), $moved_rows,
+	"the move encoded the moved shard's $moved_rows captions again (generated column), and not the plain column's");
 is($workers[1]->safe_psql('postgres', "$show_shards SELECT count(*) FROM pg_class WHERE relname = 'items_caption_idx_$shard'"),
 	'1', 'the moved shard has its index on the new worker');
 my $q = "caption_emb <=> encode_text('$m', 'caption number 7')";
 is($coord->safe_psql('postgres', "$exact " . $topk->('items', $q, 20) . '; COMMIT;'),
 	$coord->safe_psql('postgres', $topk->('items_local', $q, 20)), 'after the move the top-k equals a single node\'s');
+is($coord->safe_psql('postgres', 'SELECT count(*) FROM notes n JOIN items_local l USING (id) WHERE n.emb = l.caption_emb'),
+	$rows, 'the plain column moved with its values');
 
 $_->stop for @nodes;
 done_testing();
