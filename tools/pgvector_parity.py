@@ -52,8 +52,8 @@ NOT_APPLICABLE = re.compile(r"\b(halfvec|sparsevec|bit|binary_quantize)\b", re.I
 NA_SECTIONS = {"halfvec", "sparsevec", "bit"}
 
 # pgvector's aggregate support functions take and return its float8[]
-# state; crossmodal's aggregates keep an internal state, so these have no
-# counterpart.  They are reported apart, and in the figure that counts them.
+# state anywhere; crossmodal's keep a double precision[] state too but
+# update it in place, so they run only inside an aggregate.  They are reported apart, and in the figure that counts them.
 INTERNALS = re.compile(r"\bvector_(accum|avg|combine)\(")
 
 # Deliberate differences, each described in the README's "Coming from
