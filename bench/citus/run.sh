@@ -9,8 +9,9 @@
 #      and with the images already distributed (the INSERT ... SELECT runs on
 #      each shard);
 #   2. top-10 latency and recall@10 on ROWS x 512 vectors (bench/hnsw_bench.c's
-#      Gaussian mixture) in one table against a distributed table of 8 shards
-#      on 2 workers, per ef_search;
+#      Gaussian mixture, its in-distribution and cross-modal query sets) in one
+#      table against a distributed table of 8 shards on 2 workers, per
+#      ef_search;
 # and the machine load (uptime) before and after.
 #
 # Citus is not in Debian: build Citus 13.2 (the last line for PostgreSQL 15)
@@ -151,10 +152,9 @@ echo "   check: $(coord -Atc "SELECT count(*) FILTER (WHERE s.emb <=> d.emb < 1e
 # 2. Top-10 latency and recall@10: one table against 8 shards on 2 workers.
 echo
 echo "== 2. top-10 over $ROWS x 512 vectors: one node, then 8 shards on 2 workers (one client, prepared statement)"
-cc -std=c11 -O2 -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -o "$WORK/hnsw_bench" \
-	bench/hnsw_bench.c -I"$(pg_config --includedir)" -lpq -lm
+bench/hnsw_bench.sh build
 export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres PGDATABASE=postgres
-hnsw() { "$WORK/hnsw_bench" --rows "$ROWS" --dims 512 --clusters 1000 --queries "$QUERIES" --ef "$EF" \
+hnsw() { bench/build/hnsw_bench --rows "$ROWS" --dims 512 --clusters 1000 --queries "$QUERIES" --ef "$EF" \
 	--maintenance-work-mem 1GB "$@"; }
 echo "-- one node (a plain table on the coordinator)"
 hnsw --table topk_single
