@@ -24,6 +24,7 @@ typedef struct EncodeCacheEntry
 	uint64		hash;
 	const CmModelEntry *model;
 	EncodeKind	kind;
+	EncodeSettings settings;
 	int			n;				/* number of vectors */
 	Size		keylen;
 	float	   *vectors;		/* [n][embed_dim], stored after the key */
@@ -64,26 +65,45 @@ CreateCache(void)
 	nbuckets = ENCODE_CACHE_MIN_BUCKETS;
 }
 
+void
+EncodeSettingsCurrent(EncodeKind kind, EncodeSettings *settings)
+{
+	/* Zeroed whole, padding included: entries compare them with memcmp. */
+	memset(settings, 0, sizeof(EncodeSettings));
+	if (kind == ENCODE_IMAGE || kind == ENCODE_IMAGES)
+	{
+		settings->max_image_bytes = cm_max_image_bytes;
+		settings->max_image_pixels = cm_max_image_pixels;
+		settings->exif_orientation = cm_orientation_setting;
+		settings->background = cm_background_setting;
+		settings->decode = cm_decode_setting;
+	}
+}
+
 static uint64
-KeyHash(const CmModelEntry *model, EncodeKind kind, const void *key, Size keylen)
+KeyHash(const CmModelEntry *model, EncodeKind kind, const EncodeSettings *settings,
+		const void *key, Size keylen)
 {
 	uint64		seed = (uint64) (uintptr_t) model * UINT64CONST(0x9E3779B97F4A7C15) + (uint64) kind;
 
+	seed = DatumGetUInt64(hash_any_extended((const unsigned char *) settings,
+											sizeof(EncodeSettings), seed));
 	return DatumGetUInt64(hash_any_extended((const unsigned char *) key, (int) keylen, seed));
 }
 
 const float *
-EncodeCacheLookup(const CmModelEntry *model, EncodeKind kind, const void *key, Size keylen,
-				  int *n)
+EncodeCacheLookup(const CmModelEntry *model, EncodeKind kind, const EncodeSettings *settings,
+				  const void *key, Size keylen, int *n)
 {
 	uint64		hash;
 
 	if (cache_cxt == NULL || keylen > (Size) INT_MAX)
 		return NULL;
-	hash = KeyHash(model, kind, key, keylen);
+	hash = KeyHash(model, kind, settings, key, keylen);
 	for (EncodeCacheEntry *e = buckets[hash & (nbuckets - 1)]; e != NULL; e = e->next)
 	{
 		if (e->hash == hash && e->model == model && e->kind == kind &&
+			memcmp(&e->settings, settings, sizeof(EncodeSettings)) == 0 &&
 			e->keylen == keylen && memcmp(e->key, key, keylen) == 0)
 		{
 			*n = e->n;
@@ -119,8 +139,8 @@ GrowBuckets(void)
 }
 
 void
-EncodeCacheStore(const CmModelEntry *model, EncodeKind kind, const void *key, Size keylen,
-				 const float *vectors, int n)
+EncodeCacheStore(const CmModelEntry *model, EncodeKind kind, const EncodeSettings *settings,
+				 const void *key, Size keylen, const float *vectors, int n)
 {
 	Size		budget = (Size) work_mem * 1024;
 	Size		head = MAXALIGN(add_size(offsetof(EncodeCacheEntry, key), keylen));
@@ -136,15 +156,16 @@ EncodeCacheStore(const CmModelEntry *model, EncodeKind kind, const void *key, Si
 		MemoryContextDelete(cache_cxt);	/* ForgetCache resets the table */
 	if (cache_cxt == NULL)
 		CreateCache();
-	else if (EncodeCacheLookup(model, kind, key, keylen, &dummy) != NULL)
+	else if (EncodeCacheLookup(model, kind, settings, key, keylen, &dummy) != NULL)
 		return;
 	if (nentries >= nbuckets)
 		GrowBuckets();
 
 	e = MemoryContextAlloc(cache_cxt, size);
-	e->hash = KeyHash(model, kind, key, keylen);
+	e->hash = KeyHash(model, kind, settings, key, keylen);
 	e->model = model;
 	e->kind = kind;
+	e->settings = *settings;
 	e->n = n;
 	e->keylen = keylen;
 	memcpy(e->key, key, keylen);

@@ -7,8 +7,8 @@
  * they appear in a sequential scan's expressions: ORDER BY emb <=>
  * encode_text('...') without an index, a filter, a distance threshold.
  * Entries are keyed by the model (a loaded CmModelEntry, which the registry
- * keeps for the backend's lifetime), the kind of call and the input's bytes,
- * and hold what the runtime returned; a hit gives back exactly what encoding
+ * keeps for the backend's lifetime), the kind of call, the settings an image
+ * is read under and the input's bytes, and hold what the runtime returned; a hit gives back exactly what encoding
  * again would have given.  Memory is bounded by work_mem and released at the
  * end of the transaction.
  */
@@ -32,14 +32,34 @@ typedef enum EncodeKind
 } EncodeKind;
 
 /*
+ * What an image's embedding depends on besides the model and its bytes: the
+ * crossmodal.image_* settings, and the limits, which decide whether it is
+ * encoded at all.  A superuser may change them within a transaction (SET),
+ * so they are part of the key.  All zero for texts.
+ */
+typedef struct EncodeSettings
+{
+	int			max_image_bytes;
+	int			max_image_pixels;
+	int			exif_orientation;
+	int			background;
+	int			decode;
+} EncodeSettings;
+
+/* The settings that apply now to an input of this kind. */
+extern void EncodeSettingsCurrent(EncodeKind kind, EncodeSettings *settings);
+
+/*
  * The n vectors of model->info.embed_dim floats cached for the key, or NULL.
  * The pointer is valid until the next EncodeCacheStore.
  */
 extern const float *EncodeCacheLookup(const CmModelEntry *model, EncodeKind kind,
+									  const EncodeSettings *settings,
 									  const void *key, Size keylen, int *n);
 
 /* Remembers n vectors for the key (unless the entry would not fit work_mem). */
 extern void EncodeCacheStore(const CmModelEntry *model, EncodeKind kind,
+							 const EncodeSettings *settings,
 							 const void *key, Size keylen, const float *vectors, int n);
 
 #endif							/* CROSSMODAL_ENCODE_CACHE_H */

@@ -185,13 +185,15 @@ EmbeddingArray(FunctionCallInfo fcinfo, const float *v, int n, int dim)
 }
 
 /*
- * One encoder call's input: its kind, the bytes that identify it (a text's
- * or an image's bytes, or a whole flat array's), and once checked, its
- * elements (the argument itself for the single forms).
+ * One encoder call's input: its kind, the settings it is read under, the
+ * bytes that identify it (a text's or an image's bytes, or a whole flat
+ * array's), and once checked, its elements (the argument itself for the
+ * single forms).
  */
 typedef struct EncodeInput
 {
 	EncodeKind	kind;
+	EncodeSettings settings;
 	Datum		arg;			/* detoasted */
 	const void *key;
 	Size		keylen;
@@ -203,6 +205,7 @@ static void
 InputKey(EncodeInput *in, EncodeKind kind, Datum arg)
 {
 	in->kind = kind;
+	EncodeSettingsCurrent(kind, &in->settings);
 	in->elems = NULL;
 	in->n = 0;
 	if (kind == ENCODE_TEXT || kind == ENCODE_IMAGE)
@@ -267,7 +270,7 @@ EncodeCached(CmModelEntry *entry, const EncodeInput *in)
 	const float *cached;
 	int			n;
 
-	cached = EncodeCacheLookup(entry, in->kind, in->key, in->keylen, &n);
+	cached = EncodeCacheLookup(entry, in->kind, &in->settings, in->key, in->keylen, &n);
 	if (cached != NULL && n == in->n)
 	{
 		memcpy(out, cached, mul_size(mul_size(sizeof(float), dim), n));
@@ -298,17 +301,17 @@ EncodeCached(CmModelEntry *entry, const EncodeInput *in)
 		}
 		EncodeImages(entry, images, lens, in->n, out, in->kind == ENCODE_IMAGES);
 	}
-	EncodeCacheStore(entry, in->kind, in->key, in->keylen, out, in->n);
+	EncodeCacheStore(entry, in->kind, &in->settings, in->key, in->keylen, out, in->n);
 	return out;
 }
 
 /*
  * What one call site of an encoder (its FmgrInfo, which lives as long as
  * the query's expression state) remembers of its last call: the model it
- * named and what that resolved to, the input and the result.  A call with
- * the same model and input returns that result again: when every argument
- * is a constant without comparing anything, otherwise after comparing the
- * input's bytes (a query parameter is not enough: PL/pgSQL evaluates one
+ * named and what that resolved to, the settings, the input and the result.
+ * A call with the same model, settings and input returns that result again:
+ * when every argument is a constant without comparing the input, otherwise
+ * after comparing the input's bytes (a query parameter is not enough: PL/pgSQL evaluates one
  * expression state with its variables' changing values).  Inputs that
  * repeat but not on consecutive calls are found in the encode cache.
  */
@@ -317,6 +320,7 @@ typedef struct EncodeCallSite
 	bool		args_const;
 	char	   *model_name;		/* of the last call, or NULL */
 	CmModelEntry *entry;		/* what it resolved to */
+	EncodeSettings settings;	/* of the last call */
 	char	   *input;			/* the last input's key bytes */
 	Size		inputlen;
 	Datum		result;			/* the last result, or 0 */
@@ -385,18 +389,21 @@ static Datum
 EncodeCall(FunctionCallInfo fcinfo, const char *model_name, EncodeKind kind, Datum arg)
 {
 	EncodeCallSite *site = CallSite(fcinfo);
-	bool		same_model = site != NULL && site->model_name != NULL &&
-		strcmp(site->model_name, model_name) == 0;
+	EncodeSettings settings;
+	bool		same;
 	EncodeInput in;
 	CmModelEntry *entry;
 	float	   *v;
 	Datum		result;
 
-	if (same_model && site->result != (Datum) 0 && site->args_const)
+	EncodeSettingsCurrent(kind, &settings);
+	same = site != NULL && site->result != (Datum) 0 &&
+		strcmp(site->model_name, model_name) == 0 &&
+		memcmp(&site->settings, &settings, sizeof(EncodeSettings)) == 0;
+	if (same && site->args_const)
 		return datumCopy(site->result, false, -1);
 	InputKey(&in, kind, arg);
-	if (same_model && site->result != (Datum) 0 && site->inputlen == in.keylen &&
-		memcmp(site->input, in.key, in.keylen) == 0)
+	if (same && site->inputlen == in.keylen && memcmp(site->input, in.key, in.keylen) == 0)
 		return datumCopy(site->result, false, -1);
 
 	CheckInput(&in, kind == ENCODE_TEXTS ? "texts" : "images");
@@ -415,6 +422,7 @@ EncodeCall(FunctionCallInfo fcinfo, const char *model_name, EncodeKind kind, Dat
 		site->input = palloc(Max(in.keylen, 1));
 		memcpy(site->input, in.key, in.keylen);
 		site->inputlen = in.keylen;
+		site->settings = in.settings;
 		site->result = datumCopy(result, false, -1);
 		MemoryContextSwitchTo(old);
 	}

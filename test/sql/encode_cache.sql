@@ -101,6 +101,27 @@ BEGIN
 	END LOOP;
 END $$;
 
+-- An image's embedding depends on the image settings too (a superuser may
+-- SET them within a transaction): after a change, the same bytes are
+-- encoded again, at a call site with a constant argument as well as through
+-- the transaction's cache, and the earlier setting's embedding is found
+-- again when the setting comes back.  The image has transparent pixels, so
+-- a white background gives another embedding.
+RESET client_min_messages;
+SELECT '\x' || encode(pg_read_binary_file(:'images' || 'rgba_100x100.png'), 'hex') AS rgba \gset
+CREATE TEMP TABLE background (n int, background text, e embedding);
+SET client_min_messages = debug1;
+BEGIN;
+INSERT INTO background
+SELECT n, set_config('crossmodal.image_background', b, true), encode_image(:'rgba'::bytea)
+FROM (VALUES (1, 'none'), (2, 'white'), (3, 'none')) v(n, b) ORDER BY n;
+SELECT n, background, e::text = (SELECT e::text FROM background WHERE n = 1) AS same_as_none
+FROM background ORDER BY n;
+-- A lower crossmodal.max_image_pixels applies to an image encoded before.
+SET LOCAL crossmodal.max_image_pixels = 100;
+SELECT dims(encode_image(:'rgba'::bytea));
+COMMIT;
+
 RESET client_min_messages;
 
 -- What the cache returns is what encoding again returns: the text forms of
