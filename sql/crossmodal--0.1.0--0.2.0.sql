@@ -376,7 +376,10 @@ BEGIN
 	END IF;
 
 	-- Batches follow a unique key, so that each row is visited once and a run
-	-- can resume after the last key it committed.
+	-- can resume after the last key it committed.  The key must be NOT NULL:
+	-- a unique index admits any number of NULLs, and a row with a NULL key
+	-- has no place in the key order (its embedding could not be written, and
+	-- a batch ending on it would have no last key to go on after).
 	IF key_column IS NULL THEN
 		SELECT a.attname, a.atttypid INTO key_att
 		FROM pg_catalog.pg_index i
@@ -388,7 +391,7 @@ BEGIN
 					HINT = 'Name a column with a unique index as key_column.';
 		END IF;
 	ELSE
-		SELECT a.attname, a.atttypid INTO key_att
+		SELECT a.attname, a.atttypid, a.attnotnull INTO key_att
 		FROM pg_catalog.pg_attribute a
 		WHERE a.attrelid = relation AND a.attname = key_column AND a.attnum > 0 AND NOT a.attisdropped;
 		IF NOT FOUND THEN
@@ -403,6 +406,12 @@ BEGIN
 			RAISE EXCEPTION '%: key column "%" has no unique index', me, key_column
 				USING ERRCODE = 'invalid_column_reference',
 					HINT = 'Batches follow the key in order, so it must be unique: a primary key or a column with a unique index.';
+		END IF;
+		IF NOT key_att.attnotnull THEN
+			RAISE EXCEPTION '%: key column "%" is not declared NOT NULL', me, key_column
+				USING ERRCODE = 'invalid_column_reference',
+					DETAIL = 'A unique index admits NULLs, and rows with a NULL key cannot be visited in key order.',
+					HINT = format('ALTER TABLE %s ALTER COLUMN %I SET NOT NULL', relation, key_column);
 		END IF;
 	END IF;
 

@@ -133,3 +133,15 @@ SELECT count(*) FILTER (WHERE state = 'finished') AS finished_runs, count(*) AS 
 DELETE FROM crossmodal_embed_runs WHERE run_by = 'regress_embed_other';
 REVOKE ALL ON words FROM regress_embed_other;
 DROP ROLE regress_embed_other;
+
+-- A unique key that may be NULL: a NULL-key row has no place in the key
+-- order (a run used to skip it, or to start over for ever when a batch
+-- ended on it), so the key must be NOT NULL.
+CREATE TABLE nullkey (k int UNIQUE, t text, emb embedding);
+INSERT INTO nullkey VALUES (1, 'a'), (NULL, 'b'), (3, 'c');
+CALL crossmodal_embed_column('nullkey', 't', 'emb', key_column => 'k', batch_size => 3);
+\echo :SQLSTATE
+UPDATE nullkey SET k = 2 WHERE k IS NULL;
+ALTER TABLE nullkey ALTER COLUMN k SET NOT NULL;
+CALL crossmodal_embed_column('nullkey', 't', 'emb', key_column => 'k', batch_size => 3);
+SELECT k, emb IS NOT NULL AS embedded FROM nullkey ORDER BY k;
