@@ -427,8 +427,12 @@ BEGIN
 	encoder := format(CASE WHEN src_is_image THEN '%I.encode_images(%L, b.sources)'
 		ELSE '%I.encode_texts(%L, b.sources)' END, ext, use_model);
 
-	-- Only one run per column at a time: the check and the new run's row are
-	-- made under a lock that the first COMMIT releases.
+	-- Only one run of this role per column at a time: the check and the new
+	-- run's row are made under a lock that the first COMMIT releases.  Here
+	-- and below only the caller's own runs are read, even by a superuser
+	-- (whom row-level security does not restrict): any role may insert rows
+	-- of its own in the runs table, which must not stop or steer the run of
+	-- another.
 	PERFORM pg_catalog.pg_advisory_xact_lock(
 		('x' || left(md5(format('crossmodal_embed_column %s %s', relation::oid, target_column)), 16))::bit(64)::bigint);
 	EXECUTE format($q$
@@ -436,6 +440,7 @@ BEGIN
 		JOIN pg_catalog.pg_stat_activity a ON a.pid = r.pid
 			AND (a.backend_start IS NULL OR a.backend_start = r.backend_start)
 		WHERE r.relid = $1 AND r.target_column = $2 AND r.state = 'running' AND r.pid <> pg_catalog.pg_backend_pid()
+			AND r.run_by = CURRENT_USER
 		LIMIT 1$q$, runs)
 		INTO prev USING relation::oid, target_column;
 	IF prev.run_id IS NOT NULL THEN
@@ -448,7 +453,7 @@ BEGIN
 	-- was stopped where no handler could record it (e.g. a cancel between
 	-- batches).
 	EXECUTE format($q$UPDATE %s SET state = 'interrupted'
-		WHERE state = 'running' AND pid = pg_catalog.pg_backend_pid()$q$, runs);
+		WHERE state = 'running' AND pid = pg_catalog.pg_backend_pid() AND run_by = CURRENT_USER$q$, runs);
 
 	-- A refresh resumes the newest run of the same work that did not finish
 	-- (if the newest such run is not finished); a fill needs no resume point,
@@ -457,7 +462,7 @@ BEGIN
 		EXECUTE format($q$
 			SELECT r.run_id, r.last_key, r.state FROM %s r
 			WHERE r.relid = $1 AND r.target_column = $2 AND r.source_column = $3 AND r.model = $4
-				AND r.key_column = $5 AND r.refresh
+				AND r.key_column = $5 AND r.refresh AND r.run_by = CURRENT_USER
 			ORDER BY r.run_id DESC LIMIT 1$q$, runs)
 			INTO prev USING relation::oid, target_column, source_column, use_model, key_att.attname;
 		IF prev.run_id IS NOT NULL AND prev.state <> 'finished' THEN

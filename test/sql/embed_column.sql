@@ -145,3 +145,19 @@ UPDATE nullkey SET k = 2 WHERE k IS NULL;
 ALTER TABLE nullkey ALTER COLUMN k SET NOT NULL;
 CALL crossmodal_embed_column('nullkey', 't', 'emb', key_column => 'k', batch_size => 3);
 SELECT k, emb IS NOT NULL AS embedded FROM nullkey ORDER BY k;
+
+-- Any role may write runs of its own in the runs table.  A superuser's call
+-- (row-level security does not restrict superusers) reads only its own runs:
+-- a forged unfinished refresh of another role cannot make it resume past
+-- every row.
+CREATE ROLE regress_embed_forger;
+SET ROLE regress_embed_forger;
+INSERT INTO crossmodal_embed_runs (relid, relation, source_column, target_column, key_column, model,
+                                   refresh, batch_size, state, rows_total, last_key)
+VALUES ('nullkey'::regclass, 'nullkey', 't', 'emb', 'k', 'tiny-clip-quickgelu-f32', true, 256, 'failed', 3, '3');
+RESET ROLE;
+CALL crossmodal_embed_column('nullkey', 't', 'emb', refresh => true, key_column => 'k');
+SELECT run_by = current_user AS own_run, state, rows_done, resumed_from
+FROM crossmodal_embed_progress ORDER BY run_id DESC LIMIT 1;
+DELETE FROM crossmodal_embed_runs WHERE run_by = 'regress_embed_forger';
+DROP ROLE regress_embed_forger;
