@@ -292,6 +292,12 @@ CREATE PROCEDURE crossmodal_embed_column(
 LANGUAGE plpgsql AS $procedure$
 DECLARE
 	me constant text := 'crossmodal_embed_column';
+	-- Most source bytes in one batch (at least one row, whatever its size):
+	-- maintenance_work_mem, as for other maintenance work, and at most 512 MB,
+	-- since a batch's sources are one array and an array holds at most 1 GB
+	-- (256 phone photos of 4.5 MB could not be one batch).
+	batch_bytes constant bigint := least(pg_catalog.pg_size_bytes(pg_catalog.current_setting('maintenance_work_mem')),
+		512 * 1024 * 1024);
 	ext text;
 	runs text;
 	use_model text;
@@ -495,10 +501,12 @@ BEGIN
 	COMMIT;
 
 	-- One statement per batch: lock the next rows in key order (so that their
-	-- source cannot change between reading it and writing its embedding), encode
-	-- the non-NULL sources in one batched call, write the embeddings (and, in a
-	-- refresh, NULL where the source is NULL), and return the batch's last key.
-	-- Two forms: the first batch of a new run starts at the first key.
+	-- source cannot change between reading it and writing its embedding), keep
+	-- those within batch_bytes of sources (the others are left for the next
+	-- batch), encode the non-NULL sources in one batched call, write the
+	-- embeddings (and, in a refresh, NULL where the source is NULL), and return
+	-- the batch's last key.  Two forms: the first batch of a new run starts at
+	-- the first key.
 	FOREACH key_cond IN ARRAY ARRAY['true',
 		format('t.%I > $1::%s', key_att.attname, format_type(key_att.atttypid, NULL))] LOOP
 		batch_sql := array_append(batch_sql, format($q$
@@ -507,13 +515,17 @@ BEGIN
 				WHERE %5$s %6$s
 				ORDER BY t.%1$I LIMIT $2
 				FOR NO KEY UPDATE OF t),
-			b AS (
-				SELECT array_agg(b0.k ORDER BY b0.k) FILTER (WHERE b0.s IS NOT NULL) AS keys,
-					array_agg(b0.s ORDER BY b0.k) FILTER (WHERE b0.s IS NOT NULL) AS sources,
-					array_agg(b0.k) FILTER (WHERE b0.s IS NULL) AS null_keys,
-					(array_agg(b0.k ORDER BY b0.k DESC))[1]::text AS last_key,
-					count(*) AS n
+			b1 AS (
+				SELECT b0.k, b0.s, sum(coalesce(octet_length(b0.s), 0))
+					OVER (ORDER BY b0.k ROWS UNBOUNDED PRECEDING) - coalesce(octet_length(b0.s), 0) AS before
 				FROM b0),
+			b AS (
+				SELECT array_agg(b1.k ORDER BY b1.k) FILTER (WHERE b1.s IS NOT NULL) AS keys,
+					array_agg(b1.s ORDER BY b1.k) FILTER (WHERE b1.s IS NOT NULL) AS sources,
+					array_agg(b1.k) FILTER (WHERE b1.s IS NULL) AS null_keys,
+					(array_agg(b1.k ORDER BY b1.k DESC))[1]::text AS last_key,
+					count(*) AS n
+				FROM b1 WHERE b1.before < $3),
 			e AS (
 				SELECT u.k, u.emb FROM b, unnest(b.keys, %7$s) AS u(k, emb)),
 			set_embedding AS (
@@ -531,7 +543,7 @@ BEGIN
 	LOOP
 		BEGIN
 			EXECUTE batch_sql[CASE WHEN start_key IS NULL THEN 1 ELSE 2 END]
-				INTO batch_last, batch_rows USING start_key, batch_size;
+				INTO batch_last, batch_rows USING start_key, batch_size, batch_bytes;
 			IF batch_rows > 0 THEN
 				done := done + batch_rows;
 				start_key := batch_last;

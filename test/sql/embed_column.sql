@@ -161,3 +161,23 @@ SELECT run_by = current_user AS own_run, state, rows_done, resumed_from
 FROM crossmodal_embed_progress ORDER BY run_id DESC LIMIT 1;
 DELETE FROM crossmodal_embed_runs WHERE run_by = 'regress_embed_forger';
 DROP ROLE regress_embed_forger;
+
+-- A batch also stops at maintenance_work_mem of source bytes (at least one
+-- row): its sources are one array, which holds at most 1 GB, so large photos
+-- need smaller batches than batch_size says.  Four images of about 400 kB
+-- (a PNG followed by zeros, which the decoder does not read) under 1 MB: the
+-- first three rows make one batch (one transaction), the fourth the next.
+CREATE TABLE embed_big (id int PRIMARY KEY, data bytea, emb embedding, batch_xid xid8);
+CREATE FUNCTION embed_big_note_xid() RETURNS trigger LANGUAGE plpgsql
+AS $$ BEGIN NEW.batch_xid := pg_current_xact_id(); RETURN NEW; END $$;
+CREATE TRIGGER embed_big_note_xid BEFORE UPDATE ON embed_big FOR EACH ROW EXECUTE FUNCTION embed_big_note_xid();
+INSERT INTO embed_big
+SELECT g, pg_read_binary_file(:'images' || 'tiny_7x5.png') || decode(repeat('00', 400 * 1024), 'hex')
+FROM generate_series(1, 4) g;
+SET maintenance_work_mem = '1MB';
+CALL crossmodal_embed_column('embed_big', 'data', 'emb');
+RESET maintenance_work_mem;
+SELECT id, dense_rank() OVER (ORDER BY batch_xid) AS batch, emb <=> encode_image(data) < 1e-6 AS embedded
+FROM embed_big ORDER BY id;
+DROP TABLE embed_big, nullkey;
+DROP FUNCTION embed_big_note_xid();
