@@ -796,21 +796,26 @@ crossmodal_embedding_hash_extended(PG_FUNCTION_ARGS)
  * double precision[]: the count, then the double sums.  It is a real type
  * rather than internal so that Citus can compute partial states on its
  * workers and combine them on the coordinator (it ships states in their text
- * form, which for float8 is exact); parallel workers pass it as a datum.  The
- * state is updated in place when called as an aggregate, as int8_avg_accum
- * does.  A state may come from outside (an INITCOND, a Citus worker), so its
- * shape is checked on every call and its values where they are used.
+ * form, which for float8 is exact); parallel workers pass it as a datum.  As
+ * float8_accum does, the state is updated in place when called as an
+ * aggregate, and a new state is returned when the functions are called
+ * directly (the argument may be a column's value, which must not change).
+ * A state may come from outside (an INITCOND, a Citus worker, a call from
+ * SQL), so its shape is checked on every call and its values where they are
+ * used.
  */
 #define EMBEDDING_AGG_STATE_N(dim) ((dim) + 1)
 
+/*
+ * The aggregate's memory context, where the state may be changed in place;
+ * NULL when the function is called directly.
+ */
 static MemoryContext
-EmbeddingAggContext(FunctionCallInfo fcinfo, const char *caller)
+EmbeddingAggContext(FunctionCallInfo fcinfo)
 {
 	MemoryContext aggcontext;
 
-	if (!AggCheckCallContext(fcinfo, &aggcontext))
-		elog(ERROR, "%s called in non-aggregate context", caller);
-	return aggcontext;
+	return AggCheckCallContext(fcinfo, &aggcontext) ? aggcontext : NULL;
 }
 
 /* A zeroed state for dim dimensions, allocated in context. */
@@ -833,7 +838,9 @@ EmbeddingAggStateNew(MemoryContext context, int dim)
 /*
  * The state's values (count, then sums) and dimensions, after checking its
  * shape; with check_values, also that the count is a whole number >= 0 and
- * every sum is finite.
+ * every sum is finite.  The count alone, {0}, is the empty state (pgvector's
+ * INITCOND, so that an aggregate declared as pgvector's works): it has no
+ * dimensions yet and takes those of the first embedding or state added.
  */
 static float8 *
 EmbeddingAggStateValues(ArrayType *state, bool check_values, int *dim)
@@ -841,13 +848,19 @@ EmbeddingAggStateValues(ArrayType *state, bool check_values, int *dim)
 	int			n = ARR_NDIM(state) == 1 ? ARR_DIMS(state)[0] : 0;
 	float8	   *values = (float8 *) ARR_DATA_PTR(state);
 
-	if (ARR_NDIM(state) != 1 || ARR_HASNULL(state) || ARR_ELEMTYPE(state) != FLOAT8OID ||
-		n < EMBEDDING_AGG_STATE_N(1) || n > EMBEDDING_AGG_STATE_N(EMBEDDING_MAX_DIM))
+	if (ARR_NDIM(state) != 1 || ARR_HASNULL(state) || ARR_ELEMTYPE(state) != FLOAT8OID || n < 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid embedding aggregate state"),
-				 errdetail("The state must be a one-dimensional double precision array without NULLs of 2 to %d elements.",
-						   EMBEDDING_AGG_STATE_N(EMBEDDING_MAX_DIM))));
+				 errdetail("The state must be a one-dimensional double precision array without NULLs: the count, then 1 to %d sums, or {0}.",
+						   EMBEDDING_MAX_DIM)));
+	if (n == 1 && values[0] != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid embedding aggregate state"),
+				 errdetail("A state without sums must count 0 rows.")));
+	if (n > 1)
+		EmbeddingCheckDim(n - 1);	/* 54000 past the dimension limit */
 	if (check_values)
 	{
 		if (!(values[0] >= 0 && values[0] == floor(values[0]) && isfinite(values[0])))
@@ -875,15 +888,43 @@ EmbeddingAggCheckSameDim(int a, int b)
 				 errmsg("different embedding dimensions %d and %d", a, b)));
 }
 
+/*
+ * Adds addend to *sum, raising 22003 when a finite sum leaves double's range
+ * (only forged states' sums are large enough); a sum that was not finite is
+ * left for the final function to report as an invalid state.
+ */
+static inline void
+EmbeddingAggAdd(float8 *sum, float8 addend)
+{
+	float8		result = *sum + addend;
+
+	if (unlikely(isinf(result)) && isfinite(*sum) && isfinite(addend))
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("value out of range: overflow"),
+				 errdetail("A sum of the embedding aggregate state is too large for double precision.")));
+	*sum = result;
+}
+
+/*
+ * The state argument to change: in an aggregate it is ours (a detoasted copy
+ * too); called directly it may be a column's value, so it is copied.
+ */
+static ArrayType *
+EmbeddingAggStateArg(FunctionCallInfo fcinfo, int argno, MemoryContext aggcontext)
+{
+	return aggcontext ? PG_GETARG_ARRAYTYPE_P(argno) : PG_GETARG_ARRAYTYPE_P_COPY(argno);
+}
+
 CROSSMODAL_FUNCTION(crossmodal_embedding_accum);
 Datum
 crossmodal_embedding_accum(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = EmbeddingAggContext(fcinfo, "embedding_accum");
-	ArrayType  *state;
+	MemoryContext aggcontext = EmbeddingAggContext(fcinfo);
+	ArrayType  *state = NULL;
 	Embedding  *emb;
-	float8	   *values;
-	int			dim;
+	float8	   *values = NULL;
+	int			dim = 0;
 
 	if (PG_ARGISNULL(1))
 	{
@@ -892,13 +933,21 @@ crossmodal_embedding_accum(PG_FUNCTION_ARGS)
 		PG_RETURN_DATUM(PG_GETARG_DATUM(0));
 	}
 	emb = PG_GETARG_EMBEDDING_P(1);
-	/* In an aggregate the state is ours to change (a detoasted copy too). */
-	state = PG_ARGISNULL(0) ? EmbeddingAggStateNew(aggcontext, emb->dim) : PG_GETARG_ARRAYTYPE_P(0);
-	values = EmbeddingAggStateValues(state, false, &dim);
-	EmbeddingAggCheckSameDim(dim, emb->dim);
+	if (!PG_ARGISNULL(0))
+	{
+		state = EmbeddingAggStateArg(fcinfo, 0, aggcontext);
+		values = EmbeddingAggStateValues(state, false, &dim);
+	}
+	if (dim == 0)				/* no state yet, or the empty one */
+	{
+		state = EmbeddingAggStateNew(aggcontext ? aggcontext : CurrentMemoryContext, emb->dim);
+		values = (float8 *) ARR_DATA_PTR(state);
+	}
+	else
+		EmbeddingAggCheckSameDim(dim, emb->dim);
 	values[0] += 1;
-	for (int i = 0; i < dim; i++)
-		values[i + 1] += emb->x[i];
+	for (int i = 0; i < emb->dim; i++)
+		EmbeddingAggAdd(&values[i + 1], emb->x[i]);
 	PG_FREE_IF_COPY(emb, 1);
 	PG_RETURN_ARRAYTYPE_P(state);
 }
@@ -907,12 +956,12 @@ CROSSMODAL_FUNCTION(crossmodal_embedding_combine);
 Datum
 crossmodal_embedding_combine(PG_FUNCTION_ARGS)
 {
-	MemoryContext aggcontext = EmbeddingAggContext(fcinfo, "embedding_combine");
-	ArrayType  *state1;
+	MemoryContext aggcontext = EmbeddingAggContext(fcinfo);
+	ArrayType  *state1 = NULL;
 	ArrayType  *state2;
-	float8	   *values1;
+	float8	   *values1 = NULL;
 	float8	   *values2;
-	int			dim1;
+	int			dim1 = 0;
 	int			dim2;
 
 	if (PG_ARGISNULL(1))
@@ -923,18 +972,26 @@ crossmodal_embedding_combine(PG_FUNCTION_ARGS)
 	}
 	state2 = PG_GETARG_ARRAYTYPE_P(1);
 	values2 = EmbeddingAggStateValues(state2, true, &dim2);
-	if (PG_ARGISNULL(0))
+	if (!PG_ARGISNULL(0))
 	{
-		/* The first state of a group: a copy, in the aggregate's context. */
-		state1 = EmbeddingAggStateNew(aggcontext, dim2);
+		state1 = EmbeddingAggStateArg(fcinfo, 0, aggcontext);
+		values1 = EmbeddingAggStateValues(state1, false, &dim1);
+	}
+	if (dim1 == 0)
+	{
+		/*
+		 * The first state of a group, or the empty one: a copy of the second
+		 * (two empty states give the empty state), in the aggregate's context.
+		 */
+		state1 = EmbeddingAggStateNew(aggcontext ? aggcontext : CurrentMemoryContext, dim2);
 		memcpy(ARR_DATA_PTR(state1), values2, sizeof(float8) * EMBEDDING_AGG_STATE_N(dim2));
 		PG_RETURN_ARRAYTYPE_P(state1);
 	}
-	state1 = PG_GETARG_ARRAYTYPE_P(0);
-	values1 = EmbeddingAggStateValues(state1, false, &dim1);
+	if (dim2 == 0)
+		PG_RETURN_ARRAYTYPE_P(state1);
 	EmbeddingAggCheckSameDim(dim1, dim2);
 	for (int i = 0; i < EMBEDDING_AGG_STATE_N(dim1); i++)
-		values1[i] += values2[i];
+		EmbeddingAggAdd(&values1[i], values2[i]);
 	PG_RETURN_ARRAYTYPE_P(state1);
 }
 

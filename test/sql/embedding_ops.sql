@@ -225,10 +225,50 @@ BEGIN
 	DROP AGGREGATE pg_temp.avg_from_state(embedding);
 	RETURN result;
 END $$;
-SELECT initcond, pg_temp.avg_from(initcond) FROM (VALUES ('{0,0,0}'), ('{1,1,1}'), ('{0,0}'), ('{}'),
+SELECT initcond, pg_temp.avg_from(initcond) FROM (VALUES ('{0,0,0}'), ('{1,1,1}'), ('{0,0}'), ('{}'), ('{0}'), ('{1}'),
 	('{{0,0},{0,0}}'), ('{0,NULL,0}'), ('{0.5,0,0}'), ('{-1,0,0}'), ('{0,NaN,0}'), ('{0,0,-Infinity}')) t(initcond);
-SELECT pg_temp.error_of($$SELECT embedding_accum('{0,0,0}', '[1,2]')$$) AS outside_an_aggregate;
-SELECT pg_temp.error_of($$SELECT embedding_combine('{0,0,0}', '{1,1,1}')$$) AS outside_an_aggregate;
+-- Called directly, as pgvector's vector_accum and vector_combine may be, the
+-- functions return a new state and leave their argument alone (here a
+-- column's value, which a change in place would alter in the table).
+CREATE TEMP TABLE agg_states (s double precision[]);
+INSERT INTO agg_states VALUES ('{1,3,4}');
+SELECT embedding_accum(s, '[1,2]') AS accum, embedding_combine(s, '{2,1,1}') AS combine,
+       embedding_combine(NULL, s) AS combine_first, embedding_accum(NULL, '[1,2]') AS accum_first,
+       embedding_avg_final(embedding_accum(s, '[1,2]')) AS avg
+FROM agg_states;
+SELECT s AS unchanged FROM agg_states;
+-- {0}, the count alone, is the empty state (pgvector's INITCOND): it takes
+-- the dimensions of what is added to it.
+SELECT embedding_accum('{0}', '[1,2,3]') AS accum_empty, embedding_combine('{0}', '{1,2}') AS combine_empty1,
+       embedding_combine('{1,2}', '{0}') AS combine_empty2, embedding_combine('{0}', '{0}') AS combine_empties,
+       embedding_avg_final('{0}') IS NULL AS avg_empty, embedding_avg_final('{2,2,4,6}') AS avg;
+-- The aggregate as pgvector declares it, through a parallel plan whose
+-- workers may see no rows (their partial states are then {0}).
+CREATE AGGREGATE pg_temp.pgvector_style_avg(embedding) (SFUNC = embedding_accum, STYPE = double precision[],
+	FINALFUNC = embedding_avg_final, COMBINEFUNC = embedding_combine, INITCOND = '{0}', PARALLEL = SAFE);
+CREATE TABLE agg_parallel (e embedding(3)) WITH (parallel_workers = 2);
+SET parallel_setup_cost = 0;
+SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0;
+SET max_parallel_workers_per_gather = 2;
+EXPLAIN (COSTS OFF) SELECT pg_temp.pgvector_style_avg(e) FROM agg_parallel;
+SELECT pg_temp.pgvector_style_avg(e) IS NULL AS no_rows FROM agg_parallel;
+INSERT INTO agg_parallel VALUES ('[1,2,3]'), ('[3,4,5]');
+SELECT pg_temp.pgvector_style_avg(e) AS two_rows FROM agg_parallel;
+RESET parallel_setup_cost;
+RESET parallel_tuple_cost;
+RESET min_parallel_table_scan_size;
+RESET max_parallel_workers_per_gather;
+DROP TABLE agg_parallel;
+-- Forged states: malformed ones are 22023, too many elements 54000 (as an
+-- embedding would be), a sum past double's range 22003.
+SELECT s, split_part(pg_temp.error_of(format('SELECT embedding_accum(%L, %L)', s, '[1,2,3]')), ' | ', 1) AS accum,
+       split_part(pg_temp.error_of(format('SELECT embedding_combine(%L, %L)', s, '{1,2,3,4}')), ' | ', 1) AS combine,
+       split_part(pg_temp.error_of(format('SELECT embedding_avg_final(%L)', s)), ' | ', 1) AS avg
+FROM (VALUES ('{}'), ('{{0}}'), ('{NULL}'), ('{1}'), ('{0,0}'), ('{0.5,0,0,0}'), ('{1,0,Infinity,0}')) t(s);
+SELECT pg_temp.error_of($$SELECT embedding_combine('{1,1e308}', '{1,1e308}')$$) AS overflow;
+SELECT pg_temp.error_of($$SELECT embedding_accum(array_fill(0::float8, ARRAY[16002]), '[1]')$$) AS too_large;
+SELECT pg_temp.error_of($$SELECT embedding_combine('{0}', array_fill(0::float8, ARRAY[16002]))$$) AS too_large;
 
 -- Every function of the type is IMMUTABLE and PARALLEL SAFE, and STRICT but
 -- for the aggregate transition and combine functions (which take NULL states).
