@@ -9,6 +9,7 @@
 
 #include "crossmodal.h"
 #include "embedding.h"
+#include "encode_once.h"
 #include "hnsw.h"
 #include "model_registry.h"
 
@@ -27,6 +28,9 @@ _PG_init(void)
 
 	/* Encoder settings and the per-backend model registry. */
 	EncoderRegistryInit();
+
+	/* Query-level encodes once per execution (a planner hook when preloaded). */
+	EncodeOnceInit();
 
 	/* HNSW index access method: options and settings. */
 	HnswInit();
