@@ -12,8 +12,10 @@
 #	- CREATE INDEX ... USING crossmodal_hnsw builds one index per shard;
 #	- a top-k is sent to every shard and merged, and equals a local table's at
 #	  a high ef_search; the query text is encoded once, on the coordinator, in
-#	  the forms the README recommends; with the defaults a LIMIT above
-#	  ef_search, filtered or not, returns LIMIT rows;
+#	  the forms the README recommends, the bare default-model form
+#	  encode_text('...') included (crossmodal preloaded after Citus, whose
+#	  planner then gets the call as a sub-select); with the defaults a LIMIT
+#	  above ef_search, filtered or not, returns LIMIT rows;
 #	- SET LOCAL with citus.propagate_set_commands = 'local', and ALTER DATABASE
 #	  ... SET, reach the shards;
 #	- avg(embedding), sum(embedding), the distance functions, image_labels and
@@ -43,7 +45,7 @@ for my $name ('coordinator', 'worker1', 'worker2')
 	$node->init;
 	$node->append_conf(
 		'postgresql.conf', qq{
-shared_preload_libraries = 'citus'
+shared_preload_libraries = 'citus,crossmodal'
 citus.local_hostname = '@{[ $node->host ]}'
 max_connections = 100
 crossmodal.model_path = '$golden'
@@ -186,32 +188,74 @@ like($plan, qr/Query: SELECT .*ORDER BY \(caption_emb OPERATOR\(public\.<=>\) '\
 like($plan, qr/Index Scan using items_caption_idx_\d+/, 'a shard answers with its index');
 unlike($plan, qr/encode_text/, 'the query text was encoded on the coordinator');
 
-# The query text is encoded once, on the coordinator, in the recommended forms.
+# The query text is encoded once, on the coordinator, in the recommended
+# forms, and in the bare default-model forms (crossmodal.encode_once, on by
+# default: crossmodal's planner hook gives Citus the call as a sub-select).
+my $image_file = "pg_read_binary_file('$golden/images/tiny_7x5.png')";
 my %once = (
 	'named model' => "SELECT id FROM items ORDER BY caption_emb <=> encode_text('$m', 'caption number 42') LIMIT 5",
 	'default model, scalar subquery' =>
 	  "SELECT id FROM items ORDER BY caption_emb <=> (SELECT encode_text('caption number 42')) LIMIT 5",
 	'default model, image, scalar subquery' =>
-	  "SELECT id FROM items ORDER BY image_emb <=> (SELECT encode_image(pg_read_binary_file('$golden/images/tiny_7x5.png'))) LIMIT 5",
+	  "SELECT id FROM items ORDER BY image_emb <=> (SELECT encode_image($image_file)) LIMIT 5",
 	'default model, EXECUTE argument' =>
 	  "PREPARE knn(embedding) AS SELECT id FROM items ORDER BY caption_emb <=> \$1 LIMIT 5; EXECUTE knn(encode_text('caption number 42'))",
+	'default model, bare' =>
+	  "SELECT id FROM items ORDER BY caption_emb <=> encode_text('caption number 42') LIMIT 5",
+	'default model, bare, filtered' =>
+	  "SELECT id FROM items WHERE caption_emb <=> encode_text('caption number 42') < 0.5 AND category = 2 ORDER BY caption_emb <=> encode_text('caption number 42') LIMIT 5",
+	'default model, bare, statement parameter' =>
+	  "PREPARE knn_text(text) AS SELECT id FROM items ORDER BY caption_emb <=> encode_text(\$1) LIMIT 5; EXECUTE knn_text('caption number 42')",
+	'default model, image, bare statement parameter' =>
+	  "PREPARE knn_image(bytea) AS SELECT id FROM items ORDER BY image_emb <=> encode_image(\$1) LIMIT 5; EXECUTE knn_image($image_file)",
 );
 for my $form (sort keys %once)
 {
 	reset_counts();
 	$coord->safe_psql('postgres', $once{$form});
 	settle();
-	is(calls($coord, 'encode_text') + calls($coord, 'encode_image'), 1, "$form: encoded once, on the coordinator");
+	# (two calls of one text in one query: the second is found in the
+	# coordinator's encode cache; the count here is of calls)
+	my $expected = $form =~ /filtered/ ? 2 : 1;
+	is(calls($coord, 'encode_text') + calls($coord, 'encode_image'), $expected, "$form: encoded on the coordinator");
 	is(worker_calls('encode_text') + worker_calls('encode_image'), 0, "$form: the workers encoded nothing");
 }
-# What the README warns about: Citus does not evaluate a SELECT's STABLE
-# functions on the coordinator, so the bare default-model form is encoded by
-# the shards (with the workers' crossmodal.default_model).
+my $bare = "SELECT id FROM items ORDER BY caption_emb <=> encode_text('caption number 42') LIMIT 5";
+my $named = "SELECT id FROM items ORDER BY caption_emb <=> encode_text('$m', 'caption number 42') LIMIT 5";
+is($coord->safe_psql('postgres', "$exact $bare; COMMIT;"), $coord->safe_psql('postgres', "$exact $named; COMMIT;"),
+	'bare default-model form: the named form\'s rows');
+$plan = $coord->safe_psql('postgres', "$exact EXPLAIN (VERBOSE, COSTS OFF) $bare; COMMIT;");
+like($plan, qr/Task Count: 8/, 'bare default-model form: sent to the 8 shards');
+like($plan, qr/Distributed Subplan .*\n.*\n\s+Output: encode_text\('caption number 42'::text\)/,
+	'bare default-model form: encoded in a subplan on the coordinator');
+like($plan, qr/Index Scan using items_caption_idx_\d+ .*\n.*\n\s+Order By: \(items\.caption_emb <=> \$0\)/,
+	'bare default-model form: a shard answers with its index, ordered by the subplan\'s value');
+
+# A prepared statement, past PostgreSQL's five custom plans: once per
+# execution, with the session's crossmodal.default_model at that execution.
 reset_counts();
-$coord->safe_psql('postgres', "SELECT id FROM items ORDER BY caption_emb <=> encode_text('caption number 42') LIMIT 5");
+my $executions = "PREPARE knn_text(text) AS SELECT id FROM items ORDER BY caption_emb <=> encode_text(\$1) LIMIT 5;"
+  . join('', map { " EXECUTE knn_text('caption number $_');" } 1 .. 7);
+my @bare_rows = split /\n/, $coord->safe_psql('postgres', $executions);
 settle();
-is(calls($coord, 'encode_text'), 0, 'bare default-model form: the coordinator does not encode');
-cmp_ok(worker_calls('encode_text'), '>=', 2, 'bare default-model form: the shards encode it');
+is(calls($coord, 'encode_text'), 7, 'prepared, 7 executions: 7 encodes on the coordinator');
+is(worker_calls('encode_text'), 0, 'prepared, 7 executions: none on the workers');
+my @named_rows = split /\n/, $coord->safe_psql('postgres',
+	join('', map { "SELECT id FROM items ORDER BY caption_emb <=> encode_text('$m', 'caption number $_') LIMIT 5;" } 1 .. 7));
+is_deeply(\@bare_rows, \@named_rows, 'prepared, 7 executions: the named form\'s rows');
+my ($rc, $out, $err) = $coord->psql('postgres',
+	"SET crossmodal.default_model = 'tiny-clip-gelu-p16-f16'; $executions");
+like($err, qr/different embedding dimensions (48 and 40|40 and 48)/,
+	"the coordinator's session setting is the model used (a 40-dimension model against 48-dimension rows)");
+
+# crossmodal.encode_once = off, or crossmodal not preloaded: Citus does not
+# evaluate a SELECT's STABLE functions on the coordinator, so every shard
+# encodes the bare form (with the workers' crossmodal.default_model).
+reset_counts();
+$coord->safe_psql('postgres', "SET crossmodal.encode_once = off; $bare");
+settle();
+is(calls($coord, 'encode_text'), 0, 'encode_once off: the coordinator does not encode the bare form');
+cmp_ok(worker_calls('encode_text'), '>=', 2, 'encode_once off: the shards encode it');
 
 # 5. Settings: SET LOCAL reaches the shards (with the propagation set), a
 # session SET does not; ALTER DATABASE ... SET is propagated to the workers.
