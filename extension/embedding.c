@@ -11,7 +11,6 @@
 #include "common/shortest_dec.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
-#include "parser/scansup.h"
 #include "libpq/pqformat.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -22,9 +21,7 @@
 
 #include "crossmodal.h"
 #include "embedding.h"
-
-/* Longest element token quoted in an error message. */
-#define EMBEDDING_ERROR_TOKEN_LEN 40
+#include "embedding_parse.h"
 
 void
 EmbeddingInit(void)
@@ -111,29 +108,118 @@ EmbeddingElementFromDouble(double value, int position)
 	return result;
 }
 
-/* Copies the token starting at p (up to a delimiter) for an error message. */
-static char *
-EmbeddingErrorToken(const char *p)
+/*
+ * Raises the errors both forms share: NaN or infinite elements, too many
+ * elements, a count that is not the typmod's; the binary form's own.
+ */
+static pg_attribute_noreturn() void
+EmbeddingParseError(cm_emb_status status, const cm_emb_error *err)
 {
-	int			len = 0;
-
-	while (p[len] != '\0' && p[len] != ',' && p[len] != ']' &&
-		   !scanner_isspace(p[len]) && len < EMBEDDING_ERROR_TOKEN_LEN)
-		len++;
-	return pnstrdup(p, len);
+	switch (status)
+	{
+		case CM_EMB_NAN:
+			EmbeddingCheckElement(get_float4_nan(), err->position);
+			break;
+		case CM_EMB_INFINITE:
+			EmbeddingCheckElement(err->negative ? -get_float4_infinity() : get_float4_infinity(),
+								  err->position);
+			break;
+		case CM_EMB_TOO_MANY:
+			EmbeddingCheckDim(EMBEDDING_MAX_DIM + 1);
+			break;
+		case CM_EMB_TYPMOD:
+			EmbeddingCheckTypmod(err->value, err->expected);
+			break;
+		case CM_EMB_TRUNCATED:
+			/* what pq_getmsg* says of a short message */
+			ereport(ERROR,
+					(errcode(ERRCODE_PROTOCOL_VIOLATION),
+					 errmsg("insufficient data left in message")));
+			break;
+		case CM_EMB_BAD_DIM:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+					 errmsg("invalid dimension count %d in binary embedding", err->value),
+					 errdetail("An embedding must have at least 1 dimension.")));
+			break;
+		case CM_EMB_BAD_RESERVED:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
+					 errmsg("invalid reserved field %d in binary embedding", err->value),
+					 errdetail("The field after the dimension count must be 0.")));
+			break;
+		default:
+			break;
+	}
+	elog(ERROR, "embedding parser failed with status %d", (int) status);
 }
 
-static inline const char *
-SkipSpaces(const char *p)
+/*
+ * Raises the error for a text form the parser (embedding_parse.c) rejected;
+ * str is the whole input, quoted in the message.
+ */
+static pg_attribute_noreturn() void
+EmbeddingTextError(const char *str, cm_emb_status status, const cm_emb_error *err)
 {
-	while (scanner_isspace(*p))
-		p++;
-	return p;
+	char	   *token = pnstrdup(str + err->offset, err->token_len);
+
+	switch (status)
+	{
+		case CM_EMB_NO_OPEN_BRACKET:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("invalid input syntax for type embedding: \"%s\"", str),
+					 errdetail("Embedding contents must start with \"[\".")));
+			break;
+		case CM_EMB_EMPTY:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("invalid input syntax for type embedding: \"%s\"", str),
+					 errdetail("An embedding must have at least 1 dimension.")));
+			break;
+		case CM_EMB_MISSING_ELEMENT:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("invalid input syntax for type embedding: \"%s\"", str),
+					 errdetail("Element %d is missing.", err->position)));
+			break;
+		case CM_EMB_NOT_A_NUMBER:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("invalid input syntax for type embedding: \"%s\"", str),
+					 errdetail("Element %d is not a number: \"%s\".", err->position, token)));
+			break;
+		case CM_EMB_OUT_OF_RANGE:
+			EmbeddingOutOfRange(token, err->position);
+			break;
+		case CM_EMB_NO_CLOSE_BRACKET:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("invalid input syntax for type embedding: \"%s\"", str),
+					 errdetail("Embedding contents must end with \"]\".")));
+			break;
+		case CM_EMB_BAD_SEPARATOR:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("invalid input syntax for type embedding: \"%s\"", str),
+					 errdetail("Expected \",\" or \"]\" after element %d, found \"%s\".",
+							   err->position, token)));
+			break;
+		case CM_EMB_JUNK_AFTER:
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("invalid input syntax for type embedding: \"%s\"", str),
+					 errdetail("Junk after closing right bracket.")));
+			break;
+		default:
+			EmbeddingParseError(status, err);
+	}
+	elog(ERROR, "embedding parser failed with status %d", (int) status);
 }
 
 /*
  * Text input: "[1,2.5,-0.03]", with optional white space around the brackets,
- * the elements and the commas.
+ * the elements and the commas (parsed by embedding_parse.c).
  */
 CROSSMODAL_FUNCTION(crossmodal_embedding_in);
 Datum
@@ -141,95 +227,17 @@ crossmodal_embedding_in(PG_FUNCTION_ARGS)
 {
 	char	   *str = PG_GETARG_CSTRING(0);
 	int32		typmod = PG_GETARG_INT32(2);
-	const char *p = SkipSpaces(str);
-	int			capacity = 64;
-	int			dim = 0;
-	float4	   *values;
+	int			capacity = cm_embedding_text_max_elements(str, EMBEDDING_MAX_DIM);
+	float4	   *values = (float4 *) palloc(sizeof(float4) * capacity);
+	cm_emb_status status;
+	cm_emb_error err;
+	int			dim;
 	Embedding  *result;
 
-	if (*p != '[')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("invalid input syntax for type embedding: \"%s\"", str),
-				 errdetail("Embedding contents must start with \"[\".")));
-	p = SkipSpaces(p + 1);
-	if (*p == ']')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("invalid input syntax for type embedding: \"%s\"", str),
-				 errdetail("An embedding must have at least 1 dimension.")));
-
-	values = (float4 *) palloc(sizeof(float4) * capacity);
-	for (;;)
-	{
-		char	   *end;
-		float4		value;
-		int			position = dim + 1;
-
-		p = SkipSpaces(p);
-		if (dim == EMBEDDING_MAX_DIM)
-			EmbeddingCheckDim(dim + 1);
-
-		errno = 0;
-		value = strtof(p, &end);
-		if (end == p)
-		{
-			char	   *token = EmbeddingErrorToken(p);
-
-			if (*token == '\0')
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-						 errmsg("invalid input syntax for type embedding: \"%s\"", str),
-						 errdetail("Element %d is missing.", position)));
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-					 errmsg("invalid input syntax for type embedding: \"%s\"", str),
-					 errdetail("Element %d is not a number: \"%s\".", position, token)));
-		}
-		/* As float4in: a result that underflowed to zero or overflowed is out of range. */
-		if (errno == ERANGE && (value == 0.0f || isinf(value)))
-			EmbeddingOutOfRange(pnstrdup(p, Min(end - p, EMBEDDING_ERROR_TOKEN_LEN)),
-								position);
-		EmbeddingCheckElement(value, position);
-
-		if (dim == capacity)
-		{
-			capacity = Min(capacity * 2, EMBEDDING_MAX_DIM);
-			values = (float4 *) repalloc(values, sizeof(float4) * capacity);
-		}
-		values[dim++] = value;
-
-		p = SkipSpaces(end);
-		if (*p == ',')
-		{
-			p++;
-			continue;
-		}
-		if (*p == ']')
-		{
-			p++;
-			break;
-		}
-		if (*p == '\0')
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-					 errmsg("invalid input syntax for type embedding: \"%s\"", str),
-					 errdetail("Embedding contents must end with \"]\".")));
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("invalid input syntax for type embedding: \"%s\"", str),
-				 errdetail("Expected \",\" or \"]\" after element %d, found \"%s\".",
-						   position, EmbeddingErrorToken(p))));
-	}
-
-	p = SkipSpaces(p);
-	if (*p != '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
-				 errmsg("invalid input syntax for type embedding: \"%s\"", str),
-				 errdetail("Junk after closing right bracket.")));
-
-	EmbeddingCheckTypmod(dim, typmod);
+	dim = cm_embedding_parse_text(str, EMBEDDING_MAX_DIM, typmod, values, capacity,
+								  &status, &err);
+	if (dim < 0)
+		EmbeddingTextError(str, status, &err);
 	result = EmbeddingNew(dim);
 	memcpy(result->x, values, sizeof(float4) * dim);
 	pfree(values);
@@ -307,27 +315,22 @@ crossmodal_embedding_recv(PG_FUNCTION_ARGS)
 {
 	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
 	int32		typmod = PG_GETARG_INT32(2);
-	int16		dim = (int16) pq_getmsgint(buf, sizeof(int16));
-	int16		unused = (int16) pq_getmsgint(buf, sizeof(int16));
+	const unsigned char *data = (const unsigned char *) buf->data + buf->cursor;
+	size_t		len = buf->len - buf->cursor;
+	cm_emb_status status;
+	cm_emb_error err;
+	int			dim;
+	long		consumed;
 	Embedding  *result;
 
-	if (dim < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("invalid dimension count %d in binary embedding", dim),
-				 errdetail("An embedding must have at least 1 dimension.")));
-	if (unused != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_BINARY_REPRESENTATION),
-				 errmsg("invalid reserved field %d in binary embedding", unused),
-				 errdetail("The field after the dimension count must be 0.")));
-	EmbeddingCheckTypmod(dim, typmod);
+	dim = cm_embedding_binary_dim(data, len, EMBEDDING_MAX_DIM, typmod, &status, &err);
+	if (dim < 0)
+		EmbeddingParseError(status, &err);
 	result = EmbeddingNew(dim);
-	for (int i = 0; i < dim; i++)
-	{
-		result->x[i] = pq_getmsgfloat4(buf);
-		EmbeddingCheckElement(result->x[i], i + 1);
-	}
+	consumed = cm_embedding_parse_binary(data, len, dim, result->x, &status, &err);
+	if (consumed < 0)
+		EmbeddingParseError(status, &err);
+	buf->cursor += consumed;
 	PG_RETURN_EMBEDDING_P(result);
 }
 
