@@ -83,6 +83,12 @@ uninstall-models:
 		rm -rf "$(MODELS_INSTALL_DIR)/$$(basename "$$dir")"; \
 	done
 
+# `make fuzz-long`: every fuzz target for 10 million executions or an hour
+# (test/fuzz/run-long.sh; the encoder runtime's Makefile builds them).
+.PHONY: fuzz-long
+fuzz-long:
+	$(MAKE) -C encoders fuzz-long
+
 # `make prove_installcheck`: the TAP tests alone, against the installed server
 # binaries (test/run.sh runs them as a stage of their own).
 .PHONY: prove_installcheck
