@@ -698,6 +698,14 @@ helper_main(void *arg)
 {
 	cm_gemm_team *team = arg;
 	uint32_t	seen = 0;
+	bool		ok = team->helper_init == NULL || team->helper_init();
+
+	pthread_mutex_lock(&team->lock);
+	team->init_result = ok ? 1 : -1;
+	pthread_cond_signal(&team->done);
+	pthread_mutex_unlock(&team->lock);
+	if (!ok)
+		return NULL;
 
 	for (;;)
 	{
@@ -766,7 +774,7 @@ cm_gemm_team_run(cm_gemm_team *team, cm_team_fn fn, void *ctx, int n_units)
 }
 
 bool
-cm_gemm_team_start(cm_gemm_team *team, int n_threads)
+cm_gemm_team_start(cm_gemm_team *team, int n_threads, bool (*helper_init) (void))
 {
 	sigset_t	all,
 				old;
@@ -779,6 +787,8 @@ cm_gemm_team_start(cm_gemm_team *team, int n_threads)
 	team->fn = NULL;
 	team->ctx = NULL;
 	team->n_units = 0;
+	team->helper_init = helper_init;
+	team->init_result = 0;
 	atomic_init(&team->posted, 0);
 	atomic_init(&team->claim, 0);
 	atomic_init(&team->finished, 0);
@@ -805,6 +815,18 @@ cm_gemm_team_start(cm_gemm_team *team, int n_threads)
 	{
 		team->running = pthread_create(&team->helper, NULL, helper_main, team) == 0;
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	if (team->running)
+	{
+		pthread_mutex_lock(&team->lock);
+		while (team->init_result == 0)
+			pthread_cond_wait(&team->done, &team->lock);
+		pthread_mutex_unlock(&team->lock);
+		if (team->init_result < 0)
+		{
+			pthread_join(team->helper, NULL);
+			team->running = false;
+		}
 	}
 	if (!team->running)
 	{

@@ -40,13 +40,17 @@ typedef struct cm_gemm_team
 	int			n_units;
 	_Atomic uint64_t claim;		/* gen << 32 | next unit */
 	_Atomic int finished;		/* units of the current task done */
+	bool		(*helper_init) (void);	/* run first by the helper */
+	int			init_result;	/* 0 while it runs, then 1 (ok) or -1 */
 } cm_gemm_team;
 
 /*
  * Start a team when n_threads >= 2; false (and nothing to stop) when not
- * started: products then run on the caller's thread alone.
+ * started: products then run on the caller's thread alone.  helper_init,
+ * when not NULL, runs first on the helper (e.g. to claim what a library
+ * allocates per thread); the team starts only when it returns true.
  */
-bool		cm_gemm_team_start(cm_gemm_team *team, int n_threads);
+bool		cm_gemm_team_start(cm_gemm_team *team, int n_threads, bool (*helper_init) (void));
 
 /* Join the helper; harmless on a team that did not start, or NULL. */
 void		cm_gemm_team_stop(cm_gemm_team *team);

@@ -392,6 +392,7 @@ cm_safetensors_open(const char *path, cm_error *err)
 	struct stat sb;
 	int			fd;
 	void	   *map;
+	int			map_errno;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -429,10 +430,15 @@ cm_safetensors_open(const char *path, cm_error *err)
 		return NULL;
 	}
 	map = mmap(NULL, (size_t) sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	map_errno = errno;
 	close(fd);
 	if (map == MAP_FAILED)
 	{
-		cm_set_error(err, CM_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
+		int			e = map_errno;
+
+		/* ENOMEM: the address space is short (RLIMIT_AS, overcommit), not the file */
+		cm_set_error(err, e == ENOMEM ? CM_ERR_NOMEM : CM_ERR_IO, "%s: cannot map: %s",
+					 path, strerror(e));
 		return NULL;
 	}
 	st = new_reader(path, err);

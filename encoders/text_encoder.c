@@ -81,9 +81,9 @@ cm_text_forward(const cm_model *model, cm_state *s,
 	batch.n_keep = n;
 	if ((st = cm_state_reserve_tower(s, &tc->t, &batch, err)) != CM_OK)
 		return st;
-	if ((st = cm_check_cancel(opt, err)) != CM_OK)
+	if ((st = cm_check_cancel(opt, err)) != CM_OK ||
+		(st = cm_forward_begin(s, &team, err)) != CM_OK)
 		return st;
-	cm_forward_team_start(s, &team);
 
 	/* Embeddings */
 	for (int i = 0; i < n; i++)

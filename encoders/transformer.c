@@ -18,6 +18,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /*
  * With AVX2 only, cm_linear reads W in place (gemm.c) up to this many rows;
@@ -122,10 +124,95 @@ cm_check_cancel(const cm_run_options *opt, cm_error *err)
 	return CM_OK;
 }
 
-void
-cm_forward_team_start(cm_state *s, cm_gemm_team *team)
+/*
+ * OpenBLAS's work buffer per thread: BUFFER_SIZE, 128 MiB in Debian's x86-64
+ * build (and less on other architectures), plus a page; a little more is
+ * asked of the address space, to be sure.
+ */
+#define CM_BLAS_BUFFER_BYTES (((size_t) 128 << 20) + ((size_t) 1 << 20))
+
+/* The process in which this thread's buffer was taken (0: none yet). */
+static _Thread_local pid_t blas_thread_ready;
+
+/* pid << 8 | OpenBLAS threads whose buffers were taken in that process. */
+static _Atomic uint64_t blas_workers_ready;
+
+/* Whether n buffers of address space can be had right now. */
+static bool
+address_space_for(size_t n)
 {
-	s->team = cm_gemm_team_start(team, openblas_get_num_threads()) ? team : NULL;
+	size_t		bytes;
+	void	   *p;
+
+	if (!cm_mul_size(n, CM_BLAS_BUFFER_BYTES, &bytes))
+		return false;
+	p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return false;
+	munmap(p, bytes);
+	return true;
+}
+
+/*
+ * A product large enough that OpenBLAS runs it through its buffers (its
+ * small-matrix kernels take products up to 100^3 multiply-adds) and splits
+ * it over n_threads threads.
+ */
+static bool
+blas_touch(int n_threads)
+{
+	int			n = n_threads > 3 ? 48 * n_threads : 160;
+	float	   *a = calloc((size_t) 3 * n * n, sizeof(float));
+
+	if (a == NULL)
+		return false;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n,
+				1.0f, a, n, a + (size_t) n * n, n, 0.0f, a + (size_t) 2 * n * n, n);
+	free(a);
+	return true;
+}
+
+cm_status
+cm_blas_prepare(int n_threads, cm_error *err)
+{
+	pid_t		pid = getpid();
+	bool		self = blas_thread_ready != pid;
+	uint64_t	ready = atomic_load(&blas_workers_ready);
+	bool		workers = n_threads > 1 &&
+		((pid_t) (ready >> 8) != pid || (int) (ready & 0xFF) < n_threads);
+
+	if (!self && !workers)
+		return CM_OK;
+	if (!address_space_for((self ? 1 : 0) + (workers ? (size_t) n_threads - 1 : 0)) ||
+		!blas_touch(workers ? n_threads : 1))
+		return cm_set_error(err, CM_ERR_NOMEM,
+							"out of memory for OpenBLAS's work buffers (%d x %zu MiB)",
+							workers ? n_threads : 1, CM_BLAS_BUFFER_BYTES >> 20);
+	blas_thread_ready = pid;
+	if (workers)
+		atomic_store(&blas_workers_ready, (uint64_t) pid << 8 | (uint64_t) (n_threads & 0xFF));
+	return CM_OK;
+}
+
+/* The team's helper calls OpenBLAS too (attention): its buffer first. */
+static bool
+helper_blas_init(void)
+{
+	return cm_blas_prepare(1, NULL) == CM_OK;
+}
+
+cm_status
+cm_forward_begin(cm_state *s, cm_gemm_team *team, cm_error *err)
+{
+	int			n_threads = openblas_get_num_threads();
+	cm_status	st = cm_blas_prepare(n_threads, err);
+
+	s->team = NULL;
+	if (st != CM_OK)
+		return st;
+	/* a helper that cannot have its buffer leaves the pass to the caller */
+	s->team = cm_gemm_team_start(team, n_threads, helper_blas_init) ? team : NULL;
+	return CM_OK;
 }
 
 void

@@ -101,11 +101,24 @@ void		cm_linear(cm_gemm_team *team, const float *x, int rows, int in, const floa
 					  float *y, int out, bool accumulate);
 
 /*
- * Start a team for a forward pass when OpenBLAS is given two or more
+ * Before a forward pass: make sure that OpenBLAS has the per-thread work
+ * buffers the pass will use (CM_ERR_NOMEM when they cannot be had, see
+ * cm_blas_prepare), then start a team when OpenBLAS is given two or more
  * threads (the in-place kernels then use two as well); sets s->team.
+ * cm_forward_team_stop ends the team (harmless when none started).
  */
-void		cm_forward_team_start(cm_state *s, cm_gemm_team *team);
+cm_status	cm_forward_begin(cm_state *s, cm_gemm_team *team, cm_error *err);
 void		cm_forward_team_stop(cm_state *s);
+
+/*
+ * OpenBLAS gives every thread that calls it a work buffer, allocated at the
+ * thread's first call and kept; when that allocation fails it retries
+ * forever, deaf to cancellation.  This checks, for the calling thread and
+ * (n_threads > 1) OpenBLAS's own worker threads, that the buffers can be
+ * had, and has OpenBLAS take them now; CM_ERR_NOMEM when they cannot.
+ * Cheap once done (per thread, and per process for the workers).
+ */
+cm_status	cm_blas_prepare(int n_threads, cm_error *err);
 
 /* Text tower on token ids (at most the batch the caller chose). */
 cm_status	cm_text_forward(const cm_model *model, cm_state *s,

@@ -131,9 +131,9 @@ cm_vision_forward(const cm_model *model, cm_state *s, const float *pixels, int n
 	if ((st = cm_state_reserve_tower(s, &vc->t, &batch, err)) != CM_OK ||
 		(st = cm_buf_reserve(&s->patches, patch_floats, err)) != CM_OK)
 		return st;
-	if ((st = cm_check_cancel(opt, err)) != CM_OK)
+	if ((st = cm_check_cancel(opt, err)) != CM_OK ||
+		(st = cm_forward_begin(s, &team, err)) != CM_OK)
 		return st;
-	cm_forward_team_start(s, &team);
 
 	/* Patch embedding: [n * grid^2][3 p p] x W^T -> s->q as scratch. */
 	im2col(pixels, n, vc->image_size, vc->patch_size, grid, s->patches.p);

@@ -329,6 +329,21 @@ check_team_run(cm_gemm_team *t)
 	RT_CHECK(wrong == 0, "team task: %d units run other than once (or on a bad thread)", wrong);
 }
 
+static _Atomic int accepted_inits;
+
+static bool
+refuse_init(void)
+{
+	return false;
+}
+
+static bool
+accept_init(void)
+{
+	atomic_fetch_add(&accepted_inits, 1);
+	return true;
+}
+
 int
 main(void)
 {
@@ -351,12 +366,17 @@ main(void)
 	check_path("dispatch, 1 thread");
 	check_empty("dispatch, 1 thread");
 
-	RT_CHECK(!cm_gemm_team_start(&two, 1), "a team of one thread started");
+	RT_CHECK(!cm_gemm_team_start(&two, 1, NULL), "a team of one thread started");
+	RT_CHECK(!cm_gemm_team_start(&two, 2, refuse_init) && !two.running,
+			 "a team whose helper failed to initialise started");
+	RT_CHECK(cm_gemm_team_start(&two, 2, accept_init) && accepted_inits == 1,
+			 "a team whose helper initialised did not start");
+	cm_gemm_team_stop(&two);
 	cm_gemm_team_stop(&two);	/* harmless when not started */
 	cm_gemm_team_stop(NULL);
 	check_team_run(NULL);
 	check_team_run(&two);		/* not started: the caller alone */
-	RT_CHECK(cm_gemm_team_start(&two, 2), "a team of two threads did not start");
+	RT_CHECK(cm_gemm_team_start(&two, 2, NULL), "a team of two threads did not start");
 	if (two.running)
 	{
 		team = &two;
