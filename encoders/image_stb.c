@@ -44,6 +44,7 @@ typedef struct stb_alloc_guard
 {
 	size_t		cap;			/* largest single allocation allowed */
 	bool		refused;		/* set when a request exceeded cap */
+	bool		failed;			/* set when malloc or realloc returned NULL */
 } stb_alloc_guard;
 
 static _Thread_local stb_alloc_guard *current_guard;
@@ -52,6 +53,7 @@ static void *
 guarded_malloc(size_t n)
 {
 	stb_alloc_guard *guard = current_guard;
+	void	   *p;
 
 	if (guard == NULL || n > guard->cap)
 	{
@@ -59,13 +61,17 @@ guarded_malloc(size_t n)
 			guard->refused = true;
 		return NULL;
 	}
-	return malloc(n ? n : 1);
+	p = malloc(n ? n : 1);
+	if (p == NULL)
+		guard->failed = true;
+	return p;
 }
 
 static void *
 guarded_realloc(void *p, size_t n)
 {
 	stb_alloc_guard *guard = current_guard;
+	void	   *q;
 
 	if (guard == NULL || n > guard->cap)
 	{
@@ -73,7 +79,10 @@ guarded_realloc(void *p, size_t n)
 			guard->refused = true;
 		return NULL;
 	}
-	return realloc(p, n ? n : 1);
+	q = realloc(p, n ? n : 1);
+	if (q == NULL)
+		guard->failed = true;
+	return q;
 }
 
 #define STB_IMAGE_IMPLEMENTATION
@@ -150,7 +159,7 @@ static cm_status
 stb_decode(const cm_image_codec *codec, const unsigned char *b, size_t len,
 		   const cm_image_header *h, cm_decoded_image *out, cm_error *err)
 {
-	stb_alloc_guard guard = {0, false};
+	stb_alloc_guard guard = {0, false, false};
 	int			iw,
 				ih,
 				icomp,
@@ -175,7 +184,14 @@ stb_decode(const cm_image_codec *codec, const unsigned char *b, size_t len,
 
 	guard.cap = decoder_alloc_cap(h->width, h->height, len);
 	guard.refused = false;
+	guard.failed = false;
 	current_guard = &guard;
+	/*
+	 * stb keeps its last failure reason (per thread) until the next failure
+	 * and returns NULL without one where its zlib output's first allocation
+	 * fails: start from none, and tell out-of-memory by the guard.
+	 */
+	stbi__g_failure_reason = NULL;
 	pixels = stbi_load_from_memory(b, (int) len, &dw, &dh, &dcomp, 0);
 	current_guard = NULL;
 	if (pixels == NULL)
@@ -186,7 +202,7 @@ stb_decode(const cm_image_codec *codec, const unsigned char *b, size_t len,
 			return cm_set_error(err, CM_ERR_INPUT,
 								"invalid %s image: its data needs more memory than a %ux%u image can (corrupt or hostile data)",
 								codec->name, h->width, h->height);
-		if (reason && strcmp(reason, "outofmem") == 0)
+		if (guard.failed || (reason && strcmp(reason, "outofmem") == 0))
 			return cm_set_error(err, CM_ERR_NOMEM, "out of memory decoding a %ux%u %s image",
 								h->width, h->height, codec->name);
 		if (reason && strcmp(reason, "BMP RLE") == 0)
@@ -248,7 +264,7 @@ png_next_chunk(const unsigned char *b, size_t len, size_t *pos, png_chunk *c)
 static unsigned char *
 png_inflate(const unsigned char *z, size_t n, size_t *out_len)
 {
-	stb_alloc_guard guard = {PNG_TEXT_MAX, false};
+	stb_alloc_guard guard = {PNG_TEXT_MAX, false, false};
 	char	   *text;
 	int			got;
 
