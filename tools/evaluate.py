@@ -1,13 +1,16 @@
 #!/usr/bin/python3
 # evaluate.py - retrieval evaluation of an exported emoji CLIP on styles and concepts it never trained on.
 #
-# Usage: /usr/bin/python3 tools/evaluate.py [MODEL_DIR] [--json OUT.json]
-#   needs tools/cache/prepared/{concepts.json,heldout.npz} (tools/emoji_data.py prepare) and builds
-#   tools/cache/prepared/openmoji.npz on first use (tools/emoji_data.py openmoji).
+# Usage: /usr/bin/python3 tools/evaluate.py [MODEL_DIR] [--heldout-families] [--json OUT.json]
+#   needs tools/cache/prepared/ (tools/emoji_data.py prepare) and builds tools/cache/prepared/openmoji.npz
+#   on first use (tools/emoji_data.py openmoji).
 #
-# Sets: (1) OpenMoji colour images (a style absent from training) over every concept they share with the
-# caption data, (2) the held-out concept families over the three training styles.  Skin-tone variants are
-# left out of both sets (their captions differ only in the tone).  Queries are the emojibase labels.
+# Sets: OpenMoji colour images and Streamline images, two drawing styles absent from training, each over
+# every concept it shares with the caption data.  --heldout-families says the model was trained without
+# the held-out concept families (train.py --holdout-families): then those families are also measured in
+# the training styles and split out of the two unseen styles.  The fit on training images (Noto, trained
+# concepts) is a diagnostic.  Skin-tone variants are left out of every set (their captions differ only in
+# the tone).  Queries are the emojibase labels.
 # Text->image: a hit when any of the top k images shows the query's concept.  Image->text: a hit when the
 # image's label is among the top k labels.  The baseline re-runs the same with the labels shuffled among
 # the concepts, i.e. chance level for that gallery.
@@ -99,6 +102,19 @@ def load_npz(name):
     return {k: d[k] for k in d.files}
 
 
+def select(data, mask):
+    """The rows of an image set (dict of equal-length arrays) where mask is true."""
+    return {k: v[mask] for k, v in data.items()}
+
+
+def style_mask(data, style):
+    return np.array([str(s).split(":", 1)[0] == style for s in data["source"]])
+
+
+def heldout_mask(data, concepts):
+    return np.array([concepts[str(h)]["heldout"] for h in data["hex"]])
+
+
 def main():
     args = sys.argv[1:]
     out_json = None
@@ -106,6 +122,8 @@ def main():
         i = args.index("--json")
         out_json = args[i + 1]
         del args[i:i + 2]
+    families = "--heldout-families" in args
+    args = [a for a in args if a != "--heldout-families"]
     model_dir = args[0] if args else os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                                      "models", "emoji-clip-en-ko")
     torch.set_num_threads(int(os.environ.get("CM_THREADS", "2")))
@@ -117,24 +135,23 @@ def main():
                                                      "emoji_data.py"), "openmoji"], check=True)
     model = load_model(model_dir)
     tok = Tokenizer.load(model_dir)
-    results = {
-        "openmoji_unseen_style": eval_set(model, tok, concepts, load_npz("openmoji.npz")),
-        "heldout_concepts_train_styles": eval_set(model, tok, concepts, load_npz("heldout.npz")),
-    }
-    heldout = load_npz("heldout.npz")
-    for style in ("google", "twitter", "fluent"):
-        sel = np.array([str(s).startswith(style + ":") for s in heldout["source"]])
-        sub = {k: v[sel] for k, v in heldout.items()}
-        results["heldout_concepts_" + style] = eval_set(model, tok, concepts, sub)
-    # Diagnostics: OpenMoji split by whether the concept was trained on, and the fit on seen data.
-    om = load_npz("openmoji.npz")
-    for part, flag in (("seen", False), ("heldout", True)):
-        sel = np.array([concepts[str(h)]["heldout"] == flag for h in om["hex"]])
-        results["openmoji_%s_concepts" % part] = eval_set(model, tok, concepts, {k: v[sel] for k, v in om.items()})
-    train = load_npz("train.npz")
-    sel = np.array([str(s).startswith("google:") for s in train["source"]])
-    results["diagnostic_trained_concepts_google"] = eval_set(model, tok, concepts,
-                                                             {k: v[sel] for k, v in train.items()})
+    unseen = {"openmoji": load_npz("openmoji.npz"), "streamline": load_npz("streamline.npz")}
+    styles = load_npz("styles.npz")
+    results = {}
+    for name, data in unseen.items():
+        results[name + "_unseen_style"] = eval_set(model, tok, concepts, data)
+    if families:
+        held = heldout_mask(styles, concepts)
+        results["heldout_concepts_train_styles"] = eval_set(model, tok, concepts, select(styles, held))
+        for name, data in unseen.items():
+            h = heldout_mask(data, concepts)
+            results[name + "_heldout_concepts"] = eval_set(model, tok, concepts, select(data, h))
+            results[name + "_seen_concepts"] = eval_set(model, tok, concepts, select(data, ~h))
+        trained = ~held
+    else:
+        trained = np.ones(len(styles["hex"]), dtype=bool)
+    results["diagnostic_trained_concepts_google"] = eval_set(
+        model, tok, concepts, select(styles, trained & style_mask(styles, "google")))
     for name, r in results.items():
         print("%s: %d images, %d concepts" % (name, r["images"], r["concepts"]))
         for key in ("en", "en_shuffled", "ko", "ko_shuffled"):
