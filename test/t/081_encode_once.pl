@@ -10,6 +10,9 @@
 #	- results equal those with the setting off, and the named-model form's;
 #	- a generic plan of a prepared statement follows crossmodal.default_model
 #	  from one execution to the next;
+#	- over postgres_fdw partitions (a loopback server here), the ordering by
+#	  the InitPlan's value is sent to the shards, with the rows a local table
+#	  gives (with the setting off, every row is fetched);
 #	- calls in INSERT and UPDATE, in a GROUP BY target, with a column or a
 #	  volatile argument, and in a query without FROM are left as they are.
 use strict;
@@ -161,7 +164,40 @@ is($n, 1, "parallel query ($scanned workers scanned rows): one encode");
 ($n, $scanned) = encodes_logged("$off;", 'parallel each');
 is($n, $scanned, "encode_once off: one encode per worker that scanned rows ($scanned)");
 
-# 6. Left as they are.
+# 6. postgres_fdw sends no STABLE function, but it sends a parameter: the
+# InitPlan's value goes to the shards with the ordering.  (Partitions on a
+# loopback server, the recipe of the README and of TAP 080.)
+$node->safe_psql('postgres', 'CREATE DATABASE shard');
+# (No index on the shards: their answers are exact, as the local one is
+# with $seqscan.)
+$node->safe_psql('shard',
+	'CREATE EXTENSION crossmodal; CREATE TABLE items_0 (id integer, emb embedding(48)); CREATE TABLE items_1 (LIKE items_0);');
+for my $r (0, 1)
+{
+	my $copy = $node->safe_psql('postgres', "COPY (SELECT id, emb FROM items WHERE id % 2 = $r) TO STDOUT");
+	$node->safe_psql('shard', "COPY items_$r FROM STDIN;\n$copy\n\\.\n");
+}
+$node->safe_psql(
+	'postgres', sprintf(
+		q{
+CREATE EXTENSION postgres_fdw;
+CREATE SERVER loopback FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '%s', port '%d', dbname 'shard', extensions 'crossmodal');
+CREATE USER MAPPING FOR CURRENT_USER SERVER loopback;
+CREATE TABLE sharded (id integer, emb embedding(48)) PARTITION BY HASH (id);
+CREATE FOREIGN TABLE sharded_0 PARTITION OF sharded FOR VALUES WITH (MODULUS 2, REMAINDER 0) SERVER loopback OPTIONS (table_name 'items_0');
+CREATE FOREIGN TABLE sharded_1 PARTITION OF sharded FOR VALUES WITH (MODULUS 2, REMAINDER 1) SERVER loopback OPTIONS (table_name 'items_1');
+}, $node->host, $node->port));
+my $fdw_knn = "SELECT id FROM sharded ORDER BY emb <=> encode_text('caption number 42') LIMIT 5";
+like(result('', "EXPLAIN (VERBOSE, COSTS OFF) $fdw_knn"),
+	qr/Remote SQL: SELECT id, emb FROM public\.items_0 ORDER BY \(emb OPERATOR\(public\.<=>\) \$1::public\.embedding\)/,
+	'postgres_fdw: each shard is sent the ordering by the InitPlan\'s value');
+like(result($off, "EXPLAIN (VERBOSE, COSTS OFF) $fdw_knn"), qr/Remote SQL: SELECT id, emb FROM public\.items_0\n/,
+	'postgres_fdw, encode_once off: every row is fetched');
+is(result('', $fdw_knn), result($seqscan, "SELECT id FROM items ORDER BY emb <=> encode_text('caption number 42') LIMIT 5"),
+	'postgres_fdw: the local table\'s rows');
+is(calls('', $fdw_knn), 1, 'postgres_fdw: one call on the coordinator');
+
+# 7. Left as they are.
 my %untouched = (
 	'INSERT ... VALUES' => "INSERT INTO items (id, caption) VALUES (-1, encode_text('x')::text)",
 	'UPDATE' => "UPDATE items SET caption = encode_text('x')::text WHERE emb <=> encode_text('y') < 0",
