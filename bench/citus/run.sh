@@ -12,6 +12,10 @@
 #      Gaussian mixture, its in-distribution and cross-modal query sets) in one
 #      table against a distributed table of 8 shards on 2 workers, per
 #      ef_search;
+#   3. top-10 latency of a query text over a distributed table of CAPTIONS
+#      captions, by how the text is written: the named model, the default
+#      model bare (crossmodal.encode_once on: encoded on the coordinator; off:
+#      on every shard), and as a scalar subquery;
 # and the machine load (uptime) before and after.
 #
 # Citus is not in Debian: build Citus 13.2 (the last line for PostgreSQL 15)
@@ -19,7 +23,7 @@
 # citus.so is in `pg_config --pkglibdir` (README, Scaling out).  Install
 # crossmodal there too (`make install`).  Then, as root:
 #   bench/citus/run.sh
-#   IMAGES=240 ROWS=100000 QUERIES=200 EF=10,20,40,80,160 PORT=56150
+#   IMAGES=240 ROWS=100000 QUERIES=200 EF=10,20,40,80,160 CAPTIONS=1000 TEXTS=20 PORT=56150
 #   MODEL_DIR=DIR   the model that encodes the images (default: the random
 #                   ViT-B/32-shaped model of bench/encoders, generated when
 #                   missing); MODEL_DIR=default uses the shipped emoji model
@@ -32,6 +36,8 @@ IMAGES="${IMAGES:-240}"
 ROWS="${ROWS:-100000}"
 QUERIES="${QUERIES:-200}"
 EF="${EF:-10,20,40,80,160}"
+CAPTIONS="${CAPTIONS:-1000}"
+TEXTS="${TEXTS:-20}"
 PORT="${PORT:-56150}"
 MODEL_DIR="${MODEL_DIR:-$ROOT/bench/encoders/work/clip-vit-b32-random}"
 cd "$ROOT"
@@ -79,13 +85,14 @@ for n in $NODES; do
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$WORK'
-shared_preload_libraries = 'citus'
+shared_preload_libraries = 'citus,crossmodal'
 shared_buffers = 512MB
 maintenance_work_mem = 1GB
 max_connections = 100
 fsync = off
 synchronous_commit = off
 $MODEL_SETTING
+crossmodal.default_model = '$MODEL'
 EOF
 	as_postgres "$BINDIR/pg_ctl" -D "$WORK/$n" -l "$WORK/$n.log" -w start >/dev/null
 	port=$((port + 1))
@@ -163,6 +170,36 @@ hnsw --table topk_dist --distribute 8
 coord -c "SET client_min_messages = warning" -c "DO \$\$ BEGIN EXECUTE format('ALTER DATABASE %I SET crossmodal.hnsw_ef_search = 40', current_database()); END \$\$" >/dev/null
 q=$(coord -Atc "SELECT emb FROM topk_dist WHERE id = 1")
 echo "   a shard's plan at ef_search 40: $(coord -Atc "EXPLAIN (COSTS OFF) SELECT id FROM topk_dist ORDER BY emb <=> '$q' LIMIT 10" | grep -o 'Index Scan using [a-z_0-9]*\|Seq Scan on [a-z_0-9]*' | head -1)"
+
+# 3. The query text's forms.  Each form runs a warm-up query (it loads the
+# model in the session's backends) and TEXTS queries of distinct texts in one
+# session; psql's \timing of the TEXTS queries, mean and median.
+echo
+echo "== 3. top-10 of a query text over $CAPTIONS captions in 8 shards on 2 workers, by the form of the text (one client)"
+coord -c "CREATE TABLE captions (id int PRIMARY KEY, caption text, emb embedding GENERATED ALWAYS AS (encode_text('$MODEL', caption)) STORED)" \
+	-c "SELECT create_distributed_table('captions', 'id', shard_count => 8, colocate_with => 'none')" \
+	-c "INSERT INTO captions (id, caption) SELECT g, 'a photo of thing number ' || g FROM generate_series(1, $CAPTIONS) g" \
+	-c "CREATE INDEX ON captions USING crossmodal_hnsw (emb embedding_cosine_ops)" >/dev/null
+forms=0
+# form LABEL SETTING TEMPLATE: each @ of TEMPLATE becomes the quoted text
+form() {
+	local label=$1 setting=$2 template=$3 file="$WORK/form.sql" i q
+	forms=$((forms + 1))
+	{
+		echo "SET crossmodal.encode_once = $setting;"
+		for i in $(seq 0 "$TEXTS"); do
+			[ "$i" = 1 ] && echo '\timing on'
+			q="'a query text, form $forms, number $i'"
+			echo "SELECT id FROM captions ORDER BY emb <=> ${template//@/$q} LIMIT 10;"
+		done
+	} >"$file"
+	coord -f "$file" -o /dev/null | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | sort -n |
+		awk -v l="$label" '{ t[NR] = $1; s += $1 } END { printf "%-62s %8.1f ms mean %8.1f ms median\n", l, s / NR, t[int((NR + 1) / 2)] }'
+}
+form "named model: encode_text('MODEL', text)" on "encode_text('$MODEL', @)"
+form "default model, bare, encode_once on (coordinator encodes)" on "encode_text(@)"
+form "default model, bare, encode_once off (every shard encodes)" off "encode_text(@)"
+form "default model, scalar subquery (SELECT encode_text(text))" on "(SELECT encode_text(@))"
 
 echo
 echo "== load after: $(uptime)"
