@@ -231,6 +231,15 @@ like($plan, qr/Distributed Subplan .*\n.*\n\s+Output: encode_text\('caption numb
 like($plan, qr/Index Scan using items_caption_idx_\d+ .*\n.*\n\s+Order By: \(items\.caption_emb <=> \$0\)/,
 	'bare default-model form: a shard answers with its index, ordered by the subplan\'s value');
 
+# A query that Citus routes to one shard is sent there whole: the sub-select
+# goes with it and that shard's worker evaluates it, once (with its own
+# default_model).
+reset_counts();
+$coord->safe_psql('postgres', "SELECT id FROM items WHERE id = 42 AND caption_emb <=> encode_text('caption number 42') < 1");
+settle();
+is(calls($coord, 'encode_text'), 0, 'a query routed to one shard: the coordinator does not encode');
+is(worker_calls('encode_text'), 1, 'a query routed to one shard: its worker encodes once');
+
 # A prepared statement, past PostgreSQL's five custom plans: once per
 # execution, with the session's crossmodal.default_model at that execution.
 reset_counts();
