@@ -586,6 +586,7 @@ extern int	HnswSelectNeighbors(HnswIndexState *state, const HnswCandidate *cands
 extern bool HnswInsertElement(HnswIndexState *state, HnswMemGraph *mem, const float4 *vector,
 							  ItemPointer heaptid, int level);
 extern HnswMemElement *HnswMemGet(HnswMemGraph *mem, int32 idx);
+extern void HnswSortLinks(ItemPointerData *tids, float4 *dists, int n);
 
 /* hnswutils.c */
 extern const float4 *HnswDatumGetFloats(Datum value, int *dims);

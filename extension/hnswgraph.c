@@ -996,6 +996,30 @@ HnswAddLinkMem(HnswIndexState *state, HnswMemGraph *mem, int32 owner, int lc,
 }
 
 /*
+ * Sorts a layer's n used links by distance, nearest first (the order the
+ * format promises), stable for equal distances.  n is at most 2m.
+ */
+void
+HnswSortLinks(ItemPointerData *tids, float4 *dists, int n)
+{
+	for (int i = 1; i < n; i++)
+	{
+		ItemPointerData t = tids[i];
+		float4		d = dists[i];
+		int			j = i;
+
+		while (j > 0 && dists[j - 1] > d)
+		{
+			tids[j] = tids[j - 1];
+			dists[j] = dists[j - 1];
+			j--;
+		}
+		tids[j] = t;
+		dists[j] = d;
+	}
+}
+
+/*
  * HnswAddLink for the graph on disk.  A list with a free slot just takes the
  * newcomer.  A full list is re-chosen over its members and the newcomer,
  * which needs the members' codes: they are read with no page locked, and the
@@ -1077,6 +1101,7 @@ HnswAddLinkDisk(HnswIndexState *state, const HnswCodeMap *codes, const HnswCandi
 			{
 				tids[target] = newTid;
 				dists[target] = newc->dist;
+				HnswSortLinks(tids, dists, nslots);
 				write = true;
 			}
 		}

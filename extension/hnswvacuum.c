@@ -395,6 +395,8 @@ HnswRepairElement(HnswVacuumState *vs, ItemPointer tid, HnswElementTuple etup)
 			}
 			for (int i = n; i < nslots; i++)
 				ItemPointerSetInvalid(&tids[i]);
+			/* the selection's order (kept, then pruned) and the added links: sort them */
+			HnswSortLinks(tids, dists, n);
 		}
 		GenericXLogFinish(xlog);
 	}
