@@ -622,6 +622,7 @@ extern void HnswWriteCentroid(Relation index, ForkNumber fork, const float4 *cen
 extern void HnswReadCentroid(HnswIndexState *state, int blocks);
 extern void HnswEncode(HnswIndexState *state, const HnswQuery *q, const float4 *vector, char *code);
 extern void HnswCodeQuery(HnswIndexState *state, const char *code, HnswQuery *q, float4 *scratch);
+extern char *HnswCodeProblem(HnswIndexState *state, const char *code);
 extern float HnswDistance(HnswIndexState *state, const HnswQuery *q, const char *code);
 extern float HnswLowerBound(HnswIndexState *state, const char *code, float approx, float queryNorm);
 extern float HnswExactDistance(HnswIndexState *state, const float4 *query, const float4 *rawQuery,

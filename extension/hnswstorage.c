@@ -477,6 +477,80 @@ HnswEncode(HnswIndexState *state, const HnswQuery *q, const float4 *vector, char
 }
 
 /*
+ * What is wrong with an element's code, as a sentence, or NULL: the values
+ * hnsw.h promises for the storage form (crossmodal_hnsw_check).
+ */
+char *
+HnswCodeProblem(HnswIndexState *state, const char *code)
+{
+	int			dims = state->dims;
+
+	switch (state->storage)
+	{
+		case HNSW_STORAGE_FLOAT4:
+			{
+				const float4 *x = (const float4 *) code;
+				double		norm2 = 0;
+
+				for (int i = 0; i < dims; i++)
+				{
+					if (!isfinite(x[i]))
+						return psprintf("Element %d of the stored vector is not finite.", i + 1);
+					norm2 += (double) x[i] * x[i];
+				}
+				if (state->normalize && fabs(sqrt(norm2) - 1.0) > 1e-3)
+					return psprintf("The stored vector of a cosine index has norm %g, not 1.", sqrt(norm2));
+			}
+			break;
+		case HNSW_STORAGE_HALF:
+			{
+				const HnswHalfCode *c = (const HnswHalfCode *) code;
+
+				if (!isfinite(c->error) || c->error < 0)
+					return psprintf("The half code's error is %g, not a finite value >= 0.", c->error);
+				for (int i = 0; i < dims; i++)
+					if ((c->x[i] & 0x7c00) == 0x7c00)
+						return psprintf("Element %d of the half code is not finite (0x%04X).",
+										i + 1, c->x[i]);
+			}
+			break;
+		case HNSW_STORAGE_INT8:
+			{
+				const HnswInt8Code *c = (const HnswInt8Code *) code;
+				double		norm2 = 0;
+
+				if (!isfinite(c->scale) || c->scale < 0 || !isfinite(c->norm2) || c->norm2 < 0 ||
+					!isfinite(c->error) || c->error < 0)
+					return psprintf("The int8 code's scale, norm2 and error are %g, %g and %g, not finite values >= 0.",
+									c->scale, c->norm2, c->error);
+				for (int i = 0; i < dims; i++)
+				{
+					double		x = (double) c->scale * c->x[i];
+
+					if (c->x[i] < -127)
+						return psprintf("Element %d of the int8 code is %d, outside -127..127.",
+										i + 1, c->x[i]);
+					norm2 += x * x;
+				}
+				if (fabs(norm2 - c->norm2) > 1e-4 * Max(norm2, 1e-6))
+					return psprintf("The int8 code's norm2 is %g; its values give %g.", c->norm2, norm2);
+			}
+			break;
+		case HNSW_STORAGE_RABITQ:
+			{
+				const HnswBitCode *c = (const HnswBitCode *) code;
+
+				if (!isfinite(c->norm) || c->norm < 0 || !isfinite(c->cdot) ||
+					!(c->dot > 0 && c->dot <= 1.0f + 1e-5f))
+					return psprintf("The rabitq code's norm, dot and cdot are %g, %g and %g: norm must be finite and >= 0, dot in (0, 1], cdot finite.",
+									c->norm, c->dot, c->cdot);
+			}
+			break;
+	}
+	return NULL;
+}
+
+/*
  * An element's code as a query, for distances between two elements.
  * `scratch` holds codeDims floats for the forms that decode.
  */

@@ -213,6 +213,15 @@ CREATE OPERATOR CLASS embedding_l1_ops
 	OPERATOR 1 <+> (embedding, embedding) FOR ORDER BY float_ops,
 	FUNCTION 1 l1_distance(embedding, embedding);
 
+-- 20_hnsw.sql: the index checker (new in 0.2.0).
+CREATE FUNCTION crossmodal_hnsw_check(index regclass, heapallindexed boolean DEFAULT false,
+	OUT blkno bigint, OUT offnum integer, OUT problem text, OUT detail text)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'crossmodal_hnsw_check' LANGUAGE C STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION crossmodal_hnsw_check(regclass, boolean) IS
+	'verifies a crossmodal_hnsw index (and with heapallindexed, that every table row is in it); one row per problem';
+REVOKE ALL ON FUNCTION crossmodal_hnsw_check(regclass, boolean) FROM PUBLIC;
+
 -- From 30_embed_column.sql (new in 0.2.0):
 
 -- One row per run, written in the same transaction as each batch, so that a

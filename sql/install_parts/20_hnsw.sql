@@ -34,3 +34,15 @@ CREATE OPERATOR CLASS embedding_l1_ops
 -- read page by page rather than through the graph.
 CREATE FUNCTION crossmodal_hnsw_heap_tids(regclass) RETURNS SETOF tid
 	AS 'MODULE_PATHNAME', 'crossmodal_hnsw_heap_tids' LANGUAGE C STRICT PARALLEL SAFE;
+
+-- Checking an index: its structure against the on-disk format and, with
+-- heapallindexed, that every row of its table is in it; one row per problem
+-- found, none when the index is in good order.  Read-only, safe on a standby
+-- and alongside writes.  Superuser only unless granted (as amcheck's).
+CREATE FUNCTION crossmodal_hnsw_check(index regclass, heapallindexed boolean DEFAULT false,
+	OUT blkno bigint, OUT offnum integer, OUT problem text, OUT detail text)
+	RETURNS SETOF record
+	AS 'MODULE_PATHNAME', 'crossmodal_hnsw_check' LANGUAGE C STRICT PARALLEL RESTRICTED;
+COMMENT ON FUNCTION crossmodal_hnsw_check(regclass, boolean) IS
+	'verifies a crossmodal_hnsw index (and with heapallindexed, that every table row is in it); one row per problem';
+REVOKE ALL ON FUNCTION crossmodal_hnsw_check(regclass, boolean) FROM PUBLIC;
