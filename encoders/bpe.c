@@ -35,6 +35,19 @@ cm_hash_bytes(const char *s, size_t n)
 	return h;
 }
 
+int32_t
+cm_bpe_byte_char(unsigned char b)
+{
+	/* not printable: 0x00-0x20 (33 bytes), 0x7F-0xA0 (34), 0xAD */
+	if (b <= 0x20)
+		return 0x100 + b;
+	if (b >= 0x7F && b <= 0xA0)
+		return 0x100 + 33 + (b - 0x7F);
+	if (b == 0xAD)
+		return 0x100 + 33 + 34;
+	return b;
+}
+
 static uint64_t
 hash_pair(uint64_t x)
 {

@@ -55,6 +55,14 @@ void		cm_bpe_work_free(cm_bpe_work *w);
 cm_status	cm_bpe_merge(const cm_bpe_merges *m, cm_bpe_work *w, int32_t *syms, size_t n,
 						 size_t *n_out, cm_error *err);
 
+/*
+ * GPT-2's reversible byte -> code point map of byte-level BPE (CLIP's and
+ * open_clip's vocabularies, tokenizer.json's ByteLevel pre-tokenizer):
+ * printable bytes stand for themselves, the 68 others take U+0100 onwards
+ * in byte order.  A pure function, so threads share no lazily built table.
+ */
+int32_t		cm_bpe_byte_char(unsigned char b);
+
 /* Smallest power of two >= 2 * n, at least 16; false on overflow. */
 bool		cm_hash_table_size(size_t n, size_t *size);
 

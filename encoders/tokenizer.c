@@ -268,44 +268,26 @@ done:
 	return status;
 }
 
-/* GPT-2's reversible byte -> code point map: printable bytes stand for
- * themselves, the rest take U+0100 onwards in byte order. */
-static void
-byte_symbol_table(int32_t table[256])
-{
-	int32_t		next = 256;
-
-	for (int b = 0; b < 256; b++)
-	{
-		bool		printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) ||
-			(b >= 0xAE && b <= 0xFF);
-
-		table[b] = printable ? b : next++;
-	}
-}
-
 static void
 load_byte_symbols(cm_tokenizer *tok)
 {
-	int32_t		table[256];
-
-	byte_symbol_table(table);
 	for (int b = 0; b < 256; b++)
 	{
+		int32_t		cp = cm_bpe_byte_char((unsigned char) b);
 		char		sym[8];
 		size_t		n;
 		int32_t		id;
 
 		/* every code point here is below U+0800: two bytes at most */
-		if (table[b] < 0x80)
+		if (cp < 0x80)
 		{
-			sym[0] = (char) table[b];
+			sym[0] = (char) cp;
 			n = 1;
 		}
 		else
 		{
-			sym[0] = (char) (0xC0 | (table[b] >> 6));
-			sym[1] = (char) (0x80 | (table[b] & 0x3F));
+			sym[0] = (char) (0xC0 | (cp >> 6));
+			sym[1] = (char) (0x80 | (cp & 0x3F));
 			n = 2;
 		}
 		id = vocab_find(tok, sym, n);
@@ -468,7 +450,6 @@ fail:
 static cm_status
 load_openclip_vocab(cm_tokenizer *tok, const char *text, size_t len, cm_error *err)
 {
-	int32_t		table[256];
 	size_t		n_lines = 0,
 				n,
 				arena,
@@ -518,15 +499,15 @@ load_openclip_vocab(cm_tokenizer *tok, const char *text, size_t len, cm_error *e
 		id++; \
 	} while (0)
 
-	byte_symbol_table(table);
 	for (int end = 0; end < 2; end++)
 		for (int printable = 1; printable >= 0; printable--)
 			for (int b = 0; b < 256; b++)
 			{
+				int32_t		cp = cm_bpe_byte_char((unsigned char) b);
 				char		sym[8];
-				size_t		k = (size_t) utf8proc_encode_char(table[b], (utf8proc_uint8_t *) sym);
+				size_t		k = (size_t) utf8proc_encode_char(cp, (utf8proc_uint8_t *) sym);
 
-				if ((table[b] == b) != (printable == 1))
+				if ((cp == b) != (printable == 1))
 					continue;
 				if (end)
 				{

@@ -1181,28 +1181,6 @@ split_gpt2(const char *w, size_t n, words *out)
 	}
 }
 
-/* GPT-2's byte -> printable character map. */
-static int32_t
-byte_char(unsigned b)
-{
-	static int32_t table[256];
-	static bool init;
-
-	if (!init)
-	{
-		int32_t		next = 256;
-
-		for (int i = 0; i < 256; i++)
-		{
-			bool		printable = (i >= '!' && i <= '~') || (i >= 0xA1 && i <= 0xAC) || (i >= 0xAE && i <= 0xFF);
-
-			table[i] = printable ? i : next++;
-		}
-		init = true;			/* idempotent: every thread writes the same */
-	}
-	return table[b];
-}
-
 static void
 apply_pre(const hf_pre *pt, bool first_word, const char *w, size_t n, words *out)
 {
@@ -1278,7 +1256,7 @@ apply_pre(const hf_pre *pt, bool first_word, const char *w, size_t n, words *out
 					sbuf		m = {0};
 
 					for (size_t k = 0; k < tmp.len[i]; k++)
-						sb_add_cp(&m, byte_char((unsigned char) tmp.text.p[tmp.start[i] + k]));
+						sb_add_cp(&m, cm_bpe_byte_char((unsigned char) tmp.text.p[tmp.start[i] + k]));
 					words_push(out, m.p, m.len);
 					out->failed |= m.failed;
 					sb_free(&m);

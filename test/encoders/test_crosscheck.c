@@ -18,10 +18,14 @@
  *	      changes are marked "-" and skipped: see text_clean.h);
  *	    - spiece.model read by our own parser (SigLIP's, and one with byte
  *	      fallback and user-defined symbols): libsentencepiece's Encode.
- *	  Every text must give the reference's ids exactly.
+ *	  Every text must give the reference's ids exactly, and the same ids when
+ *	  four threads encode every text at once with the one shared tokenizer.
  */
 #include "config.h"
 #include "runtime_test_util.h"
+
+#include <pthread.h>
+
 #include "tokenizer.h"
 #include "tokenizer_hf.h"
 
@@ -98,6 +102,74 @@ count_equal(const char *file, int32_t *const *got, const int *n_got, int n_texts
 	}
 	free(ref);
 	return same;
+}
+
+#define N_THREADS 4
+
+typedef struct thread_job
+{
+	const void *tok;
+	encode_fn	encode;
+	int32_t *const *got;
+	const int  *n_got;
+	int			n_texts;
+	int			differ;
+} thread_job;
+
+/* Encode every text again and count results that differ from got[]. */
+static void *
+encode_again(void *arg)
+{
+	thread_job *job = arg;
+	int32_t    *ids = malloc(MAX_IDS * sizeof(int32_t));
+
+	for (int t = 0; ids != NULL && t < job->n_texts; t++)
+	{
+		const char *text = cJSON_GetArrayItem(texts, t)->valuestring;
+		int			n = 0;
+		cm_error	err = {0};
+		cm_status	s;
+
+		if (job->got[t] == NULL)
+			continue;			/* skipped, or failed single-threaded */
+		s = job->encode(job->tok, text, strlen(text), ids, MAX_IDS, &n, &err);
+		if (s != CM_OK || n != job->n_got[t] ||
+			memcmp(ids, job->got[t], (size_t) n * sizeof(int32_t)) != 0)
+			job->differ++;
+	}
+	if (ids == NULL)
+		job->differ = job->n_texts;
+	free(ids);
+	return NULL;
+}
+
+/*
+ * The tokenizer is shared by every thread of a process ("thread-safe on a
+ * shared tokenizer"): N_THREADS threads encoding at once must give the ids
+ * one thread gave.
+ */
+static void
+check_threads(const char *name, const void *tok, encode_fn encode, int32_t *const *got,
+			  const int *n_got, int n_texts)
+{
+	pthread_t	threads[N_THREADS];
+	thread_job	jobs[N_THREADS];
+	bool		started[N_THREADS];
+
+	for (int i = 0; i < N_THREADS; i++)
+	{
+		jobs[i] = (thread_job) {tok, encode, got, n_got, n_texts, 0};
+		started[i] = pthread_create(&threads[i], NULL, encode_again, &jobs[i]) == 0;
+		RT_CHECK(started[i], "%s: start thread %d", name, i);
+	}
+	for (int i = 0; i < N_THREADS; i++)
+	{
+		if (!started[i])
+			continue;
+		pthread_join(threads[i], NULL);
+		RT_CHECK(jobs[i].differ == 0, "%s: thread %d: %d texts tokenized otherwise than on one thread",
+				 name, i, jobs[i].differ);
+	}
 }
 
 /*
@@ -194,6 +266,8 @@ check(const char *name, const void *tok, encode_fn encode, bool js_too)
 		printf("; transformers.js: %d/%d", count_equal(file, got, n_got, n_texts), n_texts);
 	}
 	printf("\n");
+	if (got != NULL)
+		check_threads(name, tok, encode, got, n_got, n_texts);
 	for (int t = 0; got != NULL && t < n_texts; t++)
 		free(got[t]);
 	free(got);

@@ -5,6 +5,7 @@
  *	  Run from the repository root (make -C encoders test).
  */
 #include "tokenizer.h"
+#include "bpe.h"
 
 #include <cJSON.h>
 #include <pthread.h>
@@ -643,12 +644,35 @@ test_threads(const cm_tokenizer *tok)
 	cJSON_Delete(golden);
 }
 
+/*
+ * GPT-2's byte map as bytes_to_unicode() defines it: the printable bytes
+ * '!'..'~', 0xA1..0xAC, 0xAE..0xFF map to themselves, every other byte to
+ * 256, 257, ... in byte order.
+ */
+static void
+test_byte_map(void)
+{
+	int32_t		next = 256;
+	int			same = 0;
+
+	for (int b = 0; b < 256; b++)
+	{
+		bool		printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) ||
+			(b >= 0xAE && b <= 0xFF);
+		int32_t		want = printable ? b : next++;
+
+		same += cm_bpe_byte_char((unsigned char) b) == want;
+	}
+	CHECK(same == 256 && next == 256 + 68, "byte map: %d of 256 bytes as GPT-2 maps them", same);
+}
+
 int
 main(void)
 {
 	cm_tokenizer *tok;
 	cJSON	   *vocab;
 
+	test_byte_map();
 	test_golden();
 	test_reference_texts();
 
