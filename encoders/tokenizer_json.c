@@ -408,6 +408,19 @@ token_id(cm_hf_tokenizer *tok, const char *s)
 	return cm_hf_tokenizer_token_id(tok, s);
 }
 
+/*
+ * A post-processor's token id from a JSON number: -1 unless it is whole and
+ * in range, checked before the conversion (undefined for a double that does
+ * not fit, such as 1e300).
+ */
+static int32_t
+json_token_id(const cJSON *v)
+{
+	double		d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+
+	return d >= 0 && d < HF_MAX_VOCAB && floor(d) == d ? (int32_t) d : -1;
+}
+
 static cm_status
 add_special(ctx *c, bool prefix, int32_t id)
 {
@@ -461,9 +474,9 @@ parse_post(ctx *c, const cJSON *n, int depth)
 		if (!cJSON_IsArray(cls) || !cJSON_IsArray(sep) || !cJSON_IsNumber(cJSON_GetArrayItem(cls, 1)) ||
 			!cJSON_IsNumber(cJSON_GetArrayItem(sep, 1)))
 			return cm_set_error(c->err, CM_ERR_MODEL, "%s: %s needs \"cls\" and \"sep\" [token, id]", c->label, type);
-		if ((s = add_special(c, true, (int32_t) cJSON_GetArrayItem(cls, 1)->valuedouble)) != CM_OK)
+		if ((s = add_special(c, true, json_token_id(cJSON_GetArrayItem(cls, 1)))) != CM_OK)
 			return s;
-		return add_special(c, false, (int32_t) cJSON_GetArrayItem(sep, 1)->valuedouble);
+		return add_special(c, false, json_token_id(cJSON_GetArrayItem(sep, 1)));
 	}
 	if (strcmp(type, "TemplateProcessing") == 0)
 	{
@@ -505,7 +518,7 @@ parse_post(ctx *c, const cJSON *n, int depth)
 						if (!cJSON_IsNumber(e))
 							return cm_set_error(c->err, CM_ERR_MODEL, "%s: special token \"%.40s\" has a non-numeric id",
 												c->label, name);
-						if ((s = add_special(c, !seen_seq, (int32_t) e->valuedouble)) != CM_OK)
+						if ((s = add_special(c, !seen_seq, json_token_id(e))) != CM_OK)
 							return s;
 					}
 				}
