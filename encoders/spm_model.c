@@ -388,7 +388,8 @@ spm_load(const unsigned char *model, size_t len, const char *label, bool siglip,
 		goto fail;
 	}
 	tok->unk_id = unk;
-	cm_hf_unigram_finish(tok);
+	if (cm_hf_unigram_finish(tok, label, err) != CM_OK)
+		goto fail;
 	if (!siglip)
 	{
 		tok->norm[0].kind = NORM_SPM;

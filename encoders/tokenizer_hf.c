@@ -24,6 +24,14 @@
 #define UNSET UINT32_MAX
 #define K_UNK_PENALTY 10.0		/* both SentencePiece and tokenizers */
 
+/*
+ * Bytes of pieces matched in one encode call's Unigram lattices.  A real
+ * vocabulary's pieces are a few characters long, so even the longest text
+ * read takes a few million; a vocabulary with very long pieces that match
+ * the text (a hostile file) is stopped here, after a fraction of a second.
+ */
+#define HF_MAX_LATTICE_STEPS (1 << 26)
+
 /* ---------------------------------------------------------------- buffers */
 
 /* A growable byte string. */
@@ -227,8 +235,6 @@ cm_hf_vocab_set(cm_hf_tokenizer *tok, int32_t id, const char *s, size_t len, con
 	tok->str_off[id] = (uint32_t) tok->strings_len;
 	tok->str_len[id] = (uint32_t) len;
 	tok->strings_len += len + 1;
-	if (len > tok->longest)
-		tok->longest = len;
 	i = cm_hash_bytes(s, len) & tok->mask;
 	while (tok->slots[i] >= 0)
 		i = (i + 1) & tok->mask;
@@ -249,10 +255,30 @@ find_byte_tokens(cm_hf_tokenizer *tok)
 	}
 }
 
-void
-cm_hf_unigram_finish(cm_hf_tokenizer *tok)
+typedef struct piece_ref
+{
+	const unsigned char *s;
+	uint32_t	len;
+	int32_t		id;
+} piece_ref;
+
+/* Bytewise order, a prefix before the longer strings it starts. */
+static int
+piece_cmp(const void *a, const void *b)
+{
+	const piece_ref *x = a,
+			   *y = b;
+	int			c = memcmp(x->s, y->s, x->len < y->len ? x->len : y->len);
+
+	return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+cm_status
+cm_hf_unigram_finish(cm_hf_tokenizer *tok, const char *label, cm_error *err)
 {
 	bool		first = true;
+	piece_ref  *refs;
+	int32_t		n = 0;
 
 	find_byte_tokens(tok);
 	for (int32_t i = 0; i < tok->n_vocab; i++)
@@ -265,6 +291,64 @@ cm_hf_unigram_finish(cm_hf_tokenizer *tok)
 			tok->max_score = tok->score[i];
 		first = false;
 	}
+
+	refs = malloc((size_t) tok->n_vocab * sizeof(piece_ref));
+	tok->by_bytes = malloc((size_t) tok->n_vocab * sizeof(int32_t));
+	if (refs == NULL || tok->by_bytes == NULL)
+	{
+		free(refs);
+		return cm_set_error(err, CM_ERR_NOMEM, "%s: out of memory for the vocabulary", label);
+	}
+	for (int32_t i = 0; i < tok->n_vocab; i++)
+		if (tok->matchable[i] && tok->str_off[i] != UNSET && tok->str_len[i] > 0)
+			refs[n++] = (piece_ref) {(const unsigned char *) tok->strings + tok->str_off[i],
+			tok->str_len[i], i};
+	qsort(refs, (size_t) n, sizeof(piece_ref), piece_cmp);
+	for (int32_t i = 0; i < n; i++)
+		tok->by_bytes[i] = refs[i].id;
+	tok->n_by_bytes = n;
+	free(refs);
+	return CM_OK;
+}
+
+/*
+ * Narrow [*lo, *hi) of the sorted pieces, which all start with the d bytes
+ * before c, to those whose byte d is c.  A piece of exactly d bytes (the
+ * prefix itself) sorts first and is dropped.  Whether the range is empty.
+ */
+static bool
+pieces_narrow(const cm_hf_tokenizer *tok, size_t *lo, size_t *hi, size_t d, unsigned char c)
+{
+	const int32_t *ids = tok->by_bytes;
+	size_t		a = *lo,
+				b = *hi;
+
+#define BYTE_AT(k) ((const unsigned char *) tok->strings + tok->str_off[ids[k]])[d]
+	if (a < b && tok->str_len[ids[a]] == d)
+		a++;
+	/* first piece whose byte d is >= c, then first whose byte d is > c */
+	for (size_t x = a, y = b; x < y;)
+	{
+		size_t		mid = x + (y - x) / 2;
+
+		if (BYTE_AT(mid) < c)
+			x = a = mid + 1;
+		else
+			y = mid;
+	}
+	for (size_t x = a, y = b; x < y;)
+	{
+		size_t		mid = x + (y - x) / 2;
+
+		if (BYTE_AT(mid) <= c)
+			x = mid + 1;
+		else
+			y = b = mid;
+	}
+#undef BYTE_AT
+	*lo = a;
+	*hi = b;
+	return a < b;
 }
 
 /* ---------------------------------------------------------------- charsmap */
@@ -1306,6 +1390,7 @@ typedef struct scratch
 	int32_t    *from;
 	int32_t    *best_id;
 	size_t		lattice_cap;
+	size_t		lattice_steps;	/* of this encode call, bounded */
 	cm_bpe_work bpe;
 } scratch;
 
@@ -1481,6 +1566,16 @@ wordpiece_word(const cm_hf_tokenizer *tok, scratch *s, const char *w, size_t n, 
 	return CM_OK;
 }
 
+static cm_status
+lattice_limit(cm_error *err)
+{
+	cm_set_error(err, CM_ERR_LIMIT,
+				 "text needs more than %d steps of the tokenizer's lattice (its vocabulary has very long pieces)",
+				 HF_MAX_LATTICE_STEPS);
+	cm_error_set_limit(err, CM_LIMIT_OTHER);
+	return CM_ERR_LIMIT;
+}
+
 /*
  * Unigram: the best-scoring segmentation (Viterbi over every vocabulary
  * piece that starts at each position), an unknown character scoring the
@@ -1531,24 +1626,38 @@ unigram_word(const cm_hf_tokenizer *tok, scratch *s, const char *w, size_t n, em
 		size_t		mblen = next_cp(w + start, n - start, &cp);
 		bool		single = false;
 		double		here = s->best[start];
-		size_t		max_len = n - start < tok->longest ? n - start : tok->longest;
+		size_t		lo,
+					hi;
 
 		if (s->from[start] < 0)
 		{
 			start += mblen;
 			continue;
 		}
-		for (size_t len = 1; len <= max_len; len++)
+		/*
+		 * The pieces that start here, found by walking the sorted pieces
+		 * as a trie, one byte at a time (as SentencePiece and tokenizers
+		 * walk theirs): the work is one binary search per byte of the
+		 * longest piece that matches here, however long the vocabulary's
+		 * longest piece is.
+		 */
+		lo = 0;
+		hi = (size_t) tok->n_by_bytes;
+		for (size_t len = 1; start + len <= n; len++)
 		{
 			int32_t		id;
 			double		score,
 						cand;
 
+			if (++s->lattice_steps > HF_MAX_LATTICE_STEPS)
+				return lattice_limit(err);
+			if (!pieces_narrow(tok, &lo, &hi, len - 1, (unsigned char) w[start + len - 1]))
+				break;
+			id = tok->by_bytes[lo];
+			if (tok->str_len[id] != len)
+				continue;
 			/* only whole characters */
 			if (start + len < n && ((unsigned char) w[start + len] & 0xC0) == 0x80)
-				continue;
-			id = cm_hf_vocab_find(tok, w + start, len);
-			if (id < 0 || !tok->matchable[id])
 				continue;
 			if (tok->float_scores)
 			{
@@ -1944,6 +2053,7 @@ cm_hf_tokenizer_free(cm_hf_tokenizer *tok)
 	free(tok->score);
 	free(tok->matchable);
 	free(tok->user_defined);
+	free(tok->by_bytes);
 	cm_bpe_merges_free(&tok->merges);
 	free(tok->subword_prefix);
 	free(tok->word_suffix);

@@ -132,10 +132,12 @@ struct cm_hf_tokenizer
 	uint32_t   *str_len;
 	int32_t    *slots;			/* open addressing, -1 free */
 	size_t		mask;
-	size_t		longest;		/* bytes */
 	double	   *score;			/* unigram: [n_vocab] */
 	unsigned char *matchable;	/* unigram: [n_vocab] the lattice may use it */
 	unsigned char *user_defined;	/* spm: [n_vocab] */
+	int32_t    *by_bytes;		/* unigram: the matchable ids, sorted by their
+								 * bytes (shorter first on a common prefix) */
+	int32_t		n_by_bytes;
 	int32_t		unk_id;			/* -1: none */
 	double		min_score;
 	double		max_score;
@@ -180,8 +182,11 @@ cm_status	cm_hf_vocab_set(cm_hf_tokenizer *tok, int32_t id, const char *s, size_
 							const char *label, cm_error *err);
 int32_t		cm_hf_vocab_find(const cm_hf_tokenizer *tok, const char *s, size_t len);
 
-/* Finish a Unigram vocabulary: byte tokens, min/max score (tokenizer_hf.c). */
-void		cm_hf_unigram_finish(cm_hf_tokenizer *tok);
+/*
+ * Finish a Unigram vocabulary: byte tokens, min/max score, the pieces sorted
+ * for the lattice (tokenizer_hf.c).  CM_ERR_NOMEM on failure.
+ */
+cm_status	cm_hf_unigram_finish(cm_hf_tokenizer *tok, const char *label, cm_error *err);
 
 /* Check a charsmap blob (u32 trie size, trie, strings) and adopt it. */
 cm_status	cm_hf_charsmap_init(hf_charsmap *cm, unsigned char *blob, size_t len,

@@ -641,8 +641,7 @@ parse_model(ctx *c, const cJSON *model, int32_t n_ids)
 		}
 		tok->byte_fallback = bool_member(model, "byte_fallback", false);
 		tok->fuse_unk = true;
-		cm_hf_unigram_finish(tok);
-		return CM_OK;
+		return cm_hf_unigram_finish(tok, c->label, c->err);
 	}
 
 	{

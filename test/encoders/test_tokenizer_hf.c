@@ -15,6 +15,21 @@ from_json(const char *json, cm_error *err)
 	return cm_hf_tokenizer_from_json(json, strlen(json), "tokenizer.json", err);
 }
 
+/* A text of n copies of the string unit. */
+static char *
+repeat(const char *unit, size_t n)
+{
+	size_t		k = strlen(unit);
+	char	   *t = malloc(n * k + 1);
+
+	if (t == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		memcpy(t + i * k, unit, k);
+	t[n * k] = '\0';
+	return t;
+}
+
 /*
  * Token ids of a post-processor must be whole numbers inside the vocabulary;
  * 1e300 is checked before it is converted (the conversion of a double that
@@ -54,9 +69,64 @@ test_post_processor_ids(void)
 	}
 }
 
+/*
+ * A Unigram vocabulary with a piece of 4,000 bytes: the lattice walks the
+ * pieces that match, so a text the long piece does not match costs what any
+ * text costs (this took 41 s for a 4 KB text when every length up to the
+ * longest piece was hashed at every position), a text it matches is
+ * tokenized with it, and a vocabulary whose long pieces match at every
+ * position of a long text is stopped by the step limit.
+ */
+static void
+test_unigram_long_piece(void)
+{
+	char	   *piece = repeat("b", 4000);
+	size_t		cap = 8000 + 256;
+	char	   *json = malloc(cap);
+	cm_error	err;
+	cm_hf_tokenizer *tok = NULL;
+	int32_t		ids[64];
+	int			n = 0;
+
+	if (piece == NULL || json == NULL)
+	{
+		RT_CHECK(false, "allocate the long piece");
+		free(piece);
+		free(json);
+		return;
+	}
+	snprintf(json, cap,
+			 "{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": "
+			 "[[\"<unk>\", 0], [\"a\", -1], [\"b\", -3], [\"aa\", -1.5], [\"%s\", -2]]}}", piece);
+	tok = from_json(json, &err);
+	RT_CHECK(tok != NULL, "Unigram with a 4,000-byte piece loads: %s", err.message);
+	if (tok != NULL)
+	{
+		char	   *as = repeat("a", 4000);
+		char	   *bs = repeat("b", 4000);
+		char	   *many = repeat("b", 200000);
+
+		RT_CHECK(as && cm_hf_tokenizer_encode(tok, as, 4000, ids, 64, &n, &err) == CM_OK &&
+				 n == 64 && ids[0] == 3, "4,000 a's: %d ids, first %d: %s", n, n > 0 ? ids[0] : -1, err.message);
+		RT_CHECK(bs && cm_hf_tokenizer_encode(tok, bs, 4000, ids, 64, &n, &err) == CM_OK &&
+				 n == 1 && ids[0] == 4, "4,000 b's: the long piece (%d ids): %s", n, err.message);
+		memset(&err, 0, sizeof(err));
+		RT_CHECK(many && cm_hf_tokenizer_encode(tok, many, 200000, ids, 64, &n, &err) == CM_ERR_LIMIT &&
+				 err.limit == CM_LIMIT_OTHER && strstr(err.message, "lattice") != NULL,
+				 "200,000 b's: the lattice's step limit (status %d: %s)", err.status, err.message);
+		free(as);
+		free(bs);
+		free(many);
+	}
+	cm_hf_tokenizer_free(tok);
+	free(piece);
+	free(json);
+}
+
 int
 main(void)
 {
 	test_post_processor_ids();
+	test_unigram_long_piece();
 	return rt_summary("test_tokenizer_hf");
 }
