@@ -32,6 +32,16 @@
  */
 #define HF_MAX_LATTICE_STEPS (1 << 26)
 
+/*
+ * Largest working text of one encode call.  The text read is at most
+ * CM_HF_MAX_TEXT_BYTES and real normalizers grow it a few times at most
+ * (NFKD, BERT's spaces around CJK); normalizers that multiply it (a long
+ * Replace content, Prepend or Metaspace replacement, or charsmap rule, in
+ * a hostile file, chained) are stopped here rather than allocating the
+ * server's memory.
+ */
+#define HF_MAX_WORK_BYTES ((size_t) 64 << 20)
+
 /* ---------------------------------------------------------------- buffers */
 
 /* A growable byte string. */
@@ -41,6 +51,7 @@ typedef struct sbuf
 	size_t		len;
 	size_t		cap;
 	bool		failed;			/* an allocation failed: contents invalid */
+	bool		too_long;		/* ... because it would pass HF_MAX_WORK_BYTES */
 } sbuf;
 
 static void
@@ -57,6 +68,11 @@ sb_reserve(sbuf *b, size_t extra)
 	}
 	if (need <= b->cap)
 		return;
+	if (need > HF_MAX_WORK_BYTES)
+	{
+		b->failed = b->too_long = true;
+		return;
+	}
 	cap = b->cap < 64 ? 64 : b->cap;
 	while (cap < need)
 		if (!cm_mul_size(cap, 2, &cap))
@@ -64,6 +80,8 @@ sb_reserve(sbuf *b, size_t extra)
 			b->failed = true;
 			return;
 		}
+	if (cap > HF_MAX_WORK_BYTES)
+		cap = HF_MAX_WORK_BYTES;
 	q = realloc(b->p, cap);
 	if (q == NULL)
 	{
@@ -92,6 +110,27 @@ sb_add_cp(sbuf *b, int32_t cp)
 	utf8proc_ssize_t n = utf8proc_encode_char(cp, tmp);
 
 	sb_add(b, tmp, (size_t) n);
+}
+
+/* Carry src's failure into dst. */
+static void
+sb_merge(sbuf *dst, const sbuf *src)
+{
+	dst->failed |= src->failed;
+	dst->too_long |= src->too_long;
+}
+
+/* The error of a failed working buffer: over the size limit, or no memory. */
+static cm_status
+work_failed(bool too_long, cm_error *err)
+{
+	if (!too_long)
+		return cm_set_error(err, CM_ERR_NOMEM, "out of memory tokenizing text");
+	cm_set_error(err, CM_ERR_LIMIT,
+				 "text grows past %zu MiB while it is tokenized (the tokenizer's normalizers multiply it)",
+				 HF_MAX_WORK_BYTES >> 20);
+	cm_error_set_limit(err, CM_LIMIT_OTHER);
+	return CM_ERR_LIMIT;
 }
 
 static void
@@ -680,6 +719,12 @@ unicode_form(const char *in, size_t n, int options, sbuf *out)
 
 	if (n == 0)
 		return;
+	/* utf8proc's own buffer holds 4 bytes per code point, up to 18 per input character */
+	if (n > HF_MAX_WORK_BYTES / 32)
+	{
+		out->failed = out->too_long = true;
+		return;
+	}
 	len = utf8proc_map((const utf8proc_uint8_t *) in, (utf8proc_ssize_t) n, &r,
 					   (utf8proc_option_t) (options | UTF8PROC_STABLE));
 	if (len < 0)
@@ -898,7 +943,7 @@ apply_norm(const hf_norm *nm, const char *in, size_t n, sbuf *out)
 							sb_add(&t2, d.p + pos, l);
 						pos += l;
 					}
-					out->failed |= d.failed;
+					sb_merge(out, &d);
 					sb_free(&d);
 					src = t2.p;
 					src_n = t2.len;
@@ -907,7 +952,8 @@ apply_norm(const hf_norm *nm, const char *in, size_t n, sbuf *out)
 					lower_text(src, src_n, out);
 				else
 					sb_add(out, src, src_n);
-				out->failed |= t1.failed || t2.failed;
+				sb_merge(out, &t1);
+				sb_merge(out, &t2);
 				sb_free(&t1);
 				sb_free(&t2);
 				return;
@@ -960,7 +1006,7 @@ normalize_all(const cm_hf_tokenizer *tok, const char *in, size_t n, sbuf *out, s
 		swap = *out;
 		*out = *tmp;
 		*tmp = swap;
-		out->failed |= tmp->failed;
+		sb_merge(out, tmp);
 	}
 }
 
@@ -981,8 +1027,10 @@ cm_hf_tokenizer_normalize(const cm_hf_tokenizer *tok, const char *text, size_t l
 	sb_add(&a, "", 1);			/* a NUL, and a buffer even when empty */
 	if (a.failed)
 	{
+		bool		too_long = a.too_long;
+
 		sb_free(&a);
-		return cm_set_error(err, CM_ERR_NOMEM, "out of memory normalizing text");
+		return work_failed(too_long, err);
 	}
 	*out = a.p;
 	*out_len = a.len - 1;
@@ -1290,7 +1338,7 @@ apply_pre(const hf_pre *pt, bool first_word, const char *w, size_t n, words *out
 					split_literal(t.p, t.len, pt->pattern, pt->pattern_len, SPLIT_MERGED_WITH_NEXT, out);
 				else if (t.len > 0)
 					words_push(out, t.p, t.len);
-				out->failed |= t.failed;
+				sb_merge(&out->text, &t);
 				sb_free(&t);
 				return;
 			}
@@ -1313,7 +1361,8 @@ apply_pre(const hf_pre *pt, bool first_word, const char *w, size_t n, words *out
 				split_chars(w, n, PRED_SPACE, SPLIT_REMOVED, &tmp);
 				for (size_t i = 0; i < tmp.n; i++)
 					split_chars(tmp.text.p + tmp.start[i], tmp.len[i], PRED_PUNCT, SPLIT_ISOLATED, out);
-				out->failed |= tmp.failed || tmp.text.failed;
+				out->failed |= tmp.failed;
+				sb_merge(&out->text, &tmp.text);
 				words_free(&tmp);
 				return;
 			}
@@ -1342,10 +1391,12 @@ apply_pre(const hf_pre *pt, bool first_word, const char *w, size_t n, words *out
 					for (size_t k = 0; k < tmp.len[i]; k++)
 						sb_add_cp(&m, cm_bpe_byte_char((unsigned char) tmp.text.p[tmp.start[i] + k]));
 					words_push(out, m.p, m.len);
-					out->failed |= m.failed;
+					sb_merge(&out->text, &m);
 					sb_free(&m);
 				}
-				out->failed |= t.failed || tmp.failed;
+				sb_merge(&out->text, &t);
+				out->failed |= tmp.failed;
+				sb_merge(&out->text, &tmp.text);
 				sb_free(&t);
 				words_free(&tmp);
 				return;
@@ -1474,7 +1525,7 @@ bpe_word(const cm_hf_tokenizer *tok, scratch *s, const char *w, size_t n, emitte
 		if (last && suf_len)
 			sb_add(&s->c, tok->word_suffix, suf_len);
 		if (s->c.failed)
-			return cm_set_error(err, CM_ERR_NOMEM, "out of memory tokenizing text");
+			return work_failed(s->c.too_long, err);
 		id = cm_hf_vocab_find(tok, s->c.p, s->c.len);
 		if (id < 0 && tok->byte_fallback)
 		{
@@ -1544,7 +1595,7 @@ wordpiece_word(const cm_hf_tokenizer *tok, scratch *s, const char *w, size_t n, 
 				sb_add(&s->c, tok->subword_prefix, pre_len);
 			sb_add(&s->c, w + pos, end - pos);
 			if (s->c.failed)
-				return cm_set_error(err, CM_ERR_NOMEM, "out of memory tokenizing text");
+				return work_failed(s->c.too_long, err);
 			if ((found = cm_hf_vocab_find(tok, s->c.p, s->c.len)) >= 0)
 				break;
 			/* back off one character */
@@ -1798,7 +1849,7 @@ encode_segment(const cm_hf_tokenizer *tok, scratch *s, const char *text, size_t 
 		s->b.len = 0;
 		apply_norm(&tok->norm[1], s->c.p, s->c.len, &s->b);	/* NORM_SPM */
 		if (s->a.failed || s->b.failed || s->c.failed)
-			return cm_set_error(err, CM_ERR_NOMEM, "out of memory tokenizing text");
+			return work_failed(s->a.too_long || s->b.too_long || s->c.too_long, err);
 		drop = (size_t) tok->spm_unk_prefix;
 		{
 			emitter		tmp;
@@ -1820,7 +1871,7 @@ encode_segment(const cm_hf_tokenizer *tok, scratch *s, const char *text, size_t 
 
 	normalize_all(tok, text, len, &s->a, &s->b);
 	if (s->a.failed)
-		return cm_set_error(err, CM_ERR_NOMEM, "out of memory tokenizing text");
+		return work_failed(s->a.too_long, err);
 	words_clear(cur);
 	if (s->a.len > 0)
 		words_push(cur, s->a.p, s->a.len);
@@ -1832,7 +1883,7 @@ encode_segment(const cm_hf_tokenizer *tok, scratch *s, const char *text, size_t 
 		for (size_t k = 0; k < cur->n; k++)
 			apply_pre(&tok->pre[i], first_segment && k == 0, cur->text.p + cur->start[k], cur->len[k], next);
 		if (next->failed || next->text.failed)
-			return cm_set_error(err, CM_ERR_NOMEM, "out of memory tokenizing text");
+			return work_failed(next->text.too_long, err);
 		t = cur;
 		cur = next;
 		next = t;
@@ -1973,8 +2024,10 @@ cm_hf_tokenizer_encode(const cm_hf_tokenizer *tok, const char *text, size_t len,
 	}
 	if (s.a.failed || s.c.failed)
 	{
+		bool		too_long = s.a.too_long || s.c.too_long;
+
 		scratch_free(&s);
-		return cm_set_error(err, CM_ERR_NOMEM, "out of memory tokenizing text");
+		return work_failed(too_long, err);
 	}
 	/* the working copy must survive the scratch buffers used below */
 	{

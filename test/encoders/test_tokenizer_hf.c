@@ -123,10 +123,67 @@ test_unigram_long_piece(void)
 	free(json);
 }
 
+/*
+ * Normalizers and pre-tokenizers that multiply the text (a long Replace
+ * content, a long Metaspace replacement) are stopped at the working-text
+ * limit with CM_ERR_LIMIT, not by exhausting the server's memory.
+ */
+static void
+test_multiplying_normalizers(void)
+{
+	char	   *big = repeat("x", 100000);
+	char	   *json = malloc(100000 + 512);
+	char	   *text = repeat("a b ", 2000);
+	cm_error	err;
+	int32_t		ids[16];
+	int			n = 0;
+
+	if (big == NULL || json == NULL || text == NULL)
+	{
+		RT_CHECK(false, "allocate");
+		free(big);
+		free(json);
+		free(text);
+		return;
+	}
+	for (int kind = 0; kind < 2; kind++)
+	{
+		cm_hf_tokenizer *tok;
+
+		if (kind == 0)
+			snprintf(json, 100000 + 512,
+					 "{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"<unk>\", 0], [\"x\", -1]]}, "
+					 "\"normalizer\": {\"type\": \"Replace\", \"pattern\": {\"String\": \"a\"}, \"content\": \"%s\"}}",
+					 big);
+		else
+			snprintf(json, 100000 + 512,
+					 "{\"model\": {\"type\": \"Unigram\", \"unk_id\": 0, \"vocab\": [[\"<unk>\", 0], [\"x\", -1]]}, "
+					 "\"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\": \"%s\", \"split\": false}}",
+					 big);
+		tok = from_json(json, &err);
+		RT_CHECK(tok != NULL, "multiplying %s loads: %s", kind ? "Metaspace" : "Replace", err.message);
+		if (tok == NULL)
+			continue;
+		memset(&err, 0, sizeof(err));
+		RT_CHECK(cm_hf_tokenizer_encode(tok, text, strlen(text), ids, 16, &n, &err) == CM_ERR_LIMIT &&
+				 err.limit == CM_LIMIT_OTHER,
+				 "%s x 100,000 on 2,000 words: status %d: %s", kind ? "Metaspace" : "Replace", err.status,
+				 err.message);
+		/* a short text still tokenizes */
+		RT_CHECK(cm_hf_tokenizer_encode(tok, "a", 1, ids, 16, &n, &err) == CM_OK && n == 16,
+				 "%s on one word: %d ids: %s", kind ? "Metaspace" : "Replace", n, err.message);
+		cm_hf_tokenizer_free(tok);
+	}
+	free(big);
+	free(json);
+	free(text);
+}
+
 int
 main(void)
 {
 	test_post_processor_ids();
 	test_unigram_long_piece();
+	test_multiplying_normalizers();
 	return rt_summary("test_tokenizer_hf");
 }
