@@ -8,6 +8,9 @@
 #include "runtime_test_util.h"
 #include "tokenizer_hf.h"
 
+#define SIGLIP_SPM "test/golden2/tiny-siglip/spiece.model"
+#define XLMR_JSON "test/golden2/tiny-clip-tokenizerjson/tokenizer.json"
+
 static cm_hf_tokenizer *
 from_json(const char *json, cm_error *err)
 {
@@ -179,11 +182,65 @@ test_multiplying_normalizers(void)
 	free(text);
 }
 
+/* Cut-off files: every prefix (a sample of them for the long ones) is refused or loads, cleanly. */
+static void
+test_prefixes(void)
+{
+	size_t		len = 0;
+	char	   *spm = rt_read_file(SIGLIP_SPM, &len);
+	char	   *json;
+	int			loaded = 0,
+				refused = 0;
+
+	RT_CHECK(spm != NULL, "read " SIGLIP_SPM);
+	for (size_t k = 0; spm != NULL && k < len; k += k < 4096 ? 1 : 997)
+	{
+		cm_error	err = {0};
+		cm_hf_tokenizer *tok = cm_hf_tokenizer_from_spm_siglip((const unsigned char *) spm, k,
+															   "spiece.model", true, &err);
+
+		if (tok != NULL)
+		{
+			int32_t		ids[64];
+			int			n = 0;
+
+			loaded++;
+			if (cm_hf_tokenizer_encode(tok, "a photo of a cat", 16, ids, 64, &n, &err) == CM_OK)
+				RT_CHECK(n >= 1 && n <= 64, "prefix %zu: %d ids", k, n);
+		}
+		else
+		{
+			refused++;
+			RT_CHECK(err.message[0] != '\0' && (err.status == CM_ERR_MODEL || err.status == CM_ERR_UNSUPPORTED),
+					 "spiece.model prefix %zu: status %d", k, err.status);
+		}
+		cm_hf_tokenizer_free(tok);
+	}
+	printf("  spiece.model prefixes: %d refused, %d load\n", refused, loaded);
+	free(spm);
+
+	json = rt_read_file(XLMR_JSON, &len);
+	RT_CHECK(json != NULL, "read " XLMR_JSON);
+	while (json != NULL && len > 0 && json[len - 1] != '}')
+		len--;					/* a prefix that stops after the final brace is whole */
+	for (size_t k = 0; json != NULL && k < len; k += 1 + k / 8)
+	{
+		cm_error	err = {0};
+		cm_hf_tokenizer *tok = cm_hf_tokenizer_from_json(json, k, "tokenizer.json", &err);
+
+		RT_CHECK(tok == NULL && err.status == CM_ERR_MODEL, "tokenizer.json prefix %zu: status %d", k,
+				 err.status);
+		cm_hf_tokenizer_free(tok);
+	}
+	free(json);
+}
+
 int
 main(void)
 {
 	test_post_processor_ids();
 	test_unigram_long_piece();
 	test_multiplying_normalizers();
+	test_prefixes();
 	return rt_summary("test_tokenizer_hf");
 }
