@@ -2,12 +2,14 @@
  * fuzz_tokenizer_hf.c
  *	  libFuzzer target: arbitrary bytes as the text given to the tokenizers
  *	  a model directory can ship besides CLIP's vocab.json + merges.txt (which
- *	  fuzz_tokenizer covers): a tokenizer.json BPE (CLIP's), SigLIP's
- *	  SentencePiece spiece.model, and SigLIP 2's Gemma tokenizer.json with
- *	  lower-casing, each from the golden test models.  Invalid UTF-8 (by
- *	  utf8proc's verdict) and only that is refused; ids lie inside the
- *	  vocabulary, within the limit; a smaller limit gives a prefix of a larger
- *	  one's content; the same text gives the same ids.
+ *	  fuzz_tokenizer covers), one of each pipeline of tokenizer_hf.c: an
+ *	  XLM-R-style Unigram tokenizer.json with a precompiled charsmap (the
+ *	  golden tiny CLIP's), SigLIP's SentencePiece spiece.model, SigLIP 2's
+ *	  Gemma byte-fallback BPE with lower-casing, a BERT WordPiece and a
+ *	  byte-level BPE tokenizer.json.  Invalid UTF-8 (by utf8proc's verdict)
+ *	  and only that is refused; ids lie inside the vocabulary, within the
+ *	  limit; a smaller limit gives a prefix of a larger one's content; the
+ *	  same text gives the same ids; the normalized text is valid UTF-8.
  *	  Run from the repository root (make -C encoders fuzz-run).
  */
 #include <stdio.h>
@@ -23,7 +25,9 @@
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static cm_hf_tokenizer *toks[3];
+#define N_TOKENIZERS 5
+
+static cm_hf_tokenizer *toks[N_TOKENIZERS];
 
 static void
 require(int cond, const char *what)
@@ -81,8 +85,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		toks[0] = load("test/golden2/tiny-clip-tokenizerjson/tokenizer.json", false, false);
 		toks[1] = load("test/golden2/tiny-siglip/spiece.model", true, false);
 		toks[2] = load("test/golden2/tiny-siglip2-gemma/tokenizer.json", false, true);
+		toks[3] = load("test/encoders/data/wordpiece/tokenizer.json", false, false);
+		toks[4] = load("test/encoders/data/bytelevel/tokenizer.json", false, false);
 	}
-	for (int t = 0; t < 3; t++)
+	for (int t = 0; t < N_TOKENIZERS; t++)
 	{
 		const cm_hf_tokenizer *tok = toks[t];
 		int32_t		vocab = cm_hf_tokenizer_vocab_size(tok);
@@ -128,6 +134,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					"a truncated text's ids are a prefix of the whole text's");
 		free(long_ids);
 		free(again);
+
+		{
+			char	   *norm = NULL;
+			size_t		norm_len = 0;
+
+			st = cm_hf_tokenizer_normalize(tok, (const char *) data, size, &norm, &norm_len, &err);
+			require(st == CM_OK && norm != NULL && norm[norm_len] == '\0' &&
+					utf8proc_says_valid((const uint8_t *) norm, norm_len),
+					"a valid text normalizes to valid UTF-8");
+			free(norm);
+		}
 	}
 	return 0;
 }
