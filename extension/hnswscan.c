@@ -214,10 +214,17 @@ HnswScanExact(IndexScanDesc scan, HnswScanRow *row)
 	bool		found;
 	MemoryContext old;
 
+	/*
+	 * The fetch moves the TID it is given to the version it finds, a
+	 * heap-only tuple after a HOT update; the row keeps the index's TID (the
+	 * chain's root), the only one the executor can fetch it by.
+	 */
+	ItemPointerData tid = row->heaptid;
+
 	if (so->fetch == NULL)
 		HnswScanBeginTable(scan);
 	old = MemoryContextSwitchTo(so->rowCxt);
-	found = table_index_fetch_tuple(so->fetch, &row->heaptid, scan->xs_snapshot, so->slot,
+	found = table_index_fetch_tuple(so->fetch, &tid, scan->xs_snapshot, so->slot,
 									&callAgain, &allDead);
 	if (found)
 	{

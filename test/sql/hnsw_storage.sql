@@ -171,6 +171,30 @@ CREATE INDEX ON st_big USING crossmodal_hnsw (emb embedding_l2_ops) WITH (storag
 CREATE INDEX ON st_big USING crossmodal_hnsw (emb embedding_l1_ops) WITH (storage = rabitq);
 CREATE INDEX ON st_big USING crossmodal_hnsw (emb st_l1_ops) WITH (storage = rabitq);
 
+-- A row updated in place (HOT: another column changed, the vector did not)
+-- is returned by every storage form.  Its version is a heap-only tuple past
+-- the TID the index holds (the chain's root); the compact forms, which
+-- re-rank from the table, used to return the version's TID, which the
+-- executor cannot fetch by, and the row was lost.
+CREATE FUNCTION st_hot_count(storage text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	n bigint;
+	hot bigint;
+BEGIN
+	CREATE TABLE st_hot (id int PRIMARY KEY, note text, emb embedding(4)) WITH (fillfactor = 50);
+	INSERT INTO st_hot SELECT i, 'a', ARRAY[i, i % 3, 1, -i]::embedding FROM generate_series(1, 20) i;
+	EXECUTE format('CREATE INDEX st_hot_i ON st_hot USING crossmodal_hnsw (emb embedding_l2_ops) WITH (storage = %s)', storage);
+	UPDATE st_hot SET note = 'b' WHERE id % 4 = 0;
+	-- the updated rows' versions are heap-only tuples: not at the TID the index holds
+	SELECT count(*) INTO hot FROM st_hot WHERE id % 4 = 0 AND ctid <> ALL (SELECT crossmodal_hnsw_heap_tids('st_hot_i'));
+	SET LOCAL enable_seqscan = off;
+	SELECT count(*) INTO n FROM (SELECT id FROM st_hot ORDER BY emb <-> '[1,1,1,1]' LIMIT 100) s;
+	DROP TABLE st_hot;
+	RETURN format('%s rows of 20 (%s of the 5 updated rows are heap-only tuples)', n, hot);
+END $$;
+SELECT s, st_hot_count(s) FROM unnest(ARRAY['float4', 'half', 'int8', 'rabitq']) s;
+DROP FUNCTION st_hot_count;
+
 DROP TABLE st, stq, st_wide, st_big;
 DROP FUNCTION st_check, st_exact, st_knn;
 DROP OPERATOR CLASS st_l1_ops USING crossmodal_hnsw;
