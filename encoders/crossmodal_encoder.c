@@ -357,6 +357,12 @@ cm_model_free(cm_model *model)
 	free(model);
 }
 
+cm_status
+cm_model_check_files(const cm_model *model, cm_error *err)
+{
+	return cm_safetensors_check_unchanged(model->st, err);
+}
+
 void
 cm_model_get_info(const cm_model *m, cm_model_info *info)
 {

@@ -147,6 +147,14 @@ void		cm_model_free(cm_model *model);
 void		cm_model_get_info(const cm_model *model, cm_model_info *info);
 
 /*
+ * CM_OK unless a weights file the model maps was written in place since it
+ * was loaded (size or modification time changed).  A model for which this
+ * fails must not be used again: a truncated file raises SIGBUS when read,
+ * a rewritten one holds other weights.  Costs an fstat per mapped file.
+ */
+cm_status	cm_model_check_files(const cm_model *model, cm_error *err);
+
+/*
  * Activation buffers for one thread at a time; grown as needed and reused.
  * NULL may be passed as state to any encode function: a temporary one is
  * then made for the call.

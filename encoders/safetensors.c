@@ -34,6 +34,9 @@ struct cm_safetensors
 	const unsigned char *base;	/* whole file (mapping or caller buffer) */
 	size_t		len;
 	bool		mapped;			/* base came from mmap and is ours to unmap */
+	int			fd;				/* the mapped file, kept open to notice it change; else -1 */
+	off_t		mapped_size;	/* its size and modification time when mapped */
+	struct timespec mapped_mtime;
 	const char *label;			/* file name for messages */
 	char	   *label_owned;
 	int			n_tensors;
@@ -382,6 +385,7 @@ new_reader(const char *label, cm_error *err)
 		return NULL;
 	}
 	st->label = st->label_owned;
+	st->fd = -1;
 	return st;
 }
 
@@ -431,10 +435,11 @@ cm_safetensors_open(const char *path, cm_error *err)
 	}
 	map = mmap(NULL, (size_t) sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 	map_errno = errno;
-	close(fd);
 	if (map == MAP_FAILED)
 	{
 		int			e = map_errno;
+
+		close(fd);
 
 		/* ENOMEM: the address space is short (RLIMIT_AS, overcommit), not the file */
 		cm_set_error(err, e == ENOMEM ? CM_ERR_NOMEM : CM_ERR_IO, "%s: cannot map: %s",
@@ -445,11 +450,15 @@ cm_safetensors_open(const char *path, cm_error *err)
 	if (st == NULL)
 	{
 		munmap(map, (size_t) sb.st_size);
+		close(fd);
 		return NULL;
 	}
 	st->base = map;
 	st->len = (size_t) sb.st_size;
 	st->mapped = true;
+	st->fd = fd;
+	st->mapped_size = sb.st_size;
+	st->mapped_mtime = sb.st_mtim;
 	if (parse_header(st, err) != CM_OK)
 	{
 		cm_safetensors_close(st);
@@ -562,6 +571,8 @@ cm_safetensors_close(cm_safetensors *st)
 		return;
 	if (st->mapped)
 		munmap((void *) st->base, st->len);
+	if (st->fd >= 0)
+		close(st->fd);
 	for (int i = 0; i < st->n_shards; i++)
 		cm_safetensors_close(st->shards[i]);
 	free(st->shards);
@@ -569,6 +580,33 @@ cm_safetensors_close(cm_safetensors *st)
 	free(st->names);
 	free(st->label_owned);
 	free(st);
+}
+
+cm_status
+cm_safetensors_check_unchanged(const cm_safetensors *st, cm_error *err)
+{
+	struct stat sb;
+
+	if (st == NULL)
+		return CM_OK;
+	if (st->fd >= 0)
+	{
+		if (fstat(st->fd, &sb) != 0)
+			return cm_set_error(err, CM_ERR_IO, "%s: cannot stat: %s", st->label, strerror(errno));
+		if (sb.st_size != st->mapped_size || sb.st_mtim.tv_sec != st->mapped_mtime.tv_sec ||
+			sb.st_mtim.tv_nsec != st->mapped_mtime.tv_nsec)
+			return cm_set_error(err, CM_ERR_MODEL,
+								"%s was written in place after it was mapped (%lld bytes then, %lld now)",
+								st->label, (long long) st->mapped_size, (long long) sb.st_size);
+	}
+	for (int i = 0; i < st->n_shards; i++)
+	{
+		cm_status	s = cm_safetensors_check_unchanged(st->shards[i], err);
+
+		if (s != CM_OK)
+			return s;
+	}
+	return CM_OK;
 }
 
 int

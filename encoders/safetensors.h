@@ -53,6 +53,15 @@ cm_safetensors *cm_safetensors_open_index(const char *dir, const char *index_fil
 
 void		cm_safetensors_close(cm_safetensors *st);
 
+/*
+ * CM_OK unless a mapped file (or shard) was written in place since it was
+ * mapped: its size or modification time differ.  Reading the mapping of a
+ * file truncated under it raises SIGBUS, and one rewritten in place holds
+ * other weights, so its users must stop using it.  A file replaced by a
+ * rename is another file: the mapping stays valid and this says nothing.
+ */
+cm_status	cm_safetensors_check_unchanged(const cm_safetensors *st, cm_error *err);
+
 int			cm_safetensors_count(const cm_safetensors *st);
 const cm_tensor_view *cm_safetensors_at(const cm_safetensors *st, int i);
 /* NULL when absent. */

@@ -368,7 +368,13 @@ CallSiteModel(FunctionCallInfo fcinfo, EncodeCallSite *site, const char *model_n
 	CmModelEntry *entry;
 
 	if (site != NULL && site->model_name != NULL && strcmp(site->model_name, model_name) == 0)
-		return site->entry;
+	{
+		cm_error	err = {0};
+
+		/* as CmGetModel does: a weights file written over under us is not read again */
+		if (cm_model_check_files(site->entry->model, &err) == CM_OK)
+			return site->entry;
+	}
 	entry = CmGetModel(model_name);
 	if (site != NULL)
 	{

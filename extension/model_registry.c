@@ -323,6 +323,21 @@ FindLoaded(const char *directory)
 	return NULL;
 }
 
+/* Takes an entry out of the cache (without freeing it: see CmGetModel). */
+static void
+ForgetLoaded(CmModelEntry *entry)
+{
+	for (CmModelEntry **p = &loaded_models; *p != NULL; p = &(*p)->next)
+	{
+		if (*p == entry)
+		{
+			*p = entry->next;
+			entry->next = NULL;
+			return;
+		}
+	}
+}
+
 /* The runtime's log messages are kept in the CmRun and emitted afterwards. */
 static void
 CaptureLog(void *ctx, int level, const char *message)
@@ -459,6 +474,28 @@ CmGetModel(const char *name)
 				 errhint("No model was found on crossmodal.model_path.")));
 	}
 	entry = FindLoaded(directory);
+	if (entry != NULL)
+	{
+		cm_error	err = {0};
+
+		if (cm_model_check_files(entry->model, &err) != CM_OK)
+		{
+			/*
+			 * A weights file was written in place under our mapping: reading
+			 * it could raise SIGBUS (truncated) or give other weights.  The
+			 * entry is never handed out again and its files are loaded anew;
+			 * it is not freed, as callers up the stack may still point into
+			 * it (a rare administrator's mistake leaks one mapping).
+			 */
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIG_FILE_ERROR),
+					 errmsg("model \"%s\" changed on disk after this session loaded it; loading it again", name),
+					 errdetail("%s", err.message),
+					 errhint("Replace a model's files by renaming new files into place, never by writing over them.")));
+			ForgetLoaded(entry);
+			entry = NULL;
+		}
+	}
 	if (entry == NULL)
 		entry = LoadModel(name, directory);
 	pfree(directory);
