@@ -252,6 +252,12 @@ cm_model_load(const char *dir, const cm_load_options *options, cm_error *err)
 		cm_set_error(err, CM_ERR_INPUT, "no model directory given");
 		return NULL;
 	}
+	if (options != NULL && options->precision != CM_PRECISION_DEFAULT &&
+		options->precision != CM_PRECISION_F32 && options->precision != CM_PRECISION_BF16)
+	{
+		cm_set_error(err, CM_ERR_INPUT, "unknown precision %d", (int) options->precision);
+		return NULL;
+	}
 	m = calloc(1, sizeof(*m));
 	path = malloc(CM_MAX_PATH);
 	vocab_path = malloc(CM_MAX_PATH);
@@ -260,6 +266,8 @@ cm_model_load(const char *dir, const cm_load_options *options, cm_error *err)
 		cm_set_error(err, CM_ERR_NOMEM, "out of memory loading %s", dir);
 		goto fail;
 	}
+	m->precision = options != NULL && options->precision == CM_PRECISION_BF16 ?
+		CM_PRECISION_BF16 : CM_PRECISION_F32;
 
 	/*
 	 * config.json (transformers' layout), else open_clip_config.json
@@ -326,8 +334,11 @@ cm_model_load(const char *dir, const cm_load_options *options, cm_error *err)
 		goto fail;
 	if (cm_model_bind_weights(m, st, path, err) != CM_OK)
 		goto fail;
-	log_msg(log, log_ctx, CM_LOG_DEBUG, "%s: %lld parameters, %s weights",
-			dir, (long long) m->n_params, m->weight_dtype);
+	log_msg(log, log_ctx, CM_LOG_DEBUG, "%s: %lld parameters, %s weights, %s products on %s, "
+			"%zu bytes of weights copied into this process",
+			dir, (long long) m->n_params, m->weight_dtype,
+			m->precision == CM_PRECISION_BF16 ? "BF16" : "F32", cm_model_kernels(m),
+			m->widened_floats * sizeof(float) + m->converted_halves * sizeof(uint16_t));
 	free(path);
 	free(vocab_path);
 	return m;
@@ -378,6 +389,10 @@ cm_model_get_info(const cm_model *m, cm_model_info *info)
 	info->patch_size = m->config.vision.patch_size;
 	info->n_params = m->n_params;
 	info->weight_dtype = m->weight_dtype;
+	info->precision = m->precision;
+	info->kernels = cm_model_kernels(m);
+	info->private_weight_bytes = (int64_t) (m->widened_floats * sizeof(float) +
+											m->converted_halves * sizeof(uint16_t));
 	info->logit_scale = expf(m->w.logit_scale[0]);
 	info->family = m->config.family == CM_FAMILY_SIGLIP ? "siglip"
 		: m->config.family == CM_FAMILY_OPENCLIP ? "openclip" : "clip";
@@ -404,13 +419,8 @@ cm_state_free(cm_state *s)
 	if (s == NULL)
 		return;
 	free(s->x.p);
-	free(s->h.p);
-	free(s->q.p);
-	free(s->k.p);
-	free(s->v.p);
-	free(s->attn.p);
-	free(s->ff.p);
-	free(s->scores.p);
+	for (int i = 0; i < CM_TEAM_MAX_THREADS; i++)
+		cm_lane_free(&s->lanes[i]);
 	free(s->patches.p);
 	free(s->pooled.p);
 	free(s->pixels.p);

@@ -46,10 +46,36 @@ typedef void (*cm_log_fn) (void *ctx, int level, const char *message);
 /* Return true to stop the running call with CM_ERR_CANCELLED. */
 typedef bool (*cm_cancel_fn) (void *ctx);
 
+/*
+ * The arithmetic of a model's matrix products (every linear layer, the patch
+ * embedding and the projections; attention, layer norms and activations are
+ * float32 in both).
+ *
+ * CM_PRECISION_F32: float32 throughout.  F32 weights are used in place from
+ * the read-only mapping, so every process that loads the same file shares
+ * them through the page cache; F16 and BF16 weights are widened once per
+ * process (a private copy).
+ *
+ * CM_PRECISION_BF16: bfloat16 weights times activations rounded to bfloat16
+ * (to nearest even), the products summed in float32: AVX512_BF16's dot
+ * products where the CPU has them, the same products in float32 arithmetic
+ * elsewhere.  BF16 weights are used in place (shared); F32 and F16 weights
+ * are converted once per process at load (a private copy, half the size of
+ * the F32 file's matrices).  Embeddings differ from float32's by a cosine of
+ * about 1e-5 (bench/encoders/README.md has the measurements).
+ */
+typedef enum cm_precision
+{
+	CM_PRECISION_DEFAULT = 0,	/* CM_PRECISION_F32 */
+	CM_PRECISION_F32,
+	CM_PRECISION_BF16
+} cm_precision;
+
 typedef struct cm_load_options
 {
 	cm_log_fn	log;			/* NULL: no logging */
 	void	   *log_ctx;
+	cm_precision precision;
 } cm_load_options;
 
 /* Defaults, used where a field is 0. */
@@ -120,6 +146,13 @@ typedef struct cm_model_info
 	int64_t		n_params;		/* parameters the runtime uses */
 	const char *weight_dtype;	/* of model.safetensors: "F32", "F16", "BF16"
 								 * or "mixed"; owned by the model */
+	cm_precision precision;		/* of the products: F32 or BF16 */
+	const char *kernels;		/* the instruction set the products run on
+								 * on this CPU, e.g. "AVX-512 with
+								 * AVX512_BF16": static */
+	int64_t		private_weight_bytes;	/* weights copied (widened or
+										 * converted) into this process's
+										 * memory, not shared */
 	float		logit_scale;	/* exp(logit_scale), the similarity scale */
 	const char *family;			/* "clip", "siglip" or "openclip": static */
 	const char *tokenizer_kind; /* "CLIP BPE", "OpenCLIP BPE", "BPE",

@@ -2,97 +2,112 @@
  * gemm.h
  *	  Matrix product with the weight read in place: y = x W^T + bias for a
  *	  weight W [N][K] stored row-major (a linear layer's layout), without
- *	  packing or copying W, for the few-row products of single captions and
- *	  images.  AVX-512 or AVX2/FMA versions chosen at run time, portable
- *	  fallback.
+ *	  packing or copying W.  Weights in float32 or bfloat16; x in float32, or
+ *	  rounded to bfloat16 for the reduced-precision path.  AVX-512 (with
+ *	  AVX512_BF16 where the CPU has it) or AVX2/FMA versions chosen at run
+ *	  time, portable fallback.
  */
 #ifndef CM_GEMM_H
 #define CM_GEMM_H
 
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-/* One unit of a task run by a team; thread is 0 (the caller) or 1. */
-typedef void (*cm_team_fn) (void *ctx, int unit, int thread);
+#include "team.h"
 
-/*
- * Two threads for the products (and other tasks) of one forward pass: the
- * caller and a helper started by cm_gemm_team_start and joined by
- * cm_gemm_team_stop (call both within one call of the runtime, so that no
- * thread outlives it: safe across fork).  Owned by the caller, e.g. on its
- * stack; the fields are private to gemm.c.
- */
-typedef struct cm_gemm_team
+/* Element types of a product's operands. */
+typedef enum cm_elem
 {
-	bool		running;		/* the helper exists */
-	bool		stop;
-	pthread_t	helper;
-	pthread_mutex_t lock;
-	pthread_cond_t wake;		/* a new product, or stop */
-	pthread_cond_t done;		/* the last unit of a product finished */
-	uint32_t	gen;			/* task number */
-	_Atomic uint32_t posted;	/* gen (or stop) published for threads spinning without the lock */
-	cm_team_fn	fn;				/* the current task, NULL between tasks */
-	void	   *ctx;
-	int			n_units;
-	_Atomic uint64_t claim;		/* gen << 32 | next unit */
-	_Atomic int finished;		/* units of the current task done */
-	bool		(*helper_init) (void);	/* run first by the helper */
-	int			init_result;	/* 0 while it runs, then 1 (ok) or -1 */
-} cm_gemm_team;
+	CM_ELEM_F32,
+	CM_ELEM_BF16				/* the upper 16 bits of a float32 */
+} cm_elem;
 
-/*
- * Start a team when n_threads >= 2; false (and nothing to stop) when not
- * started: products then run on the caller's thread alone.  helper_init,
- * when not NULL, runs first on the helper (e.g. to claim what a library
- * allocates per thread); the team starts only when it returns true.
- */
-bool		cm_gemm_team_start(cm_gemm_team *team, int n_threads, bool (*helper_init) (void));
+/* A row-major matrix operand; ld is in elements. */
+typedef struct cm_mat
+{
+	const void *p;
+	size_t		ld;
+	cm_elem		type;
+} cm_mat;
 
-/* Join the helper; harmless on a team that did not start, or NULL. */
-void		cm_gemm_team_stop(cm_gemm_team *team);
+static inline cm_mat
+cm_mat_f32(const float *p, size_t ld)
+{
+	cm_mat		m = {p, ld, CM_ELEM_F32};
 
-/*
- * fn(ctx, unit, thread) for every unit < n_units, spread over the team's
- * threads (on the caller alone when team is NULL or not started); returns
- * when all are done.  Units must be independent of each other.
- */
-void		cm_gemm_team_run(cm_gemm_team *team, cm_team_fn fn, void *ctx, int n_units);
-
-/*
- * y[m][n] = (accumulate ? y[m][n] : 0) + bias[n] + sum_k x[m][k] W[n][k]
- * for m < M, n < N, k < K.  bias may be NULL.  Leading dimensions are in
- * floats; x, W and y need no particular alignment.  y must not overlap x
- * or W.  team, when not NULL and started, shares a large enough product
- * between its two threads.
- */
-void		cm_gemm_nt(cm_gemm_team *team, int M, int N, int K, const float *x, size_t ldx,
-					   const float *W, size_t ldw, const float *bias,
-					   float *y, size_t ldy, bool accumulate);
+	return m;
+}
 
 /* The instruction sets a product can run on. */
 typedef enum cm_gemm_path
 {
 	CM_GEMM_PORTABLE,
 	CM_GEMM_AVX2,				/* AVX2 + FMA */
-	CM_GEMM_AVX512				/* AVX-512F */
+	CM_GEMM_AVX512,				/* AVX-512 F, BW and VL */
+	CM_GEMM_AVX512_BF16			/* and AVX512_BF16's bfloat16 dot products */
 } cm_gemm_path;
+
+/*
+ * How a product reads W: CM_GEMM_AUTO picks by the number of x rows;
+ * CM_GEMM_IN_PLACE always dots x rows with W rows where they lie (the
+ * kernel for a few rows); CM_GEMM_PACKED copies panels of W transposed and
+ * multiplies them as outer products (the kernel for many rows, AVX-512
+ * only: elsewhere, or for operands it does not take, in place).  The two
+ * sum an output's products in different orders: an output's bits depend
+ * on the algorithm, and on nothing else of the product (other rows, the
+ * number of threads).
+ */
+typedef enum cm_gemm_algo
+{
+	CM_GEMM_AUTO = 0,
+	CM_GEMM_IN_PLACE,
+	CM_GEMM_PACKED
+} cm_gemm_algo;
+
+/*
+ * CM_GEMM_AUTO packs from this many x rows (where it can).  Measured (Zen
+ * 4): packing pays from 64 rows with bfloat16, from 96 with float32.
+ */
+#define CM_GEMM_PACK_MIN_ROWS 96
+
+/*
+ * y[m][n] = (accumulate ? y[m][n] : 0) + bias[n] + sum_k x[m][k] W[n][k]
+ * for m < M, n < N, k < K, products and sums in float32.  bias may be NULL.
+ * x and W need no particular alignment beyond their element size; y must
+ * not overlap x or W.  team, when started, shares a large enough product
+ * between its threads; the result is the same bits on any number of
+ * threads.  Every combination of element types is accepted; the fast
+ * kernels take float32 x with float32 or bfloat16 W, and bfloat16 x with
+ * bfloat16 W (what cm_gemm_round_x makes on the AVX512_BF16 path).
+ */
+void		cm_gemm(cm_team *team, cm_gemm_algo algo, int M, int N, int K, cm_mat x, cm_mat W,
+					const float *bias, float *y, size_t ldy, bool accumulate);
+
+/* cm_gemm on a given path (tests compare them); one the CPU lacks falls back to the best below it. */
+void		cm_gemm_on_path(cm_gemm_path path, cm_team *team, cm_gemm_algo algo, int M, int N,
+							int K, cm_mat x, cm_mat W, const float *bias, float *y, size_t ldy,
+							bool accumulate);
+
+/*
+ * x [M][K] rounded to bfloat16 (to nearest even; subnormals to zero, as
+ * AVX512_BF16's conversion does) into out, for products with bfloat16
+ * weights on path: packed bfloat16 where the path multiplies bfloat16 pairs
+ * (AVX512_BF16), float32 holding the rounded values elsewhere, so that
+ * every path computes the same products.  out holds M * K floats; returns
+ * the operand (ld = K).
+ */
+cm_mat		cm_gemm_round_x(cm_gemm_path path, cm_team *team, int M, int K, const float *x,
+							size_t ldx, float *out);
+
+/* bfloat16 of a float32, to nearest even as torch's .to(torch.bfloat16) does (NaN stays NaN). */
+uint16_t	cm_bf16_from_f32(float f);
+float		cm_f32_from_bf16(uint16_t h);
 
 bool		cm_gemm_path_supported(cm_gemm_path path);
 
-/* The path cm_gemm_nt takes on this CPU. */
+/* The path cm_gemm takes on this CPU. */
 cm_gemm_path cm_gemm_best_path(void);
 const char *cm_gemm_path_name(cm_gemm_path path);
-
-/*
- * cm_gemm_nt on a given path (tests compare them); a path the CPU lacks
- * falls back to the best one below it.
- */
-void		cm_gemm_nt_path(cm_gemm_path path, cm_gemm_team *team, int M, int N, int K,
-							const float *x, size_t ldx, const float *W, size_t ldw,
-							const float *bias, float *y, size_t ldy, bool accumulate);
 
 #endif							/* CM_GEMM_H */

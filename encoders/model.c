@@ -6,7 +6,10 @@
  *
  * float32 tensors are used in place from the read-only mapping (so processes
  * that load the same file share it through the page cache); float16 and
- * bfloat16 tensors are widened once into one owned buffer.
+ * bfloat16 tensors are widened once into one owned buffer.  At
+ * CM_PRECISION_BF16 the matrices of products are bfloat16 instead: used in
+ * place from a BF16 file, converted once into another owned buffer from the
+ * others.
  */
 #include "model.h"
 
@@ -60,24 +63,41 @@ typedef enum spec_form
 	FORM_TRANSPOSED
 } spec_form;
 
+/*
+ * How a tensor is used: plain float32 (const float *); a matrix of products
+ * (cm_mat: bfloat16 at CM_PRECISION_BF16); or a table read by rows (cm_mat:
+ * a BF16 table is used in place and its rows widened as they are read).
+ */
+typedef enum spec_kind
+{
+	KIND_PLAIN,
+	KIND_MATRIX,
+	KIND_TABLE
+} spec_kind;
+
 typedef struct tensor_spec
 {
 	int			families;
 	spec_scope	scope;
 	const char *name;			/* full name, or the suffix after a layer's prefix */
-	size_t		offset;			/* of the const float * in the scope's struct */
+	size_t		offset;			/* of the const float * (or cm_mat) in the scope's struct */
+	spec_kind	kind;
 	spec_form	form;
 	int			ndim;			/* 0: a scalar, stored as [] or [1] */
 	spec_dim	dims[4];		/* as stored */
 	bool		if_logit_bias;	/* only in models whose config has a logit bias */
 } tensor_spec;
 
-#define LAYER(fam, n, f, form, nd, ...) {fam, SCOPE_LAYER, n, offsetof(cm_layer_weights, f), form, nd, {__VA_ARGS__}, false}
-#define HEAD(fam, n, f, form, nd, ...) {fam, SCOPE_HEAD, n, offsetof(cm_layer_weights, f), form, nd, {__VA_ARGS__}, false}
-#define TEXT(fam, n, f, form, nd, ...) {fam, SCOPE_TEXT, n, offsetof(cm_text_weights, f), form, nd, {__VA_ARGS__}, false}
-#define VISION(fam, n, f, form, nd, ...) {fam, SCOPE_VISION, n, offsetof(cm_vision_weights, f), form, nd, {__VA_ARGS__}, false}
-#define MODEL(fam, n, f) {fam, SCOPE_MODEL, n, offsetof(cm_weights, f), FORM_WHOLE, 0, {DIM_ONE}, false}
-#define MODEL_IF_BIAS(fam, n, f) {fam, SCOPE_MODEL, n, offsetof(cm_weights, f), FORM_WHOLE, 0, {DIM_ONE}, true}
+/* A layer's (and the MAP head's) two-dimensional tensors are its matrices. */
+#define LAYER(fam, n, f, form, nd, ...) {fam, SCOPE_LAYER, n, offsetof(cm_layer_weights, f), nd == 2 ? KIND_MATRIX : KIND_PLAIN, form, nd, {__VA_ARGS__}, false}
+#define HEAD(fam, n, f, form, nd, ...) {fam, SCOPE_HEAD, n, offsetof(cm_layer_weights, f), nd == 2 ? KIND_MATRIX : KIND_PLAIN, form, nd, {__VA_ARGS__}, false}
+#define TEXT(fam, n, f, form, nd, ...) {fam, SCOPE_TEXT, n, offsetof(cm_text_weights, f), KIND_PLAIN, form, nd, {__VA_ARGS__}, false}
+#define TEXT_MATRIX(fam, n, f, form, nd, ...) {fam, SCOPE_TEXT, n, offsetof(cm_text_weights, f), KIND_MATRIX, form, nd, {__VA_ARGS__}, false}
+#define TEXT_TABLE(fam, n, f, form, nd, ...) {fam, SCOPE_TEXT, n, offsetof(cm_text_weights, f), KIND_TABLE, form, nd, {__VA_ARGS__}, false}
+#define VISION(fam, n, f, form, nd, ...) {fam, SCOPE_VISION, n, offsetof(cm_vision_weights, f), KIND_PLAIN, form, nd, {__VA_ARGS__}, false}
+#define VISION_MATRIX(fam, n, f, form, nd, ...) {fam, SCOPE_VISION, n, offsetof(cm_vision_weights, f), KIND_MATRIX, form, nd, {__VA_ARGS__}, false}
+#define MODEL(fam, n, f) {fam, SCOPE_MODEL, n, offsetof(cm_weights, f), KIND_PLAIN, FORM_WHOLE, 0, {DIM_ONE}, false}
+#define MODEL_IF_BIAS(fam, n, f) {fam, SCOPE_MODEL, n, offsetof(cm_weights, f), KIND_PLAIN, FORM_WHOLE, 0, {DIM_ONE}, true}
 
 /* Every tensor the runtime reads, per family, with its stored shape. */
 static const tensor_spec tensor_table[] = {
@@ -118,22 +138,22 @@ static const tensor_spec tensor_table[] = {
 	LAYER(F_OPENCLIP, "mlp.c_proj.bias", fc2_b, FORM_WHOLE, 1, DIM_D),
 
 	/* text tower */
-	TEXT(F_HF, "text_model.embeddings.token_embedding.weight", token_embedding, FORM_WHOLE, 2, DIM_VOCAB, DIM_D),
+	TEXT_TABLE(F_HF, "text_model.embeddings.token_embedding.weight", token_embedding, FORM_WHOLE, 2, DIM_VOCAB, DIM_D),
 	TEXT(F_HF, "text_model.embeddings.position_embedding.weight", position_embedding, FORM_WHOLE, 2, DIM_TEXT_POS, DIM_D),
 	TEXT(F_HF, "text_model.final_layer_norm.weight", final_ln_w, FORM_WHOLE, 1, DIM_D),
 	TEXT(F_HF, "text_model.final_layer_norm.bias", final_ln_b, FORM_WHOLE, 1, DIM_D),
-	TEXT(F_CLIP, "text_projection.weight", projection, FORM_WHOLE, 2, DIM_PROJ, DIM_D),
-	TEXT(F_SIGLIP, "text_model.head.weight", projection, FORM_WHOLE, 2, DIM_PROJ, DIM_D),
+	TEXT_MATRIX(F_CLIP, "text_projection.weight", projection, FORM_WHOLE, 2, DIM_PROJ, DIM_D),
+	TEXT_MATRIX(F_SIGLIP, "text_model.head.weight", projection, FORM_WHOLE, 2, DIM_PROJ, DIM_D),
 	TEXT(F_SIGLIP, "text_model.head.bias", projection_b, FORM_WHOLE, 1, DIM_PROJ),
-	TEXT(F_OPENCLIP, "token_embedding.weight", token_embedding, FORM_WHOLE, 2, DIM_VOCAB, DIM_D),
+	TEXT_TABLE(F_OPENCLIP, "token_embedding.weight", token_embedding, FORM_WHOLE, 2, DIM_VOCAB, DIM_D),
 	TEXT(F_OPENCLIP, "positional_embedding", position_embedding, FORM_WHOLE, 2, DIM_TEXT_POS, DIM_D),
 	TEXT(F_OPENCLIP, "ln_final.weight", final_ln_w, FORM_WHOLE, 1, DIM_D),
 	TEXT(F_OPENCLIP, "ln_final.bias", final_ln_b, FORM_WHOLE, 1, DIM_D),
-	TEXT(F_OPENCLIP, "text_projection", projection, FORM_TRANSPOSED, 2, DIM_D, DIM_PROJ),
+	TEXT_MATRIX(F_OPENCLIP, "text_projection", projection, FORM_TRANSPOSED, 2, DIM_D, DIM_PROJ),
 
 	/* vision tower */
 	VISION(F_CLIP, "vision_model.embeddings.class_embedding", class_embedding, FORM_WHOLE, 1, DIM_D),
-	VISION(F_HF, "vision_model.embeddings.patch_embedding.weight", patch_embedding, FORM_WHOLE, 4,
+	VISION_MATRIX(F_HF, "vision_model.embeddings.patch_embedding.weight", patch_embedding, FORM_WHOLE, 4,
 		   DIM_D, DIM_CHANNELS, DIM_PATCH, DIM_PATCH),
 	VISION(F_SIGLIP, "vision_model.embeddings.patch_embedding.bias", patch_bias, FORM_WHOLE, 1, DIM_D),
 	VISION(F_HF, "vision_model.embeddings.position_embedding.weight", position_embedding, FORM_WHOLE, 2,
@@ -142,17 +162,17 @@ static const tensor_spec tensor_table[] = {
 	VISION(F_CLIP, "vision_model.pre_layrnorm.bias", pre_ln_b, FORM_WHOLE, 1, DIM_D),
 	VISION(F_HF, "vision_model.post_layernorm.weight", post_ln_w, FORM_WHOLE, 1, DIM_D),
 	VISION(F_HF, "vision_model.post_layernorm.bias", post_ln_b, FORM_WHOLE, 1, DIM_D),
-	VISION(F_CLIP, "visual_projection.weight", projection, FORM_WHOLE, 2, DIM_PROJ, DIM_D),
+	VISION_MATRIX(F_CLIP, "visual_projection.weight", projection, FORM_WHOLE, 2, DIM_PROJ, DIM_D),
 	VISION(F_SIGLIP, "vision_model.head.probe", probe, FORM_WHOLE, 3, DIM_ONE, DIM_ONE, DIM_D),
 	VISION(F_OPENCLIP, "visual.class_embedding", class_embedding, FORM_WHOLE, 1, DIM_D),
-	VISION(F_OPENCLIP, "visual.conv1.weight", patch_embedding, FORM_WHOLE, 4,
+	VISION_MATRIX(F_OPENCLIP, "visual.conv1.weight", patch_embedding, FORM_WHOLE, 4,
 		   DIM_D, DIM_CHANNELS, DIM_PATCH, DIM_PATCH),
 	VISION(F_OPENCLIP, "visual.positional_embedding", position_embedding, FORM_WHOLE, 2, DIM_VISION_POS, DIM_D),
 	VISION(F_OPENCLIP, "visual.ln_pre.weight", pre_ln_w, FORM_WHOLE, 1, DIM_D),
 	VISION(F_OPENCLIP, "visual.ln_pre.bias", pre_ln_b, FORM_WHOLE, 1, DIM_D),
 	VISION(F_OPENCLIP, "visual.ln_post.weight", post_ln_w, FORM_WHOLE, 1, DIM_D),
 	VISION(F_OPENCLIP, "visual.ln_post.bias", post_ln_b, FORM_WHOLE, 1, DIM_D),
-	VISION(F_OPENCLIP, "visual.proj", projection, FORM_TRANSPOSED, 2, DIM_D, DIM_PROJ),
+	VISION_MATRIX(F_OPENCLIP, "visual.proj", projection, FORM_TRANSPOSED, 2, DIM_D, DIM_PROJ),
 
 	/* SigLIP's multi-head attention pooling head (torch.nn.MultiheadAttention's names) */
 	HEAD(F_SIGLIP, "vision_model.head.attention.in_proj_weight", q_w, FORM_Q, 2, DIM_3D, DIM_D),
@@ -181,9 +201,11 @@ static const tensor_spec tensor_table[] = {
 typedef struct binding
 {
 	const cm_tensor_view *view;
-	const float **dest;
+	void	   *dest;			/* const float ** or, for a matrix or table, cm_mat * */
+	spec_kind	kind;
 	spec_form	form;
-	float	   *copy;			/* the widened or transposed copy, once made */
+	const void *copy;			/* the widened, transposed or converted copy, once made */
+	cm_elem		copy_type;
 } binding;
 
 static int64_t
@@ -288,13 +310,41 @@ scope_base(cm_model *m, spec_scope scope, bool text, int layer)
 
 #define WIDENED_ALIGN 64		/* bytes: a cache line */
 
-/* Floats a widened tensor takes: its elements, rounded up to whole cache lines. */
+/* Elements a copied tensor takes: its elements, rounded up to whole cache lines. */
 static size_t
-widened_slot(const cm_tensor_view *t)
+copy_slot(const cm_tensor_view *t, size_t elem_bytes)
 {
-	size_t		per_line = WIDENED_ALIGN / sizeof(float);
+	size_t		per_line = WIDENED_ALIGN / elem_bytes;
 
 	return ((size_t) t->n_elements + per_line - 1) / per_line * per_line;
+}
+
+/* Whether a binding's tensor is used as a bfloat16 matrix copied at load. */
+static bool
+needs_conversion(const cm_model *m, const binding *b)
+{
+	return b->kind == KIND_MATRIX && m->precision == CM_PRECISION_BF16 &&
+		(b->view->dtype != CM_DTYPE_BF16 || b->form == FORM_TRANSPOSED);
+}
+
+/* Whether a binding's tensor is widened (or transposed) into float32 at load. */
+static bool
+needs_widening(const cm_model *m, const binding *b)
+{
+	if (b->kind == KIND_MATRIX && m->precision == CM_PRECISION_BF16)
+		return false;
+	if (b->kind == KIND_TABLE && b->view->dtype == CM_DTYPE_BF16)
+		return false;
+	return b->view->dtype != CM_DTYPE_F32 || b->form == FORM_TRANSPOSED;
+}
+
+/* Elements per row of a matrix as the products read it ([out][in]: in). */
+static size_t
+matrix_ld(const cm_tensor_view *t, spec_form form)
+{
+	if (form == FORM_TRANSPOSED)
+		return (size_t) t->shape[0];
+	return (size_t) t->n_elements / (size_t) t->shape[0];
 }
 
 /* The name prefix of layer l of a tower in the family's layout. */
@@ -315,29 +365,64 @@ form_elements(const cm_tensor_view *t, spec_form form)
 		: (size_t) t->n_elements;
 }
 
-/* Copy t (widened to float32) into out, transposed when the form asks. */
+/*
+ * Copy t (widened to float32) into out, transposed when the form asks; or,
+ * when out16 is not NULL, into out16 converted to bfloat16.
+ */
 static cm_status
-copy_tensor(const cm_tensor_view *t, spec_form form, float *out, cm_error *err)
+copy_tensor(const cm_tensor_view *t, spec_form form, float *out, uint16_t *out16, cm_error *err)
 {
 	size_t		rows,
 				cols;
 	float	   *tmp;
 	cm_status	s;
 
-	if (form != FORM_TRANSPOSED)
+	if (out16 != NULL && t->dtype == CM_DTYPE_F32 && form != FORM_TRANSPOSED)
+	{
+		const float *in = t->data;
+
+		for (size_t i = 0; i < (size_t) t->n_elements; i++)
+			out16[i] = cm_bf16_from_f32(in[i]);
+		return CM_OK;
+	}
+	if (out16 == NULL && form != FORM_TRANSPOSED)
 		return cm_tensor_to_f32(t, out, err);
-	rows = (size_t) t->shape[0];
-	cols = (size_t) t->shape[1];
+	rows = form == FORM_TRANSPOSED ? (size_t) t->shape[0] : 1;
+	cols = (size_t) t->n_elements / rows;
 	tmp = malloc((size_t) t->n_elements * sizeof(float));
 	if (tmp == NULL)
-		return cm_set_error(err, CM_ERR_NOMEM, "out of memory transposing \"%s\"", t->name);
+		return cm_set_error(err, CM_ERR_NOMEM, "out of memory copying \"%s\"", t->name);
 	s = cm_tensor_to_f32(t, tmp, err);
 	if (s == CM_OK)
 		for (size_t i = 0; i < rows; i++)
 			for (size_t j = 0; j < cols; j++)
-				out[j * rows + i] = tmp[i * cols + j];
+			{
+				/* element [i][j] goes to [j][i] when transposed */
+				size_t		o = form == FORM_TRANSPOSED ? j * rows + i : i * cols + j;
+
+				if (out16 != NULL)
+					out16[o] = cm_bf16_from_f32(tmp[i * cols + j]);
+				else
+					out[o] = tmp[i * cols + j];
+			}
 	free(tmp);
 	return s;
+}
+
+/* Point a binding's destination at data (float32, or for a matrix or table of either type). */
+static void
+set_dest(const binding *b, const void *data, cm_elem type)
+{
+	if (b->kind != KIND_PLAIN)
+	{
+		cm_mat	   *m = b->dest;
+
+		m->p = data;
+		m->ld = matrix_ld(b->view, b->form);
+		m->type = type;
+	}
+	else
+		*(const float **) b->dest = data;
 }
 
 cm_status
@@ -350,10 +435,13 @@ cm_model_bind_weights(cm_model *m, cm_safetensors *st, const char *label, cm_err
 	size_t		n_bindings = 0,
 				max_bindings;
 	binding    *bindings = NULL;
-	size_t		widened = 0;
+	size_t		widened = 0,
+				converted = 0;
 	int			seen_dtypes = 0;
 	cm_status	s = CM_OK;
 
+	if (m->precision == CM_PRECISION_DEFAULT)
+		m->precision = CM_PRECISION_F32;
 	m->w.text.layers = calloc((size_t) n_text_layers, sizeof(cm_layer_weights));
 	m->w.vision.layers = calloc((size_t) n_vision_layers, sizeof(cm_layer_weights));
 	/* layers are bounded by the config limits: this cannot overflow */
@@ -367,7 +455,8 @@ cm_model_bind_weights(cm_model *m, cm_safetensors *st, const char *label, cm_err
 
 	/*
 	 * Pass 1: find and check every tensor, count what must be copied (F16 and
-	 * BF16 widened, transposed ones rearranged; a fused q/k/v tensor once).
+	 * BF16 widened, transposed ones rearranged, matrices converted to
+	 * bfloat16 at CM_PRECISION_BF16; a fused q/k/v tensor once).
 	 */
 	for (size_t i = 0; i < N_SPECS; i++)
 	{
@@ -404,11 +493,13 @@ cm_model_bind_weights(cm_model *m, cm_safetensors *st, const char *label, cm_err
 				b = &bindings[n_bindings++];
 				b->view = t;
 				b->form = spec->form;
-				b->dest = (const float **) ((char *) base + spec->offset);
+				b->kind = spec->kind;
+				b->dest = (char *) base + spec->offset;
 				/* the q part comes first: k and v share its copy */
 				first_use = spec->form != FORM_K && spec->form != FORM_V;
-				if (first_use && (t->dtype != CM_DTYPE_F32 || spec->form == FORM_TRANSPOSED) &&
-					!cm_add_size(widened, widened_slot(t), &widened))
+				if (first_use &&
+					((needs_widening(m, b) && !cm_add_size(widened, copy_slot(t, sizeof(float)), &widened)) ||
+					 (needs_conversion(m, b) && !cm_add_size(converted, copy_slot(t, sizeof(uint16_t)), &converted))))
 				{
 					s = cm_set_error(err, CM_ERR_MODEL, "%s: weights too large", label);
 					goto fail;
@@ -421,10 +512,10 @@ cm_model_bind_weights(cm_model *m, cm_safetensors *st, const char *label, cm_err
 	}
 
 	/*
-	 * Pass 2: copy into one buffer (its size is bounded by the file's), each
-	 * tensor on a cache line of its own: the GEMM kernels' summation order
-	 * follows W's alignment, so copied weights must sit the same way in every
-	 * process for embeddings to be the same bits everywhere.
+	 * Pass 2: copy into the buffers (their sizes are bounded by the file's),
+	 * each tensor on a cache line of its own: the GEMM kernels' summation
+	 * order follows W's alignment, so copied weights must sit the same way
+	 * in every process for embeddings to be the same bits everywhere.
 	 */
 	if (widened > 0)
 	{
@@ -439,40 +530,73 @@ cm_model_bind_weights(cm_model *m, cm_safetensors *st, const char *label, cm_err
 		}
 		m->widened_floats = widened;
 	}
+	if (converted > 0)
+	{
+		size_t		bytes;
+
+		if (!cm_mul_size(converted, sizeof(uint16_t), &bytes) ||
+			(m->converted = aligned_alloc(WIDENED_ALIGN, bytes)) == NULL)
+		{
+			s = cm_set_error(err, CM_ERR_NOMEM, "%s: out of memory converting %zu weights to bfloat16",
+							 label, converted);
+			goto fail;
+		}
+		m->converted_halves = converted;
+	}
 	{
 		float	   *next = m->widened;
+		uint16_t   *next16 = m->converted;
 
 		for (size_t i = 0; i < n_bindings; i++)
 		{
 			binding    *b = &bindings[i];
 			const cm_tensor_view *t = b->view;
-			const float *whole;
-			size_t		part = 0;
 
 			if (b->form == FORM_K || b->form == FORM_V)
 			{
 				/* the FORM_Q binding of the same tensor came before (table order) */
 				const binding *q = NULL;
+				const void *whole = t->data;
+				cm_elem		type = t->dtype == CM_DTYPE_BF16 ? CM_ELEM_BF16 : CM_ELEM_F32;
+				size_t		part = form_elements(t, b->form) * (b->form == FORM_K ? 1 : 2);
 
 				for (size_t j = i; j-- > 0 && q == NULL;)
 					if (bindings[j].view == t && bindings[j].form == FORM_Q)
 						q = &bindings[j];
-				whole = q != NULL && q->copy != NULL ? q->copy : (const float *) t->data;
-				part = form_elements(t, b->form) * (b->form == FORM_K ? 1 : 2);
-				*b->dest = whole + part;
+				if (q != NULL && q->copy != NULL)
+				{
+					whole = q->copy;
+					type = q->copy_type;
+				}
+				set_dest(b, (const char *) whole + part * (type == CM_ELEM_BF16 ? 2 : 4), type);
 				continue;
 			}
-			if (t->dtype == CM_DTYPE_F32 && b->form != FORM_TRANSPOSED)
-				*b->dest = t->data; /* aligned: the reader checked */
-			else
+			if (needs_conversion(m, b))
 			{
-				s = copy_tensor(t, b->form, next, err);
+				s = copy_tensor(t, b->form, NULL, next16, err);
+				if (s != CM_OK)
+					goto fail;
+				b->copy = next16;
+				b->copy_type = CM_ELEM_BF16;
+				next16 += copy_slot(t, sizeof(uint16_t));
+			}
+			else if (needs_widening(m, b))
+			{
+				s = copy_tensor(t, b->form, next, NULL, err);
 				if (s != CM_OK)
 					goto fail;
 				b->copy = next;
-				*b->dest = next;
-				next += widened_slot(t);
+				b->copy_type = CM_ELEM_F32;
+				next += copy_slot(t, sizeof(float));
 			}
+			if (b->copy != NULL)
+				set_dest(b, b->copy, b->copy_type);
+			else
+				/*
+				 * in place: F32, a BF16 matrix at CM_PRECISION_BF16 or a BF16
+				 * table (aligned: the reader checked)
+				 */
+				set_dest(b, t->data, t->dtype == CM_DTYPE_BF16 ? CM_ELEM_BF16 : CM_ELEM_F32);
 		}
 	}
 	if (seen_dtypes == (1 << CM_DTYPE_F32))
@@ -499,8 +623,11 @@ cm_model_release_weights(cm_model *m)
 	free(m->w.text.layers);
 	free(m->w.vision.layers);
 	free(m->widened);
+	free(m->converted);
 	memset(&m->w, 0, sizeof(m->w));
 	m->widened = NULL;
 	m->widened_floats = 0;
+	m->converted = NULL;
+	m->converted_halves = 0;
 	m->n_params = 0;
 }

@@ -1,7 +1,8 @@
 /*
  * model.h
  *	  The immutable, loaded model: config, preprocessing parameters,
- *	  tokenizer and float32 views of every weight tensor.
+ *	  tokenizer and views of every weight tensor: the matrices of products
+ *	  as cm_mat (float32, or bfloat16 at CM_PRECISION_BF16), the rest float32.
  */
 #ifndef CM_MODEL_H
 #define CM_MODEL_H
@@ -9,6 +10,7 @@
 #include "cm_common.h"
 #include "config.h"
 #include "crossmodal_encoder.h"
+#include "gemm.h"
 #include "image.h"
 #include "safetensors.h"
 #include "tokenizer.h"
@@ -24,37 +26,37 @@ typedef struct cm_layer_weights
 {
 	const float *ln1_w;			/* [d] */
 	const float *ln1_b;			/* [d] */
-	const float *q_w;			/* [d][d] */
+	cm_mat		q_w;			/* [d][d] */
 	const float *q_b;			/* [d] */
-	const float *k_w;			/* [d][d] */
+	cm_mat		k_w;			/* [d][d] */
 	const float *k_b;			/* [d] */
-	const float *v_w;			/* [d][d] */
+	cm_mat		v_w;			/* [d][d] */
 	const float *v_b;			/* [d] */
-	const float *o_w;			/* [d][d] */
+	cm_mat		o_w;			/* [d][d] */
 	const float *o_b;			/* [d] */
 	const float *ln2_w;			/* [d] */
 	const float *ln2_b;			/* [d] */
-	const float *fc1_w;			/* [ff][d] */
+	cm_mat		fc1_w;		/* [ff][d] */
 	const float *fc1_b;			/* [ff] */
-	const float *fc2_w;			/* [d][ff] */
+	cm_mat		fc2_w;		/* [d][ff] */
 	const float *fc2_b;			/* [d] */
 } cm_layer_weights;
 
 typedef struct cm_text_weights
 {
-	const float *token_embedding;	/* [vocab][d] */
+	cm_mat		token_embedding;	/* [vocab][d], float32 or bfloat16, read by rows */
 	const float *position_embedding;	/* [max_positions][d] */
 	cm_layer_weights *layers;	/* [num_layers] */
 	const float *final_ln_w;	/* [d] */
 	const float *final_ln_b;	/* [d] */
-	const float *projection;	/* [projection_dim][d] */
+	cm_mat		projection;		/* [projection_dim][d] */
 	const float *projection_b;	/* [projection_dim] (SigLIP's head) or NULL */
 } cm_text_weights;
 
 typedef struct cm_vision_weights
 {
 	const float *class_embedding;	/* [d] or NULL (no class token) */
-	const float *patch_embedding;	/* [d][3][p][p], i.e. [d][3*p*p] */
+	cm_mat		patch_embedding;	/* [d][3][p][p], i.e. [d][3*p*p] */
 	const float *patch_bias;	/* [d] or NULL */
 	const float *position_embedding;	/* [n_positions][d] */
 	const float *pre_ln_w;		/* [d] */
@@ -62,7 +64,7 @@ typedef struct cm_vision_weights
 	cm_layer_weights *layers;	/* [num_layers] */
 	const float *post_ln_w;		/* [d] */
 	const float *post_ln_b;		/* [d] */
-	const float *projection;	/* [projection_dim][d], NULL with a MAP head */
+	cm_mat		projection;		/* [projection_dim][d], p NULL with a MAP head */
 	const float *probe;			/* [d]: the MAP head's query */
 	cm_layer_weights head;		/* the MAP head (SigLIP) */
 } cm_vision_weights;
@@ -83,9 +85,12 @@ struct cm_model
 	cm_hf_tokenizer *hf_tokenizer;	/* tokenizer.json or spiece.model, or NULL */
 	const char *tokenizer_kind; /* for cm_model_info: static */
 	int32_t		pad_id;			/* >= 0: texts are padded to max_positions */
-	cm_safetensors *st;			/* the read-only mapping F32 weights point into */
-	float	   *widened;		/* F16/BF16 weights converted at load */
+	cm_safetensors *st;			/* the read-only mapping weights used in place point into */
+	cm_precision precision;		/* F32 or BF16 (never DEFAULT) */
+	float	   *widened;		/* weights widened to float32 (or transposed) at load */
 	size_t		widened_floats;
+	uint16_t   *converted;		/* matrices converted to bfloat16 at load */
+	size_t		converted_halves;
 	cm_weights	w;
 	int64_t		n_params;
 	const char *weight_dtype;	/* "F32", "F16", "BF16" or "mixed" */

@@ -49,7 +49,7 @@ cm_text_forward(const cm_model *model, cm_state *s,
 	int			rows = 0,
 				max_len = 0;
 	cm_batch	batch;
-	cm_gemm_team team;
+	cm_team		team;
 	cm_status	st;
 
 	if ((st = cm_state_reserve_seqs(s, (size_t) n, err)) != CM_OK)
@@ -79,22 +79,39 @@ cm_text_forward(const cm_model *model, cm_state *s,
 	/* The hidden states of every position need every row to the end. */
 	batch.keep = hidden == NULL ? s->keep_rows : NULL;
 	batch.n_keep = n;
-	if ((st = cm_state_reserve_tower(s, &tc->t, &batch, err)) != CM_OK)
+	if ((st = cm_forward_begin(s, &team, err)) != CM_OK)
 		return st;
-	if ((st = cm_check_cancel(opt, err)) != CM_OK ||
-		(st = cm_forward_begin(s, &team, err)) != CM_OK)
+	cm_forward_plan(s, w->layers, &batch);
+	if ((st = cm_state_reserve_tower(s, &tc->t, &batch, 0, model->precision == CM_PRECISION_BF16,
+									 err)) != CM_OK ||
+		(st = cm_check_cancel(opt, err)) != CM_OK)
+	{
+		cm_forward_team_stop(s);
 		return st;
+	}
 
 	/* Embeddings */
 	for (int i = 0; i < n; i++)
 		for (int j = 0; j < n_ids[i]; j++)
 		{
 			float	   *x = s->x.p + (size_t) (s->seq_start[i] + j) * d;
-			const float *te = w->token_embedding + (size_t) ids[i][j] * d;
+			size_t		row = (size_t) ids[i][j] * w->token_embedding.ld;
 			const float *pe = w->position_embedding + (size_t) j * d;
 
-			for (int c = 0; c < d; c++)
-				x[c] = te[c] + pe[c];
+			if (w->token_embedding.type == CM_ELEM_BF16)
+			{
+				const uint16_t *te = (const uint16_t *) w->token_embedding.p + row;
+
+				for (int c = 0; c < d; c++)
+					x[c] = cm_f32_from_bf16(te[c]) + pe[c];
+			}
+			else
+			{
+				const float *te = (const float *) w->token_embedding.p + row;
+
+				for (int c = 0; c < d; c++)
+					x[c] = te[c] + pe[c];
+			}
 		}
 
 	if ((st = cm_transformer_forward(&tc->t, w->layers, s, &batch, tc->causal, opt, err)) != CM_OK)
@@ -114,8 +131,8 @@ cm_text_forward(const cm_model *model, cm_state *s,
 		cm_layer_norm(s->x.p + (size_t) row * d, s->pooled.p + (size_t) i * d,
 					  1, d, w->final_ln_w, w->final_ln_b, tc->t.layer_norm_eps);
 	}
-	cm_linear(s->team, s->pooled.p, n, d, w->projection, w->projection_b, out,
-			  model->config.projection_dim, false);
+	cm_linear_f32(s->team, CM_GEMM_AUTO, &s->lanes[0], s->pooled.p, n, d, w->projection, w->projection_b, out,
+				  model->config.projection_dim, false);
 	cm_forward_team_stop(s);
 	return CM_OK;
 }

@@ -20,19 +20,32 @@ typedef struct cm_buf
 } cm_buf;
 
 /*
- * Activations for one forward pass at a time.  Rows are tokens of all the
- * sequences of a batch, stacked; d is the running tower's hidden size.
+ * One thread's working buffers for the layers of a forward pass over some
+ * rows (lane 0: every row of the batch; the others: the rows of the
+ * sequences a thread takes when a batch is split between threads).
  */
-struct cm_state
+typedef struct cm_lane
 {
-	cm_buf		x;				/* [rows][d] residual stream */
 	cm_buf		h;				/* [rows][d] layer-normed input of a block */
 	cm_buf		q;				/* [rows][d] */
 	cm_buf		k;				/* [rows][d] */
 	cm_buf		v;				/* [rows][d] */
 	cm_buf		attn;			/* [rows][d] attention output, heads side by side */
 	cm_buf		ff;				/* [rows][ff] MLP hidden */
-	cm_buf		scores;			/* [2][max_len][max_len] one head's attention per thread */
+	cm_buf		scores;			/* [threads][max_len][max_len] one head's attention per thread */
+	cm_buf		xr;				/* [rows][max(d, ff, patch)] a product's x rounded to bfloat16 */
+} cm_lane;
+
+void		cm_lane_free(cm_lane *lane);
+
+/*
+ * Activations for one forward pass at a time.  Rows are tokens of all the
+ * sequences of a batch, stacked; d is the running tower's hidden size.
+ */
+struct cm_state
+{
+	cm_buf		x;				/* [rows][d] residual stream */
+	cm_lane		lanes[CM_TEAM_MAX_THREADS];
 	cm_buf		patches;		/* [n_images * grid^2][3 * p * p] im2col */
 	cm_buf		pooled;			/* [n_seqs][d] */
 	cm_buf		pixels;			/* [batch][3][S][S] decoded images */
@@ -45,7 +58,9 @@ struct cm_state
 	const int32_t **id_rows;	/* [batch] */
 	int		   *id_counts;		/* [batch] */
 	size_t		id_rows_cap;
-	cm_gemm_team *team;			/* during a forward pass on two threads, else NULL */
+	cm_team    *team;			/* during a forward pass on two or more threads, else NULL */
+	int			split_parts;	/* parts the layers' batch is split into between the
+								 * team's threads, 0: each product shared */
 };
 
 /* Stacked sequences: sequence i is rows start[i] .. start[i] + len[i] - 1. */
@@ -69,9 +84,17 @@ typedef struct cm_batch
 cm_status	cm_buf_reserve(cm_buf *b, size_t n_floats, cm_error *err);
 cm_status	cm_state_reserve_seqs(cm_state *s, size_t n_seqs, cm_error *err);
 
-/* Grow every buffer a tower with these sizes needs for this batch. */
+/*
+ * Grow every buffer a tower with these sizes needs for this batch (lane 0
+ * for all its rows, the helpers' lanes for their share when the batch will
+ * be split between threads).  x_width: the widest x of a product outside
+ * the layers (the patch embedding's 3 p p), or 0; bf16: the model's
+ * products round their x (CM_PRECISION_BF16).  Call after
+ * cm_forward_plan.
+ */
 cm_status	cm_state_reserve_tower(cm_state *s, const cm_tower_config *cfg,
-								   const cm_batch *batch, cm_error *err);
+								   const cm_batch *batch, int x_width, bool bf16,
+								   cm_error *err);
 
 /* Poll the caller's cancel callback. */
 cm_status	cm_check_cancel(const cm_run_options *opt, cm_error *err);
@@ -79,35 +102,55 @@ cm_status	cm_check_cancel(const cm_run_options *opt, cm_error *err);
 /*
  * Run cfg->num_layers pre-LN encoder layers over s->x (in place).  causal
  * masks each position from the ones after it (the text tower).  See
- * cm_batch.keep for where the output rows are.
+ * cm_batch.keep for where the output rows are.  On a team, a batch with
+ * enough rows is split between the threads by whole sequences, each thread
+ * running every layer on its own (no waiting between products); a smaller
+ * one shares each product.
  */
 cm_status	cm_transformer_forward(const cm_tower_config *cfg, const cm_layer_weights *layers,
 								   cm_state *s, const cm_batch *batch, bool causal,
 								   const cm_run_options *opt, cm_error *err);
 
 /*
- * The second half of a layer on rows 0 .. rows-1 of s->x, in place:
- * x += fc2(act(fc1(layer_norm2(x)))).
+ * The second half of a layer on rows 0 .. rows-1 of x, in place, with the
+ * lane's buffers: x += fc2(act(fc1(layer_norm2(x)))).
  */
-void		cm_mlp_residual(const cm_tower_config *cfg, const cm_layer_weights *w, cm_state *s,
-							int rows);
+void		cm_mlp_residual(const cm_tower_config *cfg, const cm_layer_weights *w, cm_team *team,
+							cm_gemm_algo algo, cm_lane *lane, float *x, int rows);
+
+/*
+ * x [rows][in] as a product with W takes it: as it is for float32 W, rounded
+ * to bfloat16 into scratch (rows * in floats) for bfloat16 W.
+ */
+cm_mat		cm_linear_input(cm_team *team, const float *x, int rows, int in, cm_mat W,
+							float *scratch);
 
 /*
  * y[rows][out] = x[rows][in] W^T + bias with W [out][in]; accumulate adds
- * the result to y instead (a residual connection).  bias may be NULL.
- * team (may be NULL): the forward pass's second thread, if any.
+ * the result to y instead (a residual connection).  bias may be NULL.  x as
+ * cm_linear_input makes it; team (may be NULL) shares the product; algo as
+ * cm_gemm takes it.
  */
-void		cm_linear(cm_gemm_team *team, const float *x, int rows, int in, const float *W, const float *bias,
-					  float *y, int out, bool accumulate);
+void		cm_linear(cm_team *team, cm_gemm_algo algo, cm_mat x, int rows, int in, cm_mat W,
+					  const float *bias, float *y, int out, bool accumulate);
+
+/* cm_linear_input then cm_linear, with the lane's scratch. */
+void		cm_linear_f32(cm_team *team, cm_gemm_algo algo, cm_lane *lane, const float *x, int rows,
+						  int in, cm_mat W, const float *bias, float *y, int out, bool accumulate);
+
+/* The instruction set a model's products run on here (cm_model_info.kernels). */
+const char *cm_model_kernels(const cm_model *model);
 
 /*
  * Before a forward pass: make sure that OpenBLAS has the per-thread work
  * buffers the pass will use (CM_ERR_NOMEM when they cannot be had, see
  * cm_blas_prepare), then start a team when OpenBLAS is given two or more
- * threads (the in-place kernels then use two as well); sets s->team.
- * cm_forward_team_stop ends the team (harmless when none started).
+ * threads (the in-place kernels then use as many; each helper prepares its
+ * own buffer first, and the pass runs on the caller alone if one cannot);
+ * sets s->team.  cm_forward_team_stop ends the team (harmless when none
+ * started).
  */
-cm_status	cm_forward_begin(cm_state *s, cm_gemm_team *team, cm_error *err);
+cm_status	cm_forward_begin(cm_state *s, cm_team *team, cm_error *err);
 void		cm_forward_team_stop(cm_state *s);
 
 /*
@@ -119,6 +162,13 @@ void		cm_forward_team_stop(cm_state *s);
  * Cheap once done (per thread, and per process for the workers).
  */
 cm_status	cm_blas_prepare(int n_threads, cm_error *err);
+
+/*
+ * How the coming forward pass over batch uses the team: split by sequences
+ * or sharing each product (sets s->split_parts).  After cm_forward_begin,
+ * before cm_state_reserve_tower.
+ */
+void		cm_forward_plan(cm_state *s, const cm_layer_weights *layers, const cm_batch *batch);
 
 /* Text tower on token ids (at most the batch the caller chose). */
 cm_status	cm_text_forward(const cm_model *model, cm_state *s,

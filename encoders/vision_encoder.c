@@ -56,21 +56,24 @@ map_head(const cm_vision_config *vc, const cm_vision_weights *w, cm_state *s, in
 	int			hd = d / heads;
 	int			rows = n * tokens;
 	float		scale = 1.0f / sqrtf((float) hd);
+	cm_lane    *ln = &s->lanes[0];
 	float	   *query = s->pooled.p;	/* [d], the same for every image */
-	float	   *scores = s->scores.p;	/* [tokens] */
+	float	   *scores = ln->scores.p;	/* [tokens] */
+	cm_mat		xx;
 
-	cm_linear(NULL, w->probe, 1, d, hw->q_w, hw->q_b, query, d, false);
-	cm_linear(s->team, s->x.p, rows, d, hw->k_w, hw->k_b, s->k.p, d, false);
-	cm_linear(s->team, s->x.p, rows, d, hw->v_w, hw->v_b, s->v.p, d, false);
+	cm_linear_f32(NULL, CM_GEMM_AUTO, ln, w->probe, 1, d, hw->q_w, hw->q_b, query, d, false);
+	xx = cm_linear_input(s->team, s->x.p, rows, d, hw->k_w, ln->xr.p);
+	cm_linear(s->team, CM_GEMM_AUTO, xx, rows, d, hw->k_w, hw->k_b, ln->k.p, d, false);
+	cm_linear(s->team, CM_GEMM_AUTO, xx, rows, d, hw->v_w, hw->v_b, ln->v.p, d, false);
 	for (int b = 0; b < n; b++)
 		for (int h = 0; h < heads; h++)
 		{
 			const float *q = query + (size_t) h * hd;
-			float	   *o = s->attn.p + (size_t) b * d + (size_t) h * hd;
+			float	   *o = ln->attn.p + (size_t) b * d + (size_t) h * hd;
 
 			for (int t = 0; t < tokens; t++)
 			{
-				const float *k = s->k.p + ((size_t) b * tokens + t) * d + (size_t) h * hd;
+				const float *k = ln->k.p + ((size_t) b * tokens + t) * d + (size_t) h * hd;
 				float		dot = 0.0f;
 
 				for (int c = 0; c < hd; c++)
@@ -81,14 +84,14 @@ map_head(const cm_vision_config *vc, const cm_vision_weights *w, cm_state *s, in
 			memset(o, 0, (size_t) hd * sizeof(float));
 			for (int t = 0; t < tokens; t++)
 			{
-				const float *v = s->v.p + ((size_t) b * tokens + t) * d + (size_t) h * hd;
+				const float *v = ln->v.p + ((size_t) b * tokens + t) * d + (size_t) h * hd;
 
 				for (int c = 0; c < hd; c++)
 					o[c] += scores[t] * v[c];
 			}
 		}
-	cm_linear(s->team, s->attn.p, n, d, hw->o_w, hw->o_b, s->x.p, d, false);
-	cm_mlp_residual(&vc->t, hw, s, n);
+	cm_linear_f32(s->team, CM_GEMM_AUTO, ln, ln->attn.p, n, d, hw->o_w, hw->o_b, s->x.p, d, false);
+	cm_mlp_residual(&vc->t, hw, s->team, CM_GEMM_AUTO, ln, s->x.p, n);
 }
 
 cm_status
@@ -106,7 +109,7 @@ cm_vision_forward(const cm_model *model, cm_state *s, const float *pixels, int n
 	size_t		rows,
 				patch_floats;
 	cm_batch	batch;
-	cm_gemm_team team;
+	cm_team		team;
 	cm_status	st;
 
 	if (!cm_mul_size((size_t) n, (size_t) tokens, &rows) || rows > (size_t) INT32_MAX ||
@@ -128,16 +131,22 @@ cm_vision_forward(const cm_model *model, cm_state *s, const float *pixels, int n
 	/* the class tokens alone are pooled; a MAP head reads every token */
 	batch.keep = vc->map_head ? NULL : s->keep_rows;
 	batch.n_keep = n;
-	if ((st = cm_state_reserve_tower(s, &vc->t, &batch, err)) != CM_OK ||
-		(st = cm_buf_reserve(&s->patches, patch_floats, err)) != CM_OK)
+	if ((st = cm_forward_begin(s, &team, err)) != CM_OK)
 		return st;
-	if ((st = cm_check_cancel(opt, err)) != CM_OK ||
-		(st = cm_forward_begin(s, &team, err)) != CM_OK)
+	cm_forward_plan(s, w->layers, &batch);
+	if ((st = cm_state_reserve_tower(s, &vc->t, &batch, k, model->precision == CM_PRECISION_BF16,
+									 err)) != CM_OK ||
+		(st = cm_buf_reserve(&s->patches, patch_floats, err)) != CM_OK ||
+		(st = cm_check_cancel(opt, err)) != CM_OK)
+	{
+		cm_forward_team_stop(s);
 		return st;
+	}
 
-	/* Patch embedding: [n * grid^2][3 p p] x W^T -> s->q as scratch. */
+	/* Patch embedding: [n * grid^2][3 p p] x W^T -> lane 0's q as scratch. */
 	im2col(pixels, n, vc->image_size, vc->patch_size, grid, s->patches.p);
-	cm_linear(s->team, s->patches.p, n * n_patches, k, w->patch_embedding, w->patch_bias, s->q.p, d, false);
+	cm_linear_f32(s->team, CM_GEMM_AUTO, &s->lanes[0], s->patches.p, n * n_patches, k, w->patch_embedding,
+				  w->patch_bias, s->lanes[0].q.p, d, false);
 
 	for (int b = 0; b < n; b++)
 	{
@@ -149,7 +158,7 @@ cm_vision_forward(const cm_model *model, cm_state *s, const float *pixels, int n
 		for (int p = 0; p < n_patches; p++)
 		{
 			float	   *xr = x + (size_t) (first_patch + p) * d;
-			const float *pe = s->q.p + ((size_t) b * n_patches + p) * d;
+			const float *pe = s->lanes[0].q.p + ((size_t) b * n_patches + p) * d;
 			const float *pos = w->position_embedding + (size_t) (first_patch + p) * d;
 
 			for (int c = 0; c < d; c++)
@@ -175,7 +184,8 @@ cm_vision_forward(const cm_model *model, cm_state *s, const float *pixels, int n
 	{
 		/* After the last layer the class tokens are rows 0 .. n-1 (batch.keep). */
 		cm_layer_norm(s->x.p, s->pooled.p, n, d, w->post_ln_w, w->post_ln_b, vc->t.layer_norm_eps);
-		cm_linear(s->team, s->pooled.p, n, d, w->projection, NULL, out, model->config.projection_dim, false);
+		cm_linear_f32(s->team, CM_GEMM_AUTO, &s->lanes[0], s->pooled.p, n, d, w->projection, NULL, out,
+					  model->config.projection_dim, false);
 	}
 	cm_forward_team_stop(s);
 	return CM_OK;

@@ -1,12 +1,16 @@
 /*
  * test_gemm.c
- *	  cm_gemm_nt (y = x W^T + bias with W read in place) against a
- *	  double-precision reference, on every path the CPU runs (portable C,
- *	  AVX2/FMA, AVX-512) and the dispatching entry point on one and two
- *	  threads: every row count from 1 to 70 and beyond one row pass, odd
- *	  widths, depths that are not a multiple of 8 and beyond one depth pass,
- *	  bias or none, accumulate or overwrite, unaligned pointers and padded
- *	  leading dimensions.
+ *	  cm_gemm (y = x W^T + bias, W read in place or packed in panels) against
+ *	  a double-precision reference, on every path the CPU runs (portable C,
+ *	  AVX2/FMA, AVX-512, AVX-512 with AVX512_BF16) with each algorithm, and
+ *	  the dispatching entry point on one and two threads, for float32
+ *	  weights, bfloat16 weights
+ *	  against float32 x, and the reduced-precision product (x rounded to
+ *	  bfloat16 by cm_gemm_round_x against bfloat16 weights): every row count
+ *	  from 1 to 70 and beyond one row pass, odd widths, depths that are not a
+ *	  multiple of the vector width and beyond one depth pass, bias or none,
+ *	  accumulate or overwrite, unaligned pointers and padded leading
+ *	  dimensions.  Also the bfloat16 conversions themselves.
  */
 #include "gemm.h"
 #include "runtime_test_util.h"
@@ -26,27 +30,71 @@ rand_float(void)
 	return (float) (rng >> 40) / (float) (1 << 24) * 2.0f - 1.0f;
 }
 
-/* The path under test (cm_gemm_nt itself when dispatching). */
+/* What a product multiplies. */
+typedef enum mode
+{
+	MODE_F32,					/* float32 x and W */
+	MODE_WBF16,					/* float32 x, bfloat16 W */
+	MODE_BF16,					/* x rounded by cm_gemm_round_x, bfloat16 W */
+	MODE_XBF16_WF32				/* packed bfloat16 x, float32 W (portable kernel on every path) */
+} mode;
+
+static const char *const mode_names[] = {"f32", "bf16 W", "bf16 x and W", "bf16 x, f32 W"};
+
+/* The path under test (cm_gemm itself when dispatching). */
 static cm_gemm_path current_path;
 static bool dispatching;
-static cm_gemm_team *team;		/* NULL: one thread */
+static cm_team *team;			/* NULL: one thread */
+static mode current_mode;
+static cm_gemm_algo current_algo;	/* AUTO when dispatching */
 
 static void
-run_gemm(int M, int N, int K, const float *x, size_t ldx, const float *W, size_t ldw,
-		 const float *bias, float *y, size_t ldy, bool accumulate)
+run_gemm(int M, int N, int K, cm_mat x, cm_mat W, const float *bias, float *y, size_t ldy,
+		 bool accumulate)
 {
 	if (dispatching)
-		cm_gemm_nt(team, M, N, K, x, ldx, W, ldw, bias, y, ldy, accumulate);
+		cm_gemm(team, CM_GEMM_AUTO, M, N, K, x, W, bias, y, ldy, accumulate);
 	else
-		cm_gemm_nt_path(current_path, team, M, N, K, x, ldx, W, ldw, bias, y, ldy, accumulate);
+		cm_gemm_on_path(current_path, team, current_algo, M, N, K, x, W, bias, y, ldy, accumulate);
+}
+
+/* Independent of gemm.c: bfloat16 to nearest even, subnormals to signed zero. */
+static uint16_t
+ref_round_activation(float f)
+{
+	uint32_t	u;
+
+	memcpy(&u, &f, 4);
+	if ((u & 0x7f800000u) == 0)
+		return (uint16_t) ((u >> 16) & 0x8000u);
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t) ((u >> 16) | 0x40u);
+	{
+		uint32_t	lower = u & 0xffffu,
+					upper = u >> 16;
+
+		if (lower > 0x8000u || (lower == 0x8000u && (upper & 1u)))
+			upper++;
+		return (uint16_t) upper;
+	}
+}
+
+static float
+widen(uint16_t h)
+{
+	uint32_t	u = (uint32_t) h << 16;
+	float		f;
+
+	memcpy(&f, &u, 4);
+	return f;
 }
 
 #define GUARD 1234.5f			/* value of y's padding, which must stay untouched */
 
-#define MAX_OFFSET 16			/* floats: every position within a cache line */
+#define MAX_OFFSET 32			/* elements: every position within a cache line, for both sizes */
 
 /*
- * One product; offsets (< MAX_OFFSET floats) shift the pointers off any
+ * One product; offsets (< MAX_OFFSET elements) shift the pointers off any
  * alignment, x by x_offset and the others by offset, and pad adds to every
  * leading dimension.  Returns the worst error in units of the error bound.
  */
@@ -57,8 +105,12 @@ check_case_at(const char *path, int M, int N, int K, bool with_bias, bool accumu
 	size_t		ldx = (size_t) K + pad,
 				ldw = (size_t) K + pad,
 				ldy = (size_t) N + pad;
+	bool		wbf16 = current_mode != MODE_F32 && current_mode != MODE_XBF16_WF32;
 	float	   *xb = malloc(((size_t) M * ldx + MAX_OFFSET) * sizeof(float));
+	float	   *xr = malloc(((size_t) M * K + 1) * sizeof(float));	/* rounded x (cm_gemm_round_x) */
+	uint16_t   *x16 = malloc(((size_t) M * ldx + MAX_OFFSET) * sizeof(uint16_t));
 	float	   *wb = malloc(((size_t) N * ldw + MAX_OFFSET) * sizeof(float));
+	uint16_t   *w16 = malloc(((size_t) N * ldw + MAX_OFFSET) * sizeof(uint16_t));
 	float	   *yb = malloc(((size_t) M * ldy + MAX_OFFSET) * sizeof(float));
 	float	   *bb = malloc(((size_t) N + MAX_OFFSET) * sizeof(float));
 	float	   *y0 = malloc(((size_t) M * ldy + MAX_OFFSET) * sizeof(float));
@@ -66,28 +118,68 @@ check_case_at(const char *path, int M, int N, int K, bool with_bias, bool accumu
 			   *w,
 			   *y,
 			   *bias;
+	cm_mat		xm,
+				wm;
 	double		worst = 0.0;
 
-	if (xb == NULL || wb == NULL || yb == NULL || bb == NULL || y0 == NULL)
+	if (xb == NULL || xr == NULL || x16 == NULL || wb == NULL || w16 == NULL || yb == NULL ||
+		bb == NULL || y0 == NULL)
 	{
 		RT_CHECK(false, "out of memory");
 		goto done;
 	}
 	x = xb + x_offset;
 	w = wb + offset;
-	y = yb + offset;
-	bias = with_bias ? bb + offset : NULL;
+	y = yb + offset % 16;
+	bias = with_bias ? bb + offset % 16 : NULL;
 	for (size_t i = 0; i < (size_t) M * ldx; i++)
 		x[i] = rand_float();
 	for (size_t i = 0; i < (size_t) N * ldw; i++)
-		w[i] = rand_float();
+	{
+		w16[offset + i] = ref_round_activation(rand_float());
+		w[i] = wbf16 ? widen(w16[offset + i]) : rand_float();
+	}
 	for (int i = 0; i < N; i++)
-		bb[offset + i] = rand_float();
+		bb[offset % 16 + i] = rand_float();
 	for (size_t i = 0; i < (size_t) M * ldy; i++)
 		y[i] = (i % ldy) < (size_t) N ? rand_float() : GUARD;
 	memcpy(y0, y, (size_t) M * ldy * sizeof(float));
 
-	run_gemm(M, N, K, x, ldx, w, ldw, bias, y, ldy, accumulate);
+	wm = wbf16 ? (cm_mat) {w16 + offset, ldw, CM_ELEM_BF16} : cm_mat_f32(w, ldw);
+	xm = cm_mat_f32(x, ldx);
+	if (current_mode == MODE_XBF16_WF32)
+	{
+		for (size_t i = 0; i < (size_t) M * ldx; i++)
+		{
+			x16[x_offset + i] = ref_round_activation(x[i]);
+			x[i] = widen(x16[x_offset + i]);
+		}
+		xm = (cm_mat) {x16 + x_offset, ldx, CM_ELEM_BF16};
+	}
+	else if (current_mode == MODE_BF16)
+	{
+		/* the rounding is checked here, element by element; the reference then uses it */
+		int			wrong = 0;
+
+		xm = cm_gemm_round_x(dispatching ? cm_gemm_best_path() : current_path, team, M, K, x,
+							 ldx, xr);
+		RT_CHECK(xm.ld == (size_t) K, "%s: rounded x has ld %zu, expected %d", path, xm.ld, K);
+		for (int m = 0; m < M; m++)
+			for (int k = 0; k < K; k++)
+			{
+				size_t		i = (size_t) m * K + k;
+				float		got = xm.type == CM_ELEM_BF16 ? widen(((const uint16_t *) xm.p)[i])
+					: ((const float *) xm.p)[i];
+				float		want = widen(ref_round_activation(x[(size_t) m * ldx + k]));
+
+				if (memcmp(&got, &want, 4) != 0)
+					wrong++;
+				x[(size_t) m * ldx + k] = want;
+			}
+		RT_CHECK(wrong == 0, "%s: %d elements of x rounded wrongly", path, wrong);
+	}
+
+	run_gemm(M, N, K, xm, wm, bias, y, ldy, accumulate);
 
 	for (int m = 0; m < M; m++)
 		for (size_t n = 0; n < ldy; n++)
@@ -135,7 +227,10 @@ check_case_at(const char *path, int M, int N, int K, bool with_bias, bool accumu
 	RT_CHECK(true, "case passed");
 done:
 	free(xb);
+	free(xr);
+	free(x16);
 	free(wb);
+	free(w16);
 	free(yb);
 	free(bb);
 	free(y0);
@@ -150,16 +245,17 @@ check_case(const char *path, int M, int N, int K, bool with_bias, bool accumulat
 }
 
 /*
- * W rows that share an alignment (K + pad a multiple of 16 floats) at every
- * position within a cache line, x elsewhere: the kernels' first masked step
- * up to W's next vector boundary, the few-row x panel copied to W's
+ * W rows that share an alignment (K + pad a multiple of 32 elements) at
+ * every position within a cache line, x elsewhere: the kernels' first masked
+ * step up to W's next load boundary, the few-row x panel copied to W's
  * alignment, K shorter than that step, and K beyond one depth pass.
  */
 static double
 check_alignments(const char *path)
 {
 	static const int rows[] = {1, 6, 10, 16, 17, 50};
-	static const int depths[][2] = {{16, 0}, {48, 0}, {8, 8}, {3, 13}, {512, 0}, {528, 0}, {1040, 0}};
+	static const int depths[][2] = {{32, 0}, {48, 16}, {8, 24}, {3, 29}, {512, 0}, {528, 16},
+	{1040, 16}, {2080, 0}};
 	double		worst = 0.0,
 				e;
 	int			i = 0;
@@ -177,7 +273,7 @@ check_alignments(const char *path)
 }
 
 static void
-check_path(const char *path)
+check_path(const char *path_name)
 {
 	static const int widths[] = {1, 2, 3, 4, 5, 7, 9, 13, 31, 64};
 	static const int depths[] = {1, 2, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 1030};
@@ -186,6 +282,10 @@ check_path(const char *path)
 	double		worst = 0.0,
 				e;
 	int			cases = 0;
+	char		path[96];
+
+	snprintf(path, sizeof(path), "%s, %s%s", path_name, mode_names[current_mode],
+			 dispatching ? "" : current_algo == CM_GEMM_PACKED ? ", packed" : ", in place");
 
 	/* Every row count to 70, each with a rotating width, depth and options. */
 	for (int M = 1; M <= 70; M++)
@@ -219,7 +319,9 @@ check_path(const char *path)
 	worst = e > worst ? e : worst;
 	e = check_case(path, 10, 2049, 257, false, true, 3, 0);
 	worst = e > worst ? e : worst;
-	cases += 4;
+	e = check_case(path, 40, 130, 4200, true, true, 5, 0);
+	worst = e > worst ? e : worst;
+	cases += 5;
 	e = check_alignments(path);
 	worst = e > worst ? e : worst;
 	cases += MAX_OFFSET * 6;
@@ -234,67 +336,86 @@ check_empty(const char *path)
 				w[3] = {1.0f, 2.0f, 3.0f},
 				bias[3] = {0.5f, -1.0f, 2.0f},
 				y[6] = {1, 2, 3, 4, 5, 6};
+	cm_mat		xm = cm_mat_f32(x, 1),
+				wm = cm_mat_f32(w, 1);
 
-	run_gemm(0, 3, 1, x, 1, w, 1, bias, y, 3, false);
-	run_gemm(2, 0, 1, x, 1, w, 1, bias, y, 3, false);
+	run_gemm(0, 3, 1, xm, wm, bias, y, 3, false);
+	run_gemm(2, 0, 1, xm, wm, bias, y, 3, false);
 	RT_CHECK(y[0] == 1 && y[5] == 6, "%s: an empty product wrote y", path);
-	run_gemm(2, 3, 0, x, 1, w, 1, bias, y, 3, true);
+	run_gemm(2, 3, 0, xm, wm, bias, y, 3, true);
 	RT_CHECK(y[0] == 1.5f && y[1] == 1.0f && y[2] == 5.0f && y[3] == 4.5f && y[5] == 8.0f,
 			 "%s: K = 0 with accumulate is not y + bias", path);
-	run_gemm(2, 3, 0, x, 1, w, 1, NULL, y, 3, false);
+	run_gemm(2, 3, 0, xm, wm, NULL, y, 3, false);
 	RT_CHECK(y[0] == 0 && y[4] == 0, "%s: K = 0 without bias is not zero", path);
 }
 
 /*
  * A product shared by a team gives the same bits as on one thread (each
  * output is computed the same way whichever thread takes its unit), over
- * many products in a row (the helper picks up each new one).
+ * many products in a row (the helpers pick up each new one).
  */
 static void
-check_team_identical(cm_gemm_team *t)
+check_team_identical(cm_team *t, bool bf16)
 {
 	int			M = 50,
 				N = 3 * 257,
 				K = 300;
 	float	   *x = malloc((size_t) M * K * sizeof(float));
+	float	   *xr = malloc((size_t) M * K * sizeof(float));
 	float	   *w = malloc((size_t) N * K * sizeof(float));
+	uint16_t   *w16 = malloc((size_t) N * K * sizeof(uint16_t));
 	float	   *b = malloc((size_t) N * sizeof(float));
 	float	   *y1 = malloc((size_t) M * N * sizeof(float));
 	float	   *y2 = malloc((size_t) M * N * sizeof(float));
 	int			differ = 0;
 
-	if (x == NULL || w == NULL || b == NULL || y1 == NULL || y2 == NULL)
+	if (x == NULL || xr == NULL || w == NULL || w16 == NULL || b == NULL || y1 == NULL || y2 == NULL)
 		RT_CHECK(false, "out of memory");
 	else
 	{
+		cm_mat		xm = cm_mat_f32(x, K),
+					wm = cm_mat_f32(w, K);
+
 		for (size_t i = 0; i < (size_t) M * K; i++)
 			x[i] = rand_float();
 		for (size_t i = 0; i < (size_t) N * K; i++)
+		{
 			w[i] = rand_float();
+			w16[i] = cm_bf16_from_f32(w[i]);
+		}
 		for (int i = 0; i < N; i++)
 			b[i] = rand_float();
-		cm_gemm_nt(NULL, M, N, K, x, K, w, K, b, y1, N, false);
+		if (bf16)
+		{
+			xm = cm_gemm_round_x(cm_gemm_best_path(), NULL, M, K, x, K, xr);
+			wm = (cm_mat) {w16, (size_t) K, CM_ELEM_BF16};
+		}
+		cm_gemm(NULL, CM_GEMM_AUTO, M, N, K, xm, wm, b, y1, N, false);
 		for (int rep = 0; rep < 200; rep++)
 		{
 			memset(y2, 0, (size_t) M * N * sizeof(float));
-			cm_gemm_nt(t, M, N, K, x, K, w, K, b, y2, N, false);
+			cm_gemm(t, CM_GEMM_AUTO, M, N, K, xm, wm, b, y2, N, false);
 			if (memcmp(y1, y2, (size_t) M * N * sizeof(float)) != 0)
 				differ++;
 		}
-		RT_CHECK(differ == 0, "team product differs from one thread's in %d of 200 runs", differ);
+		RT_CHECK(differ == 0, "team product (%s) differs from one thread's in %d of 200 runs",
+				 bf16 ? "bf16" : "f32", differ);
 	}
 	free(x);
+	free(xr);
 	free(w);
+	free(w16);
 	free(b);
 	free(y1);
 	free(y2);
 }
 
-/* A generic task: every unit runs exactly once, on thread 0 or 1. */
+/* A generic task: every unit runs exactly once, on a thread of the team. */
 typedef struct count_task
 {
 	_Atomic int runs[257];
 	_Atomic int bad_thread;
+	int			threads;
 } count_task;
 
 static void
@@ -303,16 +424,17 @@ count_unit(void *ctx, int unit, int thread)
 	count_task *t = ctx;
 
 	atomic_fetch_add(&t->runs[unit], 1);
-	if (thread != 0 && thread != 1)
+	if (thread < 0 || thread >= t->threads)
 		atomic_fetch_add(&t->bad_thread, 1);
 }
 
 static void
-check_team_run(cm_gemm_team *t)
+check_team_run(cm_team *t)
 {
 	static count_task task;
 	int			wrong = 0;
 
+	task.threads = cm_team_threads(t);
 	for (int rep = 0; rep < 300; rep++)
 	{
 		int			n = 1 + rep % 257;
@@ -320,36 +442,160 @@ check_team_run(cm_gemm_team *t)
 		for (int u = 0; u < 257; u++)
 			atomic_store(&task.runs[u], 0);
 		atomic_store(&task.bad_thread, 0);
-		cm_gemm_team_run(t, count_unit, &task, n);
+		cm_team_run(t, count_unit, &task, n);
 		for (int u = 0; u < 257; u++)
 			if (atomic_load(&task.runs[u]) != (u < n ? 1 : 0))
 				wrong++;
 		wrong += atomic_load(&task.bad_thread);
 	}
-	RT_CHECK(wrong == 0, "team task: %d units run other than once (or on a bad thread)", wrong);
+	RT_CHECK(wrong == 0, "team of %d: %d units run other than once (or on a bad thread)",
+			 cm_team_threads(t), wrong);
 }
 
-static _Atomic int accepted_inits;
-
-static bool
-refuse_init(void)
+/* The weight conversion rounds as torch's .to(torch.bfloat16) does. */
+static void
+check_conversions(void)
 {
-	return false;
+	static const struct
+	{
+		uint32_t	in;
+		uint16_t	out;
+	}			cases[] = {
+		{0x3f800000u, 0x3f80},	/* 1 */
+		{0x3f808000u, 0x3f80},	/* tie, even stays */
+		{0x3f818000u, 0x3f82},	/* tie, odd rounds up */
+		{0x3f808001u, 0x3f81},	/* above the tie */
+		{0xbf80ffffu, 0xbf81},	/* negative rounds in magnitude */
+		{0x7f7fffffu, 0x7f80},	/* the largest float rounds to infinity */
+		{0x7f800000u, 0x7f80},	/* infinity */
+		{0xff800000u, 0xff80},
+		{0x7fc00000u, 0x7fc0},	/* NaN */
+		{0x7f800001u, 0x7fc0},	/* signalling NaN turns quiet */
+		{0x00000001u, 0x0000},	/* subnormal, rounded (not flushed) for weights */
+		{0x00008000u, 0x0000},
+		{0x00018000u, 0x0002},
+	};
+	int			wrong = 0;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+	{
+		float		f;
+		uint16_t	h;
+
+		memcpy(&f, &cases[i].in, 4);
+		h = cm_bf16_from_f32(f);
+		if (h != cases[i].out && !(cases[i].out == 0x7fc0 && (h & 0x7fc0) == 0x7fc0))
+		{
+			fprintf(stderr, "bf16 of 0x%08x: 0x%04x, expected 0x%04x\n", cases[i].in, h, cases[i].out);
+			wrong++;
+		}
+		{
+			float		a = cm_f32_from_bf16(cases[i].out),
+						b = widen(cases[i].out);
+
+			if (memcmp(&a, &b, 4) != 0)
+				wrong++;
+		}
+	}
+	RT_CHECK(wrong == 0, "bfloat16 conversion: %d cases wrong", wrong);
+}
+
+/*
+ * Activations are rounded the same on every path, special values included
+ * (subnormals flushed to signed zero, NaN kept NaN, ties to even), at every
+ * length (vector bodies and tails).
+ */
+static void
+check_round_x_special(cm_gemm_path path)
+{
+	static const uint32_t specials[] = {0x00000001u, 0x80000001u, 0x007fffffu, 0x00800000u,
+		0x3f808000u, 0x3f818000u, 0x7f7fffffu, 0x7f800000u, 0xff800000u, 0x7fc00001u,
+	0xffc00000u, 0x3f800000u, 0x80000000u};
+	int			ns = (int) (sizeof(specials) / sizeof(specials[0]));
+	float		x[71],
+				out[71];
+	int			wrong = 0;
+
+	for (int len = 1; len <= 71; len += 7)
+	{
+		cm_mat		r;
+
+		for (int i = 0; i < len; i++)
+		{
+			if (i % 3 == 0)
+				memcpy(&x[i], &specials[(i / 3) % ns], 4);
+			else
+				x[i] = rand_float() * 100.0f;
+		}
+		r = cm_gemm_round_x(path, NULL, 1, len, x, (size_t) len, out);
+		for (int i = 0; i < len; i++)
+		{
+			uint16_t	want = ref_round_activation(x[i]);
+			uint16_t	got;
+
+			if (r.type == CM_ELEM_BF16)
+				got = ((const uint16_t *) r.p)[i];
+			else
+			{
+				uint32_t	u;
+
+				memcpy(&u, &((const float *) r.p)[i], 4);
+				got = (uint16_t) (u >> 16);
+				if ((u & 0xffffu) != 0)
+					wrong++;
+			}
+			/* any quiet NaN of the same sign will do */
+			if (got != want && !((want & 0x7fc0) == 0x7fc0 && (got & 0xffc0) == (want & 0xffc0)))
+			{
+				uint32_t	bits;
+
+				memcpy(&bits, &x[i], 4);
+				fprintf(stderr, "%s: round_x of 0x%08x gave 0x%04x, expected 0x%04x\n",
+						cm_gemm_path_name(path), (unsigned) bits, got, want);
+				wrong++;
+			}
+		}
+	}
+	RT_CHECK(wrong == 0, "%s: rounding x to bfloat16: %d wrong", cm_gemm_path_name(path), wrong);
+}
+
+static void
+check_modes(const char *name)
+{
+	static const mode modes[] = {MODE_F32, MODE_WBF16, MODE_BF16, MODE_XBF16_WF32};
+
+	for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++)
+	{
+		current_mode = modes[m];
+		check_path(name);
+	}
+	current_mode = MODE_F32;
+}
+
+static _Atomic int init_calls;
+
+/* The second helper to initialise fails. */
+static bool
+refuse_second_init(void)
+{
+	return atomic_fetch_add(&init_calls, 1) != 1;
 }
 
 static bool
 accept_init(void)
 {
-	atomic_fetch_add(&accepted_inits, 1);
+	atomic_fetch_add(&init_calls, 1);
 	return true;
 }
 
 int
 main(void)
 {
-	static const cm_gemm_path paths[] = {CM_GEMM_PORTABLE, CM_GEMM_AVX2, CM_GEMM_AVX512};
-	cm_gemm_team two;
+	static const cm_gemm_path paths[] = {CM_GEMM_PORTABLE, CM_GEMM_AVX2, CM_GEMM_AVX512,
+	CM_GEMM_AVX512_BF16};
+	cm_team		two;
 
+	check_conversions();
 	for (size_t p = 0; p < sizeof(paths) / sizeof(paths[0]); p++)
 	{
 		if (!cm_gemm_path_supported(paths[p]))
@@ -358,44 +604,77 @@ main(void)
 			continue;
 		}
 		current_path = paths[p];
-		check_path(cm_gemm_path_name(paths[p]));
+		check_round_x_special(paths[p]);
+		current_algo = CM_GEMM_IN_PLACE;
+		check_modes(cm_gemm_path_name(paths[p]));
 		check_empty(cm_gemm_path_name(paths[p]));
+		if (paths[p] >= CM_GEMM_AVX512)
+		{
+			current_algo = CM_GEMM_PACKED;
+			check_modes(cm_gemm_path_name(paths[p]));
+			check_empty(cm_gemm_path_name(paths[p]));
+		}
 	}
+	current_algo = CM_GEMM_AUTO;
 	dispatching = true;
-	printf("cm_gemm_nt dispatches to %s\n", cm_gemm_path_name(cm_gemm_best_path()));
-	check_path("dispatch, 1 thread");
+	printf("cm_gemm dispatches to %s\n", cm_gemm_path_name(cm_gemm_best_path()));
+	check_modes("dispatch, 1 thread");
 	check_empty("dispatch, 1 thread");
 
-	RT_CHECK(!cm_gemm_team_start(&two, 1, NULL), "a team of one thread started");
-	RT_CHECK(!cm_gemm_team_start(&two, 2, refuse_init) && !two.running,
-			 "a team whose helper failed to initialise started");
-	RT_CHECK(cm_gemm_team_start(&two, 2, accept_init) && accepted_inits == 1,
-			 "a team whose helper initialised did not start");
-	cm_gemm_team_stop(&two);
-	cm_gemm_team_stop(&two);	/* harmless when not started */
-	cm_gemm_team_stop(NULL);
+	RT_CHECK(cm_team_start(&two, 1, NULL) == 1, "a team of one thread started helpers");
+	RT_CHECK(cm_team_start(&two, 4, refuse_second_init) == 1 && cm_team_threads(&two) == 1 &&
+			 init_calls == 3,
+			 "a team one of whose helpers failed to initialise started (%d inits)", init_calls);
+	init_calls = 0;
+	RT_CHECK(cm_team_start(&two, 3, accept_init) == 3 && init_calls == 2,
+			 "a team whose helpers initialised did not start (%d inits)", init_calls);
+	check_team_run(&two);
+	cm_team_stop(&two);
+	cm_team_stop(&two);			/* harmless when not started */
+	cm_team_stop(NULL);
 	check_team_run(NULL);
 	check_team_run(&two);		/* not started: the caller alone */
-	RT_CHECK(cm_gemm_team_start(&two, 2, NULL), "a team of two threads did not start");
-	if (two.running)
+	RT_CHECK(cm_team_start(&two, 2, NULL) == 2, "a team of two threads did not start");
+	if (cm_team_threads(&two) == 2)
 	{
 		team = &two;
-		check_path("dispatch, team of 2");
+		check_modes("dispatch, team of 2");
 		check_empty("dispatch, team of 2");
 		dispatching = false;
 		for (size_t p = 0; p < sizeof(paths) / sizeof(paths[0]); p++)
 			if (cm_gemm_path_supported(paths[p]))
 			{
-				char		name[48];
+				char		name[64];
 
 				current_path = paths[p];
 				snprintf(name, sizeof(name), "%s, team of 2", cm_gemm_path_name(paths[p]));
-				check_path(name);
+				for (int a = CM_GEMM_IN_PLACE; a <= (paths[p] >= CM_GEMM_AVX512 ? CM_GEMM_PACKED : CM_GEMM_IN_PLACE); a++)
+				{
+					current_algo = (cm_gemm_algo) a;
+					current_mode = MODE_BF16;
+					check_path(name);
+					current_mode = MODE_F32;
+					check_path(name);
+				}
+				current_algo = CM_GEMM_AUTO;
 			}
 		team = NULL;
-		check_team_identical(&two);
+		check_team_identical(&two, false);
+		check_team_identical(&two, true);
 		check_team_run(&two);
-		cm_gemm_team_stop(&two);
+		cm_team_stop(&two);
+	}
+	{
+		cm_team		four;
+
+		RT_CHECK(cm_team_start(&four, 4, NULL) == 4, "a team of four threads did not start");
+		check_team_run(&four);
+		team = &four;
+		dispatching = true;
+		current_mode = MODE_BF16;
+		check_path("dispatch, team of 4");
+		team = NULL;
+		cm_team_stop(&four);
 	}
 	return rt_summary("test_gemm");
 }

@@ -1,0 +1,294 @@
+/*
+ * team.c
+ *	  The threads of one forward pass: the caller and its helpers claim the
+ *	  units of each task in turn.
+ *
+ * Units are claimed, not assigned: a helper the scheduler keeps waiting
+ * (a busy machine) leaves its share to the threads that run, and the caller
+ * never waits for a helper that has not started on a unit.  Between tasks
+ * the caller does only a few microseconds of other work, while waking a
+ * sleeping thread costs tens of microseconds on a busy or virtual machine:
+ * a thread about to wait spins for up to TEAM_SPIN_US first.
+ */
+#include "team.h"
+
+#include <signal.h>
+#include <time.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define spin_pause() _mm_pause()
+#else
+#define spin_pause() ((void) 0)
+#endif
+
+#define TEAM_SPIN_US 200.0
+
+/*
+ * Claim the next unit of task generation gen: false once they are all
+ * taken or the task is no longer the current one (a helper late to a task
+ * finds it finished and does nothing).  The claim word holds gen << 32 |
+ * next unit.
+ */
+static bool
+claim_unit(cm_team *team, uint32_t gen, int n_units, int *unit)
+{
+	uint64_t	v = atomic_load(&team->claim);
+
+	for (;;)
+	{
+		if ((uint32_t) (v >> 32) != gen || (int) (uint32_t) v >= n_units)
+			return false;
+		if (atomic_compare_exchange_weak(&team->claim, &v, v + 1))
+		{
+			*unit = (int) (uint32_t) v;
+			return true;
+		}
+	}
+}
+
+/* Run units of the task of generation gen while there are any left. */
+static void
+work_on(cm_team *team, cm_team_fn fn, void *ctx, int n_units, uint32_t gen, int thread)
+{
+	int			unit;
+
+	while (claim_unit(team, gen, n_units, &unit))
+	{
+		fn(ctx, unit, thread);
+		if (atomic_fetch_add(&team->finished, 1) + 1 == n_units)
+		{
+			pthread_mutex_lock(&team->lock);
+			pthread_cond_signal(&team->done);
+			pthread_mutex_unlock(&team->lock);
+		}
+	}
+}
+
+static double
+monotonic_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec * 1e-3;
+}
+
+/* Whether, checked every 256 turns of a spin, TEAM_SPIN_US are up. */
+static bool
+spin_expired(int turn, double *deadline)
+{
+	double		t;
+
+	if ((turn & 255) != 0)
+		return false;
+	t = monotonic_us();
+	if (*deadline == 0.0)
+		*deadline = t + TEAM_SPIN_US;
+	return t > *deadline;
+}
+
+/* Spins while *word == value, for TEAM_SPIN_US at most. */
+static void
+spin_while_equal(_Atomic uint32_t *word, uint32_t value)
+{
+	double		deadline = 0.0;
+
+	for (int turn = 1; atomic_load_explicit(word, memory_order_acquire) == value &&
+		 !spin_expired(turn, &deadline); turn++)
+		spin_pause();
+}
+
+/* Spins while *word < limit, for TEAM_SPIN_US at most. */
+static void
+spin_while_below(_Atomic int *word, int limit)
+{
+	double		deadline = 0.0;
+
+	for (int turn = 1; atomic_load_explicit(word, memory_order_acquire) < limit &&
+		 !spin_expired(turn, &deadline); turn++)
+		spin_pause();
+}
+
+static void *
+helper_main(void *arg)
+{
+	struct cm_team_helper *self = arg;
+	cm_team    *team = self->team;
+	uint32_t	seen = 0;
+	bool		ok = team->helper_init == NULL || team->helper_init();
+
+	pthread_mutex_lock(&team->lock);
+	team->init_done++;
+	team->init_failed += ok ? 0 : 1;
+	pthread_cond_signal(&team->done);
+	pthread_mutex_unlock(&team->lock);
+
+	for (;;)
+	{
+		cm_team_fn	fn;
+		void	   *ctx;
+		int			n_units;
+
+		spin_while_equal(&team->posted, seen);
+		pthread_mutex_lock(&team->lock);
+		while (!team->stop && team->gen == seen)
+			pthread_cond_wait(&team->wake, &team->lock);
+		if (team->stop)
+		{
+			pthread_mutex_unlock(&team->lock);
+			break;
+		}
+		seen = team->gen;
+		fn = team->fn;			/* NULL: that task is already done */
+		ctx = team->ctx;
+		n_units = team->n_units;
+		pthread_mutex_unlock(&team->lock);
+		if (fn != NULL)
+			work_on(team, fn, ctx, n_units, seen, self->thread);
+	}
+	return NULL;
+}
+
+int
+cm_team_threads(const cm_team *team)
+{
+	return team == NULL ? 1 : team->n_threads;
+}
+
+void
+cm_team_run(cm_team *team, cm_team_fn fn, void *ctx, int n_units)
+{
+	uint32_t	gen;
+
+	if (team == NULL || team->n_threads < 2 || n_units < 2)
+	{
+		for (int u = 0; u < n_units; u++)
+			fn(ctx, u, 0);
+		return;
+	}
+
+	/* ctx stays valid until every claimed unit is done. */
+	pthread_mutex_lock(&team->lock);
+	gen = ++team->gen;
+	team->fn = fn;
+	team->ctx = ctx;
+	team->n_units = n_units;
+	atomic_store(&team->finished, 0);
+	atomic_store(&team->claim, (uint64_t) gen << 32);
+	atomic_store_explicit(&team->posted, gen, memory_order_release);
+	pthread_cond_broadcast(&team->wake);
+	pthread_mutex_unlock(&team->lock);
+
+	work_on(team, fn, ctx, n_units, gen, 0);
+
+	/* Wait for units helpers claimed and are still running. */
+	spin_while_below(&team->finished, n_units);
+	pthread_mutex_lock(&team->lock);
+	while (atomic_load(&team->finished) < n_units)
+		pthread_cond_wait(&team->done, &team->lock);
+	team->fn = NULL;
+	team->ctx = NULL;
+	pthread_mutex_unlock(&team->lock);
+}
+
+int
+cm_team_start(cm_team *team, int n_threads, bool (*helper_init) (void))
+{
+	sigset_t	all,
+				old;
+	int			started = 0;
+
+	team->n_threads = 1;
+	if (n_threads < 2)
+		return 1;
+	if (n_threads > CM_TEAM_MAX_THREADS)
+		n_threads = CM_TEAM_MAX_THREADS;
+	team->stop = false;
+	team->gen = 0;
+	team->fn = NULL;
+	team->ctx = NULL;
+	team->n_units = 0;
+	team->helper_init = helper_init;
+	team->init_done = 0;
+	team->init_failed = 0;
+	atomic_init(&team->posted, 0);
+	atomic_init(&team->claim, 0);
+	atomic_init(&team->finished, 0);
+	if (pthread_mutex_init(&team->lock, NULL) != 0)
+		return 1;
+	if (pthread_cond_init(&team->wake, NULL) != 0)
+	{
+		pthread_mutex_destroy(&team->lock);
+		return 1;
+	}
+	if (pthread_cond_init(&team->done, NULL) != 0)
+	{
+		pthread_cond_destroy(&team->wake);
+		pthread_mutex_destroy(&team->lock);
+		return 1;
+	}
+
+	/*
+	 * Helpers start with every signal blocked, so that the caller's handlers
+	 * (a PostgreSQL backend's) never run on them.
+	 */
+	sigfillset(&all);
+	if (pthread_sigmask(SIG_SETMASK, &all, &old) == 0)
+	{
+		for (; started < n_threads - 1; started++)
+		{
+			team->helper_args[started].team = team;
+			team->helper_args[started].thread = started + 1;
+			if (pthread_create(&team->helpers[started], NULL, helper_main,
+							   &team->helper_args[started]) != 0)
+				break;
+		}
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	team->n_threads = 1 + started;
+	if (started > 0)
+	{
+		bool		failed;
+
+		/*
+		 * A helper whose initialisation failed waits for tasks like the
+		 * others (so that stopping joins them all) but none is posted.
+		 */
+		pthread_mutex_lock(&team->lock);
+		while (team->init_done < started)
+			pthread_cond_wait(&team->done, &team->lock);
+		failed = team->init_failed > 0;
+		pthread_mutex_unlock(&team->lock);
+		if (failed)
+		{
+			cm_team_stop(team);
+			return 1;
+		}
+	}
+	if (started == 0)
+	{
+		pthread_cond_destroy(&team->done);
+		pthread_cond_destroy(&team->wake);
+		pthread_mutex_destroy(&team->lock);
+	}
+	return team->n_threads;
+}
+
+void
+cm_team_stop(cm_team *team)
+{
+	if (team == NULL || team->n_threads < 2)
+		return;
+	pthread_mutex_lock(&team->lock);
+	team->stop = true;
+	atomic_store_explicit(&team->posted, team->gen + 1, memory_order_release);
+	pthread_cond_broadcast(&team->wake);
+	pthread_mutex_unlock(&team->lock);
+	for (int i = 0; i < team->n_threads - 1; i++)
+		pthread_join(team->helpers[i], NULL);
+	pthread_cond_destroy(&team->done);
+	pthread_cond_destroy(&team->wake);
+	pthread_mutex_destroy(&team->lock);
+	team->n_threads = 1;
+}

@@ -1,0 +1,80 @@
+/*
+ * team.h
+ *	  A team of threads for one call of the runtime: the caller plus helpers
+ *	  started at the beginning of a forward pass and joined before it
+ *	  returns, running tasks of independent units.
+ */
+#ifndef CM_TEAM_H
+#define CM_TEAM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Threads of a team, the caller included. */
+#define CM_TEAM_MAX_THREADS 8
+
+/*
+ * One unit of a task; thread is 0 for the caller, 1 .. n_threads - 1 for
+ * the helpers (each thread runs one unit at a time, so per-thread scratch
+ * can be indexed by it).
+ */
+typedef void (*cm_team_fn) (void *ctx, int unit, int thread);
+
+/*
+ * Owned by the caller (e.g. on its stack); the fields are private to
+ * team.c.  No thread outlives cm_team_stop, so a team is safe across fork
+ * as long as it is started and stopped within one call.
+ */
+typedef struct cm_team
+{
+	int			n_threads;		/* 1: not started, tasks run on the caller */
+	bool		stop;
+	pthread_t	helpers[CM_TEAM_MAX_THREADS - 1];
+	pthread_mutex_t lock;
+	pthread_cond_t wake;		/* a new task, or stop */
+	pthread_cond_t done;		/* the last unit of a task finished */
+	uint32_t	gen;			/* task number */
+	_Atomic uint32_t posted;	/* gen (or stop) published for threads spinning without the lock */
+	cm_team_fn	fn;				/* the current task, NULL between tasks */
+	void	   *ctx;
+	int			n_units;
+	_Atomic uint64_t claim;		/* gen << 32 | next unit */
+	_Atomic int finished;		/* units of the current task done */
+	bool		(*helper_init) (void);	/* run first by each helper */
+	int			init_done;		/* helpers whose helper_init returned */
+	int			init_failed;	/* of which returned false */
+	struct cm_team_helper
+	{
+		struct cm_team *team;
+		int			thread;
+	}			helper_args[CM_TEAM_MAX_THREADS - 1];
+} cm_team;
+
+/*
+ * Start a team of n_threads (capped at CM_TEAM_MAX_THREADS) when it is 2
+ * or more.  helper_init, when not NULL, runs first on each helper (e.g. to
+ * claim what a library allocates per thread); the team starts only when it
+ * returns true on every one.  Returns the number of threads running, 1 when
+ * no helper could start or initialise (tasks then run on the caller alone;
+ * stopping is still harmless).
+ */
+int			cm_team_start(cm_team *team, int n_threads, bool (*helper_init) (void));
+
+/* Join the helpers; harmless on a team that did not start, or NULL. */
+void		cm_team_stop(cm_team *team);
+
+/* Threads of a started team, 1 for NULL or one that did not start. */
+int			cm_team_threads(const cm_team *team);
+
+/*
+ * fn(ctx, unit, thread) for every unit < n_units, spread over the team's
+ * threads (on the caller alone when team is NULL or not started); returns
+ * when all are done.  Units are claimed in order by whichever thread is
+ * free, so a helper the scheduler keeps waiting leaves its share to the
+ * others; units must be independent of each other.
+ */
+void		cm_team_run(cm_team *team, cm_team_fn fn, void *ctx, int n_units);
+
+#endif							/* CM_TEAM_H */
