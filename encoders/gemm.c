@@ -40,6 +40,8 @@
  */
 #include "gemm.h"
 
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -677,9 +679,8 @@ static const gemm_kernel kernel_avx512bf16 = {AVX512_MR, AVX512_MR_MANY, AVX512_
  * outputs themselves, with no horizontal sums.  A unit is a float32
  * element (W float32, or bfloat16 widened while packing), or, with
  * AVX512_BF16 and bfloat16 x, a pair of bfloat16 for vdpbf16ps.  Packing
- * costs one pass over W per product, paid back from a few dozen rows.
- * Measured (Zen 4, one thread, CPU time): float32 83 -> 100 GFLOP/s and
- * bfloat16 156 -> 200 on the ViT-B/32 batch-32 shapes.
+ * costs one pass over W per product, paid back from a few dozen rows
+ * (bench/encoders/README.md has the figures).
  */
 #define PACK_MR 6
 #define PACK_NV 4				/* vectors of 16 columns: 64 columns a panel */
@@ -1101,13 +1102,55 @@ cm_gemm_path_supported(cm_gemm_path path)
 	return false;
 }
 
+/*
+ * The highest path CROSSMODAL_MAX_ISA allows (CM_GEMM_AVX512_BF16 when it is
+ * unset or unknown).  Read once: the environment a process starts with is
+ * the one its forked children keep, so the cache is right after fork too.
+ */
+static cm_gemm_path
+path_cap(void)
+{
+	static _Atomic int cap = -1;
+	int			c = atomic_load_explicit(&cap, memory_order_relaxed);
+
+	if (c < 0)
+	{
+		const char *v = getenv("CROSSMODAL_MAX_ISA");
+
+		c = CM_GEMM_AVX512_BF16;
+		if (v != NULL)
+			for (int p = CM_GEMM_PORTABLE; p <= CM_GEMM_AVX512_BF16; p++)
+				if (strcmp(v, cm_gemm_path_env_name((cm_gemm_path) p)) == 0)
+					c = p;
+		atomic_store_explicit(&cap, c, memory_order_relaxed);
+	}
+	return (cm_gemm_path) c;
+}
+
 cm_gemm_path
 cm_gemm_best_path(void)
 {
-	for (int p = CM_GEMM_AVX512_BF16; p > CM_GEMM_PORTABLE; p--)
+	for (int p = path_cap(); p > CM_GEMM_PORTABLE; p--)
 		if (cm_gemm_path_supported((cm_gemm_path) p))
 			return (cm_gemm_path) p;
 	return CM_GEMM_PORTABLE;
+}
+
+const char *
+cm_gemm_path_env_name(cm_gemm_path path)
+{
+	switch (path)
+	{
+		case CM_GEMM_PORTABLE:
+			return "portable";
+		case CM_GEMM_AVX2:
+			return "avx2";
+		case CM_GEMM_AVX512:
+			return "avx512";
+		case CM_GEMM_AVX512_BF16:
+			return "avx512_bf16";
+	}
+	return "unknown";
 }
 
 const char *

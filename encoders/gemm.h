@@ -66,8 +66,8 @@ typedef enum cm_gemm_algo
 } cm_gemm_algo;
 
 /*
- * CM_GEMM_AUTO packs from this many x rows (where it can).  Measured (Zen
- * 4): packing pays from 64 rows with bfloat16, from 96 with float32.
+ * CM_GEMM_AUTO packs from this many x rows (where it can): packing pays
+ * from about here with float32, from somewhat fewer rows with bfloat16.
  */
 #define CM_GEMM_PACK_MIN_ROWS 96
 
@@ -106,8 +106,15 @@ float		cm_f32_from_bf16(uint16_t h);
 
 bool		cm_gemm_path_supported(cm_gemm_path path);
 
-/* The path cm_gemm takes on this CPU. */
+/*
+ * The path cm_gemm takes on this CPU: the best it supports, at most the one
+ * the environment variable CROSSMODAL_MAX_ISA names (portable, avx2, avx512
+ * or avx512_bf16, as cm_gemm_path_env_name spells them; read once per
+ * process), so that tests and comparisons can run a lesser CPU's kernels.
+ * The row-wise kernels (kernels.c) follow the same cap.
+ */
 cm_gemm_path cm_gemm_best_path(void);
 const char *cm_gemm_path_name(cm_gemm_path path);
+const char *cm_gemm_path_env_name(cm_gemm_path path);
 
 #endif							/* CM_GEMM_H */

@@ -12,6 +12,8 @@
  */
 #include "kernels.h"
 
+#include "gemm.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -330,7 +332,8 @@ bool
 cm_kernels_use_avx2(void)
 {
 #ifdef CM_HAVE_AVX2_KERNELS
-	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+	/* the CPU's support and CROSSMODAL_MAX_ISA's cap */
+	return cm_gemm_best_path() >= CM_GEMM_AVX2;
 #else
 	return false;
 #endif

@@ -50,9 +50,8 @@
  * A batch is split between threads, one part each, when each gets at least
  * this many rows (below, a product's x rows are too few to reuse each
  * weight slice well).  More parts than threads would balance a thread the
- * scheduler holds back, but every part reads (and packs) all the weights:
- * four parts on two threads cost 25% more CPU time than one thread for a
- * batch of 32 captions, two parts 9%.
+ * scheduler holds back, but every part reads (and packs) all the weights,
+ * so each part added costs CPU time (bench/encoders/README.md).
  */
 #define CM_SPLIT_MIN_ROWS 64
 

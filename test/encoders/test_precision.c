@@ -615,6 +615,90 @@ check_split_cancel(const char *name, const cm_model *m, const golden *g)
 	free(out);
 }
 
+/*
+ * The other layouts (test/golden2): OpenCLIP's transposed projections and
+ * fused q/k/v, SigLIP's MAP head and bias, a Gemma-tokenized SigLIP 2, at
+ * BF16 against the same model at F32, from strings and image files.
+ */
+static void
+check_golden2_fidelity(void)
+{
+	static const char *const dirs[] = {"tiny-clip-tokenizerjson", "tiny-openclip", "tiny-siglip",
+	"tiny-siglip2-gemma"};
+	static const char *const texts[] = {"a photo of a cat", "two dogs playing in the snow",
+		"", "a diagram of a transformer's attention heads, drawn by hand in red ink"};
+	static const char *const images[] = {"landscape_320x240.png", "portrait_240x320_q92.jpg",
+	"gray_64x48.png", "wide_1000x30.png"};
+	enum
+	{
+	NT = sizeof(texts) / sizeof(texts[0]), NI = sizeof(images) / sizeof(images[0])};
+	unsigned char *bytes[NI];
+	size_t		lens[NI];
+
+	for (int i = 0; i < NI; i++)
+	{
+		char		path[256];
+
+		snprintf(path, sizeof(path), "test/golden2/images/%s", images[i]);
+		bytes[i] = (unsigned char *) rt_read_file(path, &lens[i]);
+		RT_CHECK(bytes[i] != NULL, "%s readable", path);
+		if (bytes[i] == NULL)
+			return;
+	}
+	for (size_t k = 0; k < sizeof(dirs) / sizeof(dirs[0]); k++)
+	{
+		char		dir[256];
+		cm_model   *f32,
+				   *bf16;
+		cm_model_info info;
+		float	   *out[2][2] = {{NULL}};
+		cm_error	err = {0};
+		bool		ok = true;
+
+		snprintf(dir, sizeof(dir), "test/golden2/%s", dirs[k]);
+		f32 = load(dir, CM_PRECISION_F32);
+		bf16 = load(dir, CM_PRECISION_BF16);
+		if (f32 == NULL || bf16 == NULL)
+		{
+			cm_model_free(f32);
+			cm_model_free(bf16);
+			continue;
+		}
+		cm_model_get_info(bf16, &info);
+		RT_CHECK(info.precision == CM_PRECISION_BF16, "%s: precision BF16 reported", dirs[k]);
+		for (int p = 0; p < 2; p++)
+		{
+			cm_model   *m = p == 0 ? f32 : bf16;
+
+			out[p][0] = malloc((size_t) NT * info.embed_dim * sizeof(float));
+			out[p][1] = malloc((size_t) NI * info.embed_dim * sizeof(float));
+			ok = ok && cm_encode_texts(m, NULL, texts, NULL, NT, NULL, out[p][0], &err) == CM_OK &&
+				cm_encode_images(m, NULL, (const unsigned char *const *) bytes, lens, NI, NULL,
+								 out[p][1], &err) == CM_OK;
+		}
+		RT_CHECK(ok, "%s: encode: %s", dirs[k], err.message);
+		if (ok)
+		{
+			double		ct = worst_cosine(out[0][0], out[1][0], NT, info.embed_dim),
+						ci = worst_cosine(out[0][1], out[1][1], NI, info.embed_dim);
+
+			RT_CHECK(ct > BF16_COS_MIN && ci > BF16_COS_MIN,
+					 "%s: BF16 to F32 cosine texts %.7f, images %.7f", dirs[k], ct, ci);
+			printf("  %s: BF16 on %s: worst cosine to float32's texts %.7f, images %.7f\n",
+				   dirs[k], info.kernels, ct, ci);
+		}
+		for (int p = 0; p < 2; p++)
+		{
+			free(out[p][0]);
+			free(out[p][1]);
+		}
+		cm_model_free(f32);
+		cm_model_free(bf16);
+	}
+	for (int i = 0; i < NI; i++)
+		free(bytes[i]);
+}
+
 int
 main(void)
 {
@@ -634,6 +718,24 @@ main(void)
 
 		RT_CHECK(cm_model_load(GOLDEN "/tiny-clip-quickgelu-f32", &bad, &err) == NULL &&
 				 err.status == CM_ERR_INPUT, "an unknown precision is refused");
+	}
+	{
+		/* CROSSMODAL_MAX_ISA (encoders/Makefile runs this test under each cap) */
+		const char *cap = getenv("CROSSMODAL_MAX_ISA");
+
+		if (cap != NULL)
+		{
+			int			want = -1;
+
+			for (int p = CM_GEMM_PORTABLE; p <= CM_GEMM_AVX512_BF16; p++)
+				if (strcmp(cap, cm_gemm_path_env_name((cm_gemm_path) p)) == 0)
+					want = p;
+			RT_CHECK(want >= 0, "CROSSMODAL_MAX_ISA=%s is a known cap", cap);
+			while (want > CM_GEMM_PORTABLE && !cm_gemm_path_supported((cm_gemm_path) want))
+				want--;
+			RT_CHECK(want < 0 || cm_gemm_best_path() == (cm_gemm_path) want,
+					 "CROSSMODAL_MAX_ISA=%s: products on %s", cap, cm_gemm_path_name(cm_gemm_best_path()));
+		}
 	}
 	printf("products: %s\n", cm_gemm_path_name(cm_gemm_best_path()));
 	for (size_t k = 0; k < sizeof(model_names) / sizeof(model_names[0]); k++)
@@ -676,6 +778,7 @@ main(void)
 		free_golden(&g);
 		cm_model_free(f32);
 	}
+	check_golden2_fidelity();
 	cm_safetensors_close(px);
 	cJSON_Delete(root);
 	return rt_summary("test_precision");
