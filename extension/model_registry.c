@@ -25,11 +25,18 @@ int			cm_max_image_pixels = 40000000;
 bool		cm_orientation_setting = true;
 int			cm_background_setting = CM_BACKGROUND_NONE;
 int			cm_decode_setting = CM_DECODE_REDUCED;
+int			cm_precision_setting = CM_PRECISION_F32;
 
 static const struct config_enum_entry image_background_options[] = {
 	{"none", CM_BACKGROUND_NONE, false},
 	{"white", CM_BACKGROUND_WHITE, false},
 	{"black", CM_BACKGROUND_BLACK, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry precision_options[] = {
+	{"f32", CM_PRECISION_F32, false},
+	{"bf16", CM_PRECISION_BF16, false},
 	{NULL, 0, false}
 };
 
@@ -177,6 +184,22 @@ EncoderRegistryInit(void)
 							 CM_DECODE_REDUCED, image_decode_options,
 							 PGC_SUSET, 0,
 							 NULL, NULL, NULL);
+
+	/*
+	 * The arithmetic of the encoders' matrix products.  Superuser only, for
+	 * the same reason: embeddings computed at bf16 differ from f32's in
+	 * their last digits (cosine about 0.99997 to f32's).
+	 */
+	DefineCustomEnumVariable("crossmodal.precision",
+							 "Arithmetic of the encoders' matrix products.",
+							 "f32: float32 throughout, weights shared between backends through the page cache. "
+							 "bf16: bfloat16 weights times bfloat16-rounded activations summed in float32 "
+							 "(AVX512_BF16 where the CPU has it); weights not stored as BF16 are converted "
+							 "once per backend.",
+							 &cm_precision_setting,
+							 CM_PRECISION_F32, precision_options,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
 }
 
 /*
@@ -312,12 +335,13 @@ AvailableModelNames(void)
 	return buf.data;
 }
 
+/* The model in directory loaded at the current crossmodal.precision, if any. */
 static CmModelEntry *
 FindLoaded(const char *directory)
 {
 	for (CmModelEntry *e = loaded_models; e != NULL; e = e->next)
 	{
-		if (strcmp(e->directory, directory) == 0)
+		if (strcmp(e->directory, directory) == 0 && e->precision == cm_precision_setting)
 			return e;
 	}
 	return NULL;
@@ -422,6 +446,8 @@ LoadModel(const char *name, const char *directory)
 	memset(&capture, 0, sizeof(capture));
 	options.log = CaptureLog;
 	options.log_ctx = &capture;
+	options.precision = (cm_precision) cm_precision_setting;
+	entry->precision = options.precision;
 	entry->model = cm_model_load(directory, &options, &capture.err);
 	if (entry->model == NULL)
 	{
@@ -446,8 +472,11 @@ LoadModel(const char *name, const char *directory)
 	loaded_models = entry;
 	/* Only now that the cache owns the model may anything raise. */
 	EmitCapturedLog(&capture);
-	elog(DEBUG1, "crossmodal: loaded model \"%s\" from \"%s\" (%lld parameters, %s)",
-		 name, directory, (long long) entry->info.n_params, entry->info.weight_dtype);
+	elog(DEBUG1, "crossmodal: loaded model \"%s\" from \"%s\" (%lld parameters, %s weights, "
+		 "%s products on %s, %lld bytes of weights private to this backend)",
+		 name, directory, (long long) entry->info.n_params, entry->info.weight_dtype,
+		 entry->info.precision == CM_PRECISION_BF16 ? "bf16" : "f32", entry->info.kernels,
+		 (long long) entry->info.private_weight_bytes);
 	return entry;
 }
 

@@ -44,6 +44,7 @@ extern int	cm_max_image_pixels;
 extern bool cm_orientation_setting;
 extern int	cm_background_setting;
 extern int	cm_decode_setting;
+extern int	cm_precision_setting;	/* a cm_precision */
 
 /* A model loaded in this backend; owned by the registry. */
 typedef struct CmModelEntry
@@ -51,6 +52,7 @@ typedef struct CmModelEntry
 	struct CmModelEntry *next;
 	char	   *name;			/* as requested */
 	char	   *directory;		/* resolved model directory (cache key) */
+	cm_precision precision;		/* crossmodal.precision it was loaded at (key) */
 	cm_model   *model;			/* malloc'd by the runtime */
 	cm_model_info info;
 } CmModelEntry;
