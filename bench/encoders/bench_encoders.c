@@ -14,8 +14,10 @@
  * the second process's weight pages are shared page-cache pages (Shared_Clean), not private copies.
  *
  * Output: "RESULT key value" lines on stdout (read by run.sh / report.py), readable notes on stderr.
+ * --precision bf16 loads the model at CM_PRECISION_BF16 and prefixes the keys "cbf16_" instead of "c_".
  *
  * usage: bench_encoders MODEL_DIR [--threads 1,2] [--repeats 5] [--rss] [--dump FILE] [--image PNG]
+ *                       [--precision f32|bf16]
  *                       [--only image_b1|image_b32|text_b1|text_b32|png_b1|string_b1]   (e.g. for perf)
  */
 #include "crossmodal_encoder.h"
@@ -34,6 +36,10 @@
 #define CLIP_CAPTION_TOKENS 10
 #define CONTENT_TOKENS 8
 #define MAX_CASES_RUNS 64
+
+/* The precision models are loaded at, and the prefix of the RESULT keys (set once from the arguments). */
+static cm_precision precision = CM_PRECISION_F32;
+static const char *prefix = "c";
 
 typedef struct Bench
 {
@@ -324,8 +330,9 @@ static void
 load_model(Bench *b)
 {
 	cm_error	err = {0};
+	cm_load_options opt = {.precision = precision};
 
-	b->model = cm_model_load(b->model_dir, NULL, &err);
+	b->model = cm_model_load(b->model_dir, &opt, &err);
 	if (!b->model)
 		die(b->model_dir, &err);
 	cm_model_get_info(b->model, &b->info);
@@ -454,20 +461,27 @@ read_mem_stats(MemStats *m)
 	}
 }
 
+/* "rss", or "rssbf16" for a --precision bf16 run. */
+static const char *
+rss_prefix(void)
+{
+	return precision == CM_PRECISION_BF16 ? "rssbf16" : "rss";
+}
+
 static void
 print_mem_stats(const char *who, const MemStats *m, double load_ms)
 {
-	printf("RESULT rss_%s_vmrss_kb %ld\n", who, m->vmrss);
-	printf("RESULT rss_%s_rssanon_kb %ld\n", who, m->rss_anon);
-	printf("RESULT rss_%s_rssfile_kb %ld\n", who, m->rss_file);
-	printf("RESULT rss_%s_pss_kb %ld\n", who, m->pss);
-	printf("RESULT rss_%s_shared_clean_kb %ld\n", who, m->shared_clean);
-	printf("RESULT rss_%s_private_kb %ld\n", who, m->private_clean + m->private_dirty);
-	printf("RESULT rss_%s_model_map_rss_kb %ld\n", who, m->map_rss);
-	printf("RESULT rss_%s_model_map_pss_kb %ld\n", who, m->map_pss);
-	printf("RESULT rss_%s_model_map_shared_clean_kb %ld\n", who, m->map_shared_clean);
-	printf("RESULT rss_%s_model_map_private_kb %ld\n", who, m->map_private);
-	printf("RESULT rss_%s_load_ms %.1f\n", who, load_ms);
+	printf("RESULT %s_%s_vmrss_kb %ld\n", rss_prefix(), who, m->vmrss);
+	printf("RESULT %s_%s_rssanon_kb %ld\n", rss_prefix(), who, m->rss_anon);
+	printf("RESULT %s_%s_rssfile_kb %ld\n", rss_prefix(), who, m->rss_file);
+	printf("RESULT %s_%s_pss_kb %ld\n", rss_prefix(), who, m->pss);
+	printf("RESULT %s_%s_shared_clean_kb %ld\n", rss_prefix(), who, m->shared_clean);
+	printf("RESULT %s_%s_private_kb %ld\n", rss_prefix(), who, m->private_clean + m->private_dirty);
+	printf("RESULT %s_%s_model_map_rss_kb %ld\n", rss_prefix(), who, m->map_rss);
+	printf("RESULT %s_%s_model_map_pss_kb %ld\n", rss_prefix(), who, m->map_pss);
+	printf("RESULT %s_%s_model_map_shared_clean_kb %ld\n", rss_prefix(), who, m->map_shared_clean);
+	printf("RESULT %s_%s_model_map_private_kb %ld\n", rss_prefix(), who, m->map_private);
+	printf("RESULT %s_%s_load_ms %.1f\n", rss_prefix(), who, load_ms);
 	fprintf(stderr, "%-6s process: VmRSS %ld MiB (RssAnon %ld, RssFile %ld), Pss %ld MiB, Shared_Clean %ld MiB; "
 			"model.safetensors mapping: Rss %ld MiB, Pss %ld MiB, Shared_Clean %ld MiB, private %ld MiB; "
 			"load %.1f ms\n", who, m->vmrss >> 10, m->rss_anon >> 10, m->rss_file >> 10, m->pss >> 10,
@@ -523,7 +537,7 @@ rss_pair(Bench *b, const char *self)
 
 	snprintf(path, sizeof(path), "%s/model.safetensors", b->model_dir);
 	if (stat(path, &sb) == 0)
-		printf("RESULT rss_model_file_bytes %lld\n", (long long) sb.st_size);
+		printf("RESULT %s_model_file_bytes %lld\n", rss_prefix(), (long long) sb.st_size);
 	read_mem_stats(&m);
 	print_mem_stats("first", &m, -1.0);
 	fflush(stdout);
@@ -533,7 +547,8 @@ rss_pair(Bench *b, const char *self)
 		die("fork", NULL);
 	if (pid == 0)
 	{
-		execl(self, self, "--rss-child", b->model_dir, (char *) NULL);
+		execl(self, self, "--precision", precision == CM_PRECISION_BF16 ? "bf16" : "f32", "--rss-child",
+			  b->model_dir, (char *) NULL);
 		fprintf(stderr, "bench_encoders: exec %s: %s\n", self, strerror(errno));
 		_exit(127);
 	}
@@ -570,6 +585,10 @@ main(int argc, char **argv)
 			dump = argv[++i];
 		else if (strcmp(argv[i], "--image") == 0 && i + 1 < argc)
 			png_path = argv[++i];
+		else if (strcmp(argv[i], "--precision") == 0 && i + 1 < argc && strcmp(argv[i + 1], "f32") == 0)
+			precision = CM_PRECISION_F32, prefix = "c", i++;
+		else if (strcmp(argv[i], "--precision") == 0 && i + 1 < argc && strcmp(argv[i + 1], "bf16") == 0)
+			precision = CM_PRECISION_BF16, prefix = "cbf16", i++;
 		else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
 			only = argv[++i];
 		else if (strcmp(argv[i], "--rss") == 0)
@@ -591,11 +610,14 @@ main(int argc, char **argv)
 
 	cm_set_num_threads(1);
 	load_ms = load_and_touch(&b);
-	printf("RESULT c_load_ms %.1f\n", load_ms);
-	printf("RESULT c_model %s %s %lld params\n", b.model_dir, b.info.weight_dtype, (long long) b.info.n_params);
-	printf("RESULT c_flops_per_image %.0f\n", image_flops(&b));
-	printf("RESULT c_flops_per_caption %.0f\n", caption_flops(&b, b.caption_tokens));
-	printf("RESULT c_caption_tokens %d\n", b.caption_tokens);
+	printf("RESULT %s_load_ms %.1f\n", prefix, load_ms);
+	printf("RESULT %s_model %s %s %lld params\n", prefix, b.model_dir, b.info.weight_dtype,
+		   (long long) b.info.n_params);
+	printf("RESULT %s_kernels %s\n", prefix, b.info.kernels);
+	printf("RESULT %s_private_weight_bytes %lld\n", prefix, (long long) b.info.private_weight_bytes);
+	printf("RESULT %s_flops_per_image %.0f\n", prefix, image_flops(&b));
+	printf("RESULT %s_flops_per_caption %.0f\n", prefix, caption_flops(&b, b.caption_tokens));
+	printf("RESULT %s_caption_tokens %d\n", prefix, b.caption_tokens);
 	fprintf(stderr, "model %s: %s, %lld parameters, loaded in %.1f ms; %.3f GFLOP per image, "
 			"%.3f GFLOP per %d-token caption\n", b.model_dir, b.info.weight_dtype,
 			(long long) b.info.n_params, load_ms, image_flops(&b) / 1e9,
@@ -614,7 +636,7 @@ main(int argc, char **argv)
 	caption_len = strlen(x.caption);
 	if (cm_tokenize(b.model, x.caption, caption_len, caption_ids, 80, &n_caption, &err) != CM_OK)
 		die("tokenize caption", &err);
-	printf("RESULT c_string_caption_tokens %d\n", n_caption);
+	printf("RESULT %s_string_caption_tokens %d\n", prefix, n_caption);
 
 	for (const char *p = thread_list; *p;)
 	{
@@ -649,10 +671,10 @@ main(int argc, char **argv)
 			run_case(&b, c, &x);
 			check_finite(&b, c->key, c->batch);
 			med = time_case(&b, c, &x, repeats, &runs);
-			printf("RESULT c_%s_t%d_ms %.2f\n", c->key, threads, med * 1e3);
-			printf("RESULT c_%s_t%d_per_s %.3f\n", c->key, threads, c->batch / med);
+			printf("RESULT %s_%s_t%d_ms %.2f\n", prefix, c->key, threads, med * 1e3);
+			printf("RESULT %s_%s_t%d_per_s %.3f\n", prefix, c->key, threads, c->batch / med);
 			if (flops > 0)
-				printf("RESULT c_%s_t%d_gflops %.1f\n", c->key, threads, flops * c->batch / med / 1e9);
+				printf("RESULT %s_%s_t%d_gflops %.1f\n", prefix, c->key, threads, flops * c->batch / med / 1e9);
 			fprintf(stderr, "C threads %d %-9s: median %8.1f ms of %d runs, %7.2f items/s", threads, c->key,
 					med * 1e3, runs, c->batch / med);
 			if (flops > 0)

@@ -7,6 +7,7 @@ import sys
 
 def load(path):
     r = {}
+    prec_model = None
     with open(path, encoding="utf-8") as f:
         for line in f:
             if line.startswith("RESULT "):
@@ -14,6 +15,15 @@ def load(path):
                 if len(parts) != 3:
                     continue
                 key, value = parts[1], parts[2]
+                # bench_precision runs once per model: its figures are kept per model
+                if key == "prec_model":
+                    prec_model = value
+                    r.setdefault("prec_models", [])
+                    if value not in r["prec_models"]:
+                        r["prec_models"].append(value)
+                    continue
+                if key.startswith(("fid_", "rank_", "prec_", "ab_")) and prec_model is not None:
+                    key = f"{prec_model}:{key}"
                 # sgemm_peak runs before and after the encoders: keep each figure's best
                 if key.startswith(("sgemm_", "mem_read_")) and key in r:
                     try:
@@ -33,6 +43,83 @@ def num(r, key):
 
 def fmt(v, digits=1, suffix=""):
     return "n/a" if v is None else f"{v:.{digits}f}{suffix}"
+
+
+def best(r, keys, lo=False):
+    vals = [v for v in (num(r, k) for k in keys) if v is not None]
+    return (min(vals) if lo else max(vals)) if vals else None
+
+
+def issue21(r, threads, refs, peak, flops):
+    """The targets of issue 21, each with its figure."""
+    out = ["", "Targets (issue 21):"]
+    for label, case, goal_f32, goal_bf16 in (("texts/s, batch 32", "text_b32", 2.0, None),
+                                             ("images/s, batch 32", "image_b32", 2.0, 3.5)):
+        torch = best(r, [f"{p}_{case}_t{t}_per_s" for p in refs for t in threads])
+        for side, goal in (("c", goal_f32), ("cbf16", goal_bf16)):
+            c = best(r, [f"{side}_{case}_t{t}_per_s" for t in threads])
+            if c is None:
+                continue
+            line = f"- {label}, {'BF16' if side == 'cbf16' else 'F32'}: {c:.1f}"
+            if torch:
+                line += f" = {c / torch:.2f}x PyTorch's best {torch:.1f}"
+                if goal:
+                    line += f" (target {goal}x: {'met' if c / torch >= goal else 'missed'})"
+            t1, t2 = num(r, f"{side}_{case}_t1_per_s"), num(r, f"{side}_{case}_t2_per_s")
+            if t1 and t2:
+                line += f"; 2 threads / 1 thread = {t2 / t1:.2f}"
+            if case == "image_b32" and flops["image"]:
+                bt = max(threads, key=lambda t: num(r, f"{side}_{case}_t{t}_per_s") or 0)
+                g = (num(r, f"{side}_{case}_t{bt}_per_s") or 0) * flops["image"] / 1e9
+                line += f"; {g:.0f} GFLOP/s on {bt} thread{'s' if bt > 1 else ''}"
+                if peak.get(bt):
+                    line += f" = {100 * g / peak[bt]:.0f}% of the sgemm peak"
+            out.append(line)
+    bw = num(r, "mem_read_file_t1_gbs") or num(r, "mem_read_t1_gbs")
+    for side, name, mb in (("c", "F32", 151e6), ("cbf16", "BF16", 75.5e6)):
+        cap = num(r, f"{side}_text_b1_t1_ms")
+        if cap and bw:
+            floor = mb / (bw * 1e9) * 1e3
+            out.append(f"- one {r.get('c_caption_tokens', '10')}-token caption on one thread, {name}: {cap:.2f} ms "
+                       f"= {cap / floor:.2f}x the weight-reading floor ({mb / 1e6:.1f} MB at {bw:.1f} GB/s = "
+                       f"{floor:.2f} ms; target 1.3x: {'met' if cap / floor <= 1.3 else 'missed'})")
+    for model in r.get("prec_models", []):
+        ab = [(case, t, num(r, f"{model}:ab_{case}_t{t}_f32_ms"), num(r, f"{model}:ab_{case}_t{t}_bf16_ms"))
+              for case in ("text_b1", "text_b32", "image_b32") for t in threads]
+        ab = [a for a in ab if a[2] and a[3]]
+        if ab:
+            out.append(f"- BF16 against F32, interleaved in one process ({model}): "
+                       + "; ".join(f"{case} {t}T {f:.2f} -> {b:.2f} ms ({f / b:.2f}x)" for case, t, f, b in ab))
+    models = r.get("prec_models", [])
+    if models:
+        out.append("")
+        out.append("BF16 against F32 (bench_precision: 256 hashed 10-token captions, 64 hashed images; retrieval over "
+                   "that sample; 'F32 alone' is F32 one input at a time against F32 in batches, the rounding noise):")
+        out.append("")
+        out.append("| model | private weight bytes F32 / BF16 | cosine texts worst (mean) | cosine images worst (mean) "
+                   "| text->image top-1 same | image->text top-1 same | text->text top-1 same | top-10 set overlap "
+                   "t->i / i->t / t->t | F32 alone: top-1 same t->i / i->t / t->t |")
+        out.append("|---|---|---|---|---|---|---|---|---|")
+        for m in models:
+            g = lambda k: r.get(f"{m}:{k}", "n/a")
+            ranks = lambda lab, what: f"{g(f'rank_{lab}_{what}_top1_same')}/{g(f'rank_{lab}_{what}_queries')}"
+            ov = lambda what: fmt(100 * num(r, f"{m}:rank_bf16_{what}_top10_overlap"), 1, "%") \
+                if num(r, f"{m}:rank_bf16_{what}_top10_overlap") is not None else "n/a"
+            out.append(f"| {m} | {g('prec_f32_private_weight_bytes')} / {g('prec_bf16_private_weight_bytes')} "
+                       f"| {g('fid_bf16_texts_cos_min')} ({g('fid_bf16_texts_cos_mean')}) "
+                       f"| {g('fid_bf16_images_cos_min')} ({g('fid_bf16_images_cos_mean')}) "
+                       f"| {ranks('bf16', 'text2image')} | {ranks('bf16', 'image2text')} | {ranks('bf16', 'text2text')} "
+                       f"| {ov('text2image')} / {ov('image2text')} / {ov('text2text')} "
+                       f"| {ranks('f32alone', 'text2image')} / {ranks('f32alone', 'image2text')} / "
+                       f"{ranks('f32alone', 'text2text')} |")
+    if "rssbf16_child_vmrss_kb" in r:
+        kb = lambda k: num(r, k)
+        out.append("")
+        out.append("A second process loading the model at BF16 while the first holds it: private "
+                   f"{fmt(kb('rssbf16_child_private_kb') / 1024 if kb('rssbf16_child_private_kb') else None, 0)} MiB, "
+                   f"Pss {fmt(kb('rssbf16_child_pss_kb') / 1024 if kb('rssbf16_child_pss_kb') else None, 0)} MiB "
+                   f"(at F32: private {fmt(kb('rss_child_private_kb') / 1024 if kb('rss_child_private_kb') else None, 0)} MiB).")
+    return out
 
 
 def main():
@@ -64,10 +151,11 @@ def main():
                    f"{flops['text'] / 1e9:.3f} GFLOP per {r.get('c_caption_tokens', '10')}-token caption "
                    "(2mnk per GEMM + attention scores and mixing)")
     out.append("")
-    sides = [("C", "c")] + [(name, prefix) for name, prefix in
+    sides = [("C", "c")] + [("C BF16", "cbf16")] * any(k.startswith("cbf16_image") for k in r) + [
+        (name, prefix) for name, prefix in
                             (("PyTorch", "torch"), ("PyTorch tuned env", "torchtuned"))
                             if any(k.startswith(prefix + "_image") for k in r)]
-    refs = [prefix for _, prefix in sides[1:]]
+    refs = [prefix for _, prefix in sides if prefix.startswith("torch")]
     out.append("| measure | " + " | ".join(f"{name} {t}T" for name, _ in sides for t in threads)
                + " | speed-up, C best vs PyTorch best |")
     out.append("|" + "---|" * (2 + len(sides) * len(threads)))
@@ -153,6 +241,8 @@ def main():
         out.append("")
         out.append("(MiB; each process has loaded the model and encoded one image and one caption. The first "
                    "process's load time is in the line 'c_load_ms' of the raw results.)")
+    if not siglip:
+        out.extend(issue21(r, threads, refs, peak, flops))
     print("\n".join(out))
 
 

@@ -1,10 +1,11 @@
 #!/bin/bash
 # run.sh: the encoder benchmark in one command: build, make the ViT-B/32-shaped random model if missing,
-# then sgemm peak, the C runtime, the PyTorch reference (as installed, then with a tuned environment) and
-# sgemm peak again, one after the other (never concurrently: two thread pools on two cores slow each other
-# down), and print the results table.
+# then sgemm peak, the C runtime (F32, then BF16 products), BF16 against F32 in one process (fidelity,
+# retrieval ranks, interleaved timing; fidelity on the golden models too), the PyTorch reference (as
+# installed, then with a tuned environment) and sgemm peak again, one after the other (never
+# concurrently: two thread pools on two cores slow each other down), and print the results table.
 #
-# usage: bench/encoders/run.sh            (from anywhere; about 10 minutes on 2 busy cores)
+# usage: bench/encoders/run.sh            (from anywhere; about 15 minutes on 2 quiet cores)
 #        MODEL_KIND=siglip bench/encoders/run.sh   (a SigLIP-B/16-224-shaped random model instead, generated
 #                       once, ~810 MB; texts at SigLIP's 64 padded positions; about 20 minutes)
 #   THREADS=1,2    OpenBLAS threads for C; torch intra-op + OpenBLAS threads for PyTorch
@@ -39,6 +40,9 @@ cc $CFLAGS $BLAS_CFLAGS bench/encoders/sgemm_peak.c $BLAS_LIBS -o "$BIN/sgemm_pe
 cc $CFLAGS -Iencoders -I/usr/include/cjson $BLAS_CFLAGS bench/encoders/bench_encoders.c \
 	build/libcmenc.a $BLAS_LIBS -lcjson -lutf8proc -ljpeg -lwebp -lwebpdemux -ltiff -lz -lm -lpthread \
 	-o "$BIN/bench_encoders"
+cc $CFLAGS -Iencoders -I/usr/include/cjson $BLAS_CFLAGS bench/encoders/bench_precision.c \
+	build/libcmenc.a $BLAS_LIBS -lcjson -lutf8proc -ljpeg -lwebp -lwebpdemux -ltiff -lz -lm -lpthread \
+	-o "$BIN/bench_precision"
 
 if [ ! -f "$MODEL/config.json" ]; then
 	echo "== generating $MODEL (600-810 MB)" >&2
@@ -62,6 +66,15 @@ echo "== C runtime (threads $THREADS)" >&2
 $NICE "$BIN/bench_encoders" "$MODEL" --threads "$THREADS" --repeats "$REPEATS" --rss --dump "$FEATURES" \
 	--image test/golden/images/landscape_320x240.png \
 	| tee -a "$RESULTS"
+echo "== C runtime, BF16 products (threads $THREADS)" >&2
+$NICE "$BIN/bench_encoders" "$MODEL" --precision bf16 --threads "$THREADS" --repeats "$REPEATS" --rss \
+	--image test/golden/images/landscape_320x240.png | tee -a "$RESULTS"
+echo "== BF16 against F32 in one process: fidelity, retrieval, interleaved timing (threads $THREADS)" >&2
+$NICE "$BIN/bench_precision" "$MODEL" --threads "$THREADS" --repeats "$REPEATS" | tee -a "$RESULTS"
+for golden in test/golden/tiny-* test/golden2/tiny-*; do
+	echo "== BF16 against F32, fidelity: $golden" >&2
+	$NICE "$BIN/bench_precision" "$golden" --no-timing | tee -a "$RESULTS"
+done
 echo "== PyTorch (threads $THREADS)" >&2
 $NICE $PY bench/encoders/torch_clip.py --check-golden "$MODEL" --compare "$FEATURES" \
 	--threads "$THREADS" --repeats "$REPEATS" | tee -a "$RESULTS"

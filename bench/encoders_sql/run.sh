@@ -7,6 +7,8 @@
 #   SESSIONS=8 ROUNDS=30 PORT=55533
 #   MODEL_DIR=DIR   a model directory (default: the random ViT-B/32-shaped
 #                   model of bench/encoders, generated when missing)
+#   PRECISION=bf16  crossmodal.precision of the cluster (default f32): at bf16
+#                   each backend holds its own bfloat16 copy of F32 weights
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -14,6 +16,7 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 SESSIONS="${SESSIONS:-8}"
 ROUNDS="${ROUNDS:-30}"
 PORT="${PORT:-55533}"
+PRECISION="${PRECISION:-f32}"
 MODEL_DIR="${MODEL_DIR:-$ROOT/bench/encoders/work/clip-vit-b32-random}"
 cd "$ROOT"
 
@@ -26,10 +29,12 @@ MODEL_NAME="$(basename "$MODEL_DIR")"
 IMAGE="$ROOT/test/golden/images/landscape_320x240.png"
 
 . tools/cluster.sh
-cluster_start "$PORT" "crossmodal.model_path = '$MODEL_PATH'" "shared_buffers = 128MB"
+cluster_start "$PORT" "crossmodal.model_path = '$MODEL_PATH'" "crossmodal.precision = '$PRECISION'" \
+	"shared_buffers = 128MB"
 psql -XAtq -c "CREATE EXTENSION IF NOT EXISTS crossmodal" >/dev/null
 
-echo "model: $MODEL_DIR"
+echo "model: $MODEL_DIR (crossmodal.precision = $PRECISION)"
+echo "load: $(uptime)"
 psql -XAtq -c "SELECT 'dimensions ' || dimensions || ', image ' || image_size || ', ' || parameters || ' parameters, ' || weight_dtype FROM crossmodal_models() WHERE name = '$MODEL_NAME'"
 nice perl "$HERE/memory.pl" "host=$PGHOST port=$PGPORT user=postgres dbname=postgres" \
 	"$MODEL_NAME" "$IMAGE" "$SESSIONS" "$ROUNDS"
