@@ -90,6 +90,14 @@ def issue21(r, threads, refs, peak, flops):
         if ab:
             out.append(f"- BF16 against F32, interleaved in one process ({model}): "
                        + "; ".join(f"{case} {t}T {f:.2f} -> {b:.2f} ms ({f / b:.2f}x)" for case, t, f, b in ab))
+    for m in (10, 320):
+        f, b, i = (num(r, f"int8_probe_m{m}_{k}_cpu_ms") for k in ("f32", "bf16", "int8"))
+        if f and b:
+            out.append(f"- INT8 probe (int8_probe.c), the text tower's 72 products for {m} rows on one thread, CPU ms: "
+                       f"F32 {f:.2f}, BF16 {b:.2f}" + (f", INT8 (naive VNNI kernel) {i:.2f}" if i else ", no VNNI"))
+    if num(r, "int8_probe_fc1_cos_bf16") is not None:
+        out.append(f"- one fc1 product's worst row cosine to double precision: BF16 {r['int8_probe_fc1_cos_bf16']}, "
+                   f"INT8 {r.get('int8_probe_fc1_cos_int8', 'n/a')}")
     models = r.get("prec_models", [])
     if models:
         out.append("")

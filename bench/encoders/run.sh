@@ -1,7 +1,8 @@
 #!/bin/bash
 # run.sh: the encoder benchmark in one command: build, make the ViT-B/32-shaped random model if missing,
 # then sgemm peak, the C runtime (F32, then BF16 products), BF16 against F32 in one process (fidelity,
-# retrieval ranks, interleaved timing; fidelity on the golden models too), the PyTorch reference (as
+# retrieval ranks, interleaved timing; fidelity on the golden models too), a probe of INT8 weights with
+# VNNI (int8_probe.c), the PyTorch reference (as
 # installed, then with a tuned environment) and sgemm peak again, one after the other (never
 # concurrently: two thread pools on two cores slow each other down), and print the results table.
 #
@@ -43,6 +44,8 @@ cc $CFLAGS -Iencoders -I/usr/include/cjson $BLAS_CFLAGS bench/encoders/bench_enc
 cc $CFLAGS -Iencoders -I/usr/include/cjson $BLAS_CFLAGS bench/encoders/bench_precision.c \
 	build/libcmenc.a $BLAS_LIBS -lcjson -lutf8proc -ljpeg -lwebp -lwebpdemux -ltiff -lz -lm -lpthread \
 	-o "$BIN/bench_precision"
+cc $CFLAGS -Iencoders $BLAS_CFLAGS bench/encoders/int8_probe.c build/libcmenc.a $BLAS_LIBS -lm -lpthread \
+	-o "$BIN/int8_probe"
 
 if [ ! -f "$MODEL/config.json" ]; then
 	echo "== generating $MODEL (600-810 MB)" >&2
@@ -75,6 +78,8 @@ for golden in test/golden/tiny-* test/golden2/tiny-*; do
 	echo "== BF16 against F32, fidelity: $golden" >&2
 	$NICE "$BIN/bench_precision" "$golden" --no-timing | tee -a "$RESULTS"
 done
+echo "== INT8 with VNNI, a probe: the text tower's products at F32, BF16 and INT8 (1 thread)" >&2
+$NICE "$BIN/int8_probe" --repeats "$((REPEATS + 2))" | tee -a "$RESULTS"
 echo "== PyTorch (threads $THREADS)" >&2
 $NICE $PY bench/encoders/torch_clip.py --check-golden "$MODEL" --compare "$FEATURES" \
 	--threads "$THREADS" --repeats "$REPEATS" | tee -a "$RESULTS"
