@@ -42,6 +42,7 @@ function imageType(buf) {
   if (buf.length >= 3 && buf[0] === 0xff && buf[1] === 0xd8 && buf[2] === 0xff) return 'image/jpeg';
   if (buf.length >= 6 && (buf.subarray(0, 6).toString('latin1') === 'GIF87a' || buf.subarray(0, 6).toString('latin1') === 'GIF89a')) return 'image/gif';
   if (buf.length >= 2 && buf[0] === 0x42 && buf[1] === 0x4d) return 'image/bmp';
+  if (buf.length >= 12 && buf.subarray(0, 4).toString('latin1') === 'RIFF' && buf.subarray(8, 12).toString('latin1') === 'WEBP') return 'image/webp';
   return null;
 }
 
@@ -112,7 +113,7 @@ export async function createGallery({ pool = new pg.Pool(), model = process.env.
       const name = (url.searchParams.get('name') || 'image').slice(0, 200);
       const data = await readBody(req, MAX_IMAGE_BYTES);
       const mime = imageType(data);
-      if (!mime) throw new HttpError(415, `${name}: not a PNG, JPEG, GIF or BMP image`);
+      if (!mime) throw new HttpError(415, `${name}: not a PNG, JPEG, GIF, BMP or WebP image`);
       const { rows: [row] } = await pool.query(
         `INSERT INTO ${t} (name, mime, data) VALUES ($1, $2, $3) RETURNING id, name`, [name, mime, data]);
       return row;

@@ -89,7 +89,7 @@ test('uploads images, and refuses a file that is not one', async () => {
   fs.writeFileSync(bogus, 'not an image at all');
   await page.setInputFiles('#upload', [...samples.slice(0, UPLOADS).map((s) => s.path), bogus]);
   await page.waitForFunction((n) => document.querySelector('#status').textContent.startsWith(`uploaded ${n} of ${n + 1}`), UPLOADS);
-  assert.match(await page.textContent('#status'), /notes\.png: not a PNG, JPEG, GIF or BMP image/);
+  assert.match(await page.textContent('#status'), /notes\.png: not a PNG, JPEG, GIF, BMP or WebP image/);
   assert.equal(await page.getAttribute('#status', 'class'), 'error');
   const shown = await grid('#grid');
   assert.equal(shown.length, UPLOADS);
@@ -183,4 +183,16 @@ test('takes the README screenshot', async () => {
   await page.screenshot({ path: screenshot });
   assert.ok(fs.statSync(screenshot).size > 20000, 'the screenshot has content');
   assert.deepEqual(statusErrors, [], 'no script error on the page');
+});
+
+// After the screenshot: it adds an image the other tests do not expect.
+test('takes a WebP image, as the encoder does', async () => {
+  const file = path.resolve(here, '..', '..', '..', 'test', 'images', 'webp_lossy.webp');
+  const res = await fetch(`${base}/api/images?name=photo.webp`, { method: 'POST', body: fs.readFileSync(file) });
+  assert.equal(res.status, 200);
+  const { id } = await res.json();
+  const [row] = await exact(`SELECT mime, emb IS NOT NULL AS embedded FROM ${table} WHERE id = $1`, [id]);
+  assert.deepEqual(row, { mime: 'image/webp', embedded: true });
+  const img = await fetch(`${base}/api/images/${id}/data`);
+  assert.equal(img.headers.get('content-type'), 'image/webp');
 });
