@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The README's first command: installs what it needs, builds and installs the
-# extension with its default model, starts a throwaway cluster, loads sample
-# emoji images the model never trained on, queries them by text in English and
-# Korean through an HNSW index, prints the hits and zero-shot labels for one
-# image, then stops the cluster.
+# extension with its default model, starts a throwaway cluster, loads 30 sample
+# pictures in a drawing style the model never trained on (Streamline Emojis) of
+# things it knows, queries them by text in English and Korean through an HNSW
+# index, prints where the right picture ranked and the top 3, and zero-shot
+# labels for one picture, then stops the cluster.
 # Usage (as root on Debian 12): tools/demo.sh [--keep]
 #   --keep leaves the cluster running (with the demo's table) for the client
 #   examples of examples/ and prints how to reach it and how to stop it.
@@ -29,7 +30,7 @@ psql() { as_postgres "$PG_BINDIR/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
 # The server reads the sample files itself (pg_read_binary_file), so they go
 # where the postgres user can read them.
 mkdir "$CLUSTER_DIR/samples"
-cp "$SAMPLES"/*.png "$SAMPLES/captions.tsv" "$CLUSTER_DIR/samples/"
+cp "$SAMPLES"/*.png "$SAMPLES/captions.tsv" "$SAMPLES/queries.tsv" "$CLUSTER_DIR/samples/"
 chown -R postgres: "$CLUSTER_DIR/samples"
 
 psql -v samples="$CLUSTER_DIR/samples" <<'SQL'
@@ -60,20 +61,25 @@ ANALYZE emoji;
 SELECT count(*) AS images, min(dims(emb)) AS dimensions FROM emoji;
 SELECT name, dimensions, image_size, parameters, weight_dtype FROM crossmodal_models();
 
-\echo 'Query by text (English and Korean), top 3 images by cosine distance:'
-SELECT q.query, h.rank, h.file, h.caption_en, h.distance
-FROM unnest(ARRAY['cow', '젖소', 'raccoon', '너구리', 'tornado', '얼음',
-				  'a laughing face', 'eight-thirty']) WITH ORDINALITY AS q(query, n)
-CROSS JOIN LATERAL (
-	SELECT row_number() OVER () AS rank, file, caption_en,
-		   round((emb <=> encode_text(q.query))::numeric, 3) AS distance
-	FROM (SELECT * FROM emoji ORDER BY emb <=> encode_text(q.query) LIMIT 3) top
-) h
-ORDER BY q.n, h.rank;
+-- The demo's queries and the picture that answers each (samples/queries.tsv).
+CREATE TEMP TABLE queries (n serial, query text, answer text);
+\set queries_file :samples '/queries.tsv'
+COPY queries (query, answer) FROM :'queries_file' WITH (FORMAT csv, DELIMITER E'\t', HEADER true);
 
-\echo 'Zero-shot labels for fluent_1f404.png (a cow):'
+\echo 'Query by text (English and Korean): where the right picture ranks among the 30, and the top 3'
+\echo 'by cosine distance through the index:'
+SELECT q.query, a.caption_en AS right_picture,
+	   1 + (SELECT count(*) FROM emoji e WHERE (e.emb <=> t.v) < (a.emb <=> t.v)) AS its_rank,
+	   (SELECT string_agg(caption_en, ' | ')
+		FROM (SELECT caption_en FROM emoji ORDER BY emb <=> t.v LIMIT 3) top) AS top_3
+FROM queries q
+JOIN emoji a ON a.file = q.answer
+CROSS JOIN LATERAL (SELECT encode_text(q.query) AS v) t
+ORDER BY q.n;
+
+\echo 'Zero-shot labels for the cow picture (streamline_1f404.png):'
 SELECT label, round(score::numeric, 3) AS score
-FROM image_labels((SELECT data FROM emoji WHERE file = 'fluent_1f404.png'),
+FROM image_labels((SELECT data FROM emoji WHERE file = 'streamline_1f404.png'),
 				  ARRAY['cow', 'cat', 'car', 'tree', 'pizza', '젖소', '고양이']);
 SQL
 if $keep; then
