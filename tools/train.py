@@ -292,7 +292,8 @@ def main():
         os.makedirs(args.ckpt, exist_ok=True)
         clip_bpe.save(args.out, vocab, merges, max_len)
         if args.branch_from:
-            earlier = os.path.join(os.path.dirname(os.path.abspath(args.branch_from)), "training_log.tsv")
+            # The branch's log starts with the parent run's, up to the branch point.
+            earlier = os.path.join(ck["args"]["out"], "training_log.tsv")
             if os.path.exists(earlier) and not os.path.exists(log_path):
                 with open(earlier) as f:
                     lines = [ln for ln in f if ln.startswith("step") or int(ln.split("\t")[0]) <= step]
