@@ -21,6 +21,7 @@
  *                       [--only image_b1|image_b32|text_b1|text_b32|png_b1|string_b1]   (e.g. for perf)
  */
 #include "crossmodal_encoder.h"
+#include "bench_inputs.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -34,7 +35,6 @@
 
 /* Caption length of CLIP-style models: BOS, 8 ordinary ids, EOS. */
 #define CLIP_CAPTION_TOKENS 10
-#define CONTENT_TOKENS 8
 #define MAX_CASES_RUNS 64
 
 /* The precision models are loaded at, and the prefix of the RESULT keys (set once from the arguments). */
@@ -66,27 +66,6 @@ die(const char *what, const cm_error *err)
 	exit(1);
 }
 
-static double
-now_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* A 32-bit integer hash, reproduced by torch_clip.py (bench_inputs) to build the same inputs. */
-static uint32_t
-input_hash(uint32_t i, uint32_t seed)
-{
-	uint32_t	x = i * 2654435761u + seed;
-
-	x ^= x >> 16;
-	x *= 0x45d9f3bu;
-	x ^= x >> 16;
-	return x;
-}
-
 /*
  * Pixels uniform in [-2, 2] (the range of normalised images).  Captions: BOS, 8 ordinary ids, EOS; or, for
  * a model that pads every text (empty is the ids of the empty text, n_empty > 2), 8 ordinary ids below the
@@ -106,23 +85,9 @@ make_inputs(Bench *b, const int32_t *empty, int n_empty)
 	b->out = malloc((size_t) 32 * b->info.embed_dim * sizeof(float));
 	if (!b->pixels || !b->ids || !b->out)
 		die("out of memory", NULL);
-	for (size_t i = 0; i < 32 * per_image; i++)
-		b->pixels[i] = (float) (input_hash((uint32_t) i, 1) % 4001u) / 1000.0f - 2.0f;
+	fill_pixels(b->pixels, 32 * per_image);
 	for (int s = 0; s < 32; s++)
-	{
-		int32_t    *row = b->ids + s * n;
-		int			first = padded ? 0 : 1;
-
-		for (int j = 0; j < CONTENT_TOKENS; j++)
-			row[first + j] = (int32_t) (input_hash((uint32_t) (s * n + first + j), 2) % ordinary);
-		if (padded)
-			memcpy(row + CONTENT_TOKENS, empty, (size_t) (n - CONTENT_TOKENS) * sizeof(int32_t));
-		else
-		{
-			row[0] = empty[0];
-			row[n - 1] = empty[1];
-		}
-	}
+		fill_caption(b->ids + s * n, s, n, padded, empty, ordinary);
 }
 
 /* intermediate_size of both towers, which cm_model_info does not carry, from config.json. */
@@ -256,14 +221,6 @@ run_case(Bench *b, const Case *c, const Extras *x)
 	}
 	if (st != CM_OK)
 		die(c->key, &err);
-}
-
-static int
-compare_double(const void *a, const void *b)
-{
-	double		x = *(const double *) a, y = *(const double *) b;
-
-	return (x > y) - (x < y);
 }
 
 /* Median seconds of one call after warm-up. */

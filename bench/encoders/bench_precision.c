@@ -18,6 +18,7 @@
  * usage: bench_precision MODEL_DIR [--threads 1,2] [--repeats 5] [--no-timing]
  */
 #include "crossmodal_encoder.h"
+#include "bench_inputs.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -27,7 +28,6 @@
 
 #define N_TEXTS 256
 #define N_IMAGES 64
-#define CONTENT_TOKENS 8
 #define MAX_TOKENS 1024
 #define TOP_K 10
 #define COS_BAR 0.9999
@@ -46,27 +46,6 @@ die(const char *what, const cm_error *err)
 {
 	fprintf(stderr, "bench_precision: %s: %s\n", what, err ? err->message : "failed");
 	exit(1);
-}
-
-static double
-now_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* The same hash as bench_encoders.c's (and torch_clip.py's). */
-static uint32_t
-input_hash(uint32_t i, uint32_t seed)
-{
-	uint32_t	x = i * 2654435761u + seed;
-
-	x ^= x >> 16;
-	x *= 0x45d9f3bu;
-	x ^= x >> 16;
-	return x;
 }
 
 static void *
@@ -133,23 +112,13 @@ make_inputs(const Side *s, Inputs *in)
 	for (int t = 0; t < N_TEXTS; t++)
 	{
 		int32_t    *row = in->ids + (size_t) t * in->tokens;
-		int			first = padded ? 0 : 1;
 
-		for (int j = 0; j < CONTENT_TOKENS; j++)
-			row[first + j] = (int32_t) (input_hash((uint32_t) (t * in->tokens + first + j), 2) % ordinary);
-		if (padded)
-			memcpy(row + CONTENT_TOKENS, empty, (size_t) (in->tokens - CONTENT_TOKENS) * sizeof(int32_t));
-		else
-		{
-			row[0] = empty[0];
-			row[in->tokens - 1] = empty[1];
-		}
+		fill_caption(row, t, in->tokens, padded, empty, ordinary);
 		in->rows[t] = row;
 		in->n_ids[t] = in->tokens;
 	}
 	in->pixels = xmalloc(per * N_IMAGES * sizeof(float));
-	for (size_t i = 0; i < per * N_IMAGES; i++)
-		in->pixels[i] = (float) (input_hash((uint32_t) i, 1) % 4001u) / 1000.0f - 2.0f;
+	fill_pixels(in->pixels, per * N_IMAGES);
 }
 
 static void
@@ -311,15 +280,6 @@ run_case(Side *s, const Inputs *in, Case c, float *out)
 								 out, NULL, &err);
 	if (st != CM_OK)
 		die(case_keys[c], &err);
-}
-
-static int
-compare_double(const void *a, const void *b)
-{
-	double		x = *(const double *) a,
-				y = *(const double *) b;
-
-	return (x > y) - (x < y);
 }
 
 static double
