@@ -222,7 +222,11 @@ block_portable(const void *x, size_t ldx, cm_elem xtype, const void *w, size_t l
  */
 #define UNROLL _Pragma("GCC unroll 8")
 
-static inline void
+/*
+ * Always inlined: out of line, GCC finds this function free of side effects
+ * (a prefetch is only a hint) and deletes every call to it.
+ */
+static inline __attribute__((always_inline)) void
 prefetch_w(const void *pf, size_t ldw, size_t esize, int j, int k)
 {
 	_mm_prefetch((const char *) pf + ((size_t) j * ldw + (size_t) k) * esize, _MM_HINT_T0);
