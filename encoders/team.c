@@ -65,12 +65,23 @@ work_on(cm_team *team, cm_team_fn fn, void *ctx, int n_units, uint32_t gen, int 
 	}
 }
 
-static double
-monotonic_us(void)
+double
+cm_monotonic_us(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e6 + ts.tv_nsec * 1e-3;
+}
+
+/* The calling thread's CPU time; 0 where the clock is missing (no advice then). */
+static double
+thread_cpu_us(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+		return 0.0;
 	return ts.tv_sec * 1e6 + ts.tv_nsec * 1e-3;
 }
 
@@ -82,7 +93,7 @@ spin_expired(int turn, double *deadline)
 
 	if ((turn & 255) != 0)
 		return false;
-	t = monotonic_us();
+	t = cm_monotonic_us();
 	if (*deadline == 0.0)
 		*deadline = t + TEAM_SPIN_US;
 	return t > *deadline;
@@ -136,6 +147,7 @@ helper_main(void *arg)
 			pthread_cond_wait(&team->wake, &team->lock);
 		if (team->stop)
 		{
+			team->helpers_cpu_us += thread_cpu_us();
 			pthread_mutex_unlock(&team->lock);
 			break;
 		}
@@ -212,6 +224,11 @@ cm_team_start(cm_team *team, int n_threads, bool (*helper_init) (void))
 	team->helper_init = helper_init;
 	team->init_done = 0;
 	team->init_failed = 0;
+	team->helpers_cpu_us = 0.0;
+	team->wall_us = 0.0;
+	team->cpu_share = 1.0;
+	team->start_wall_us = cm_monotonic_us();
+	team->start_cpu_us = thread_cpu_us();
 	atomic_init(&team->posted, 0);
 	atomic_init(&team->claim, 0);
 	atomic_init(&team->finished, 0);
@@ -290,5 +307,48 @@ cm_team_stop(cm_team *team)
 	pthread_cond_destroy(&team->done);
 	pthread_cond_destroy(&team->wake);
 	pthread_mutex_destroy(&team->lock);
+	team->wall_us = cm_monotonic_us() - team->start_wall_us;
+	if (team->wall_us > 0.0 && team->start_cpu_us > 0.0)
+		team->cpu_share = (thread_cpu_us() - team->start_cpu_us + team->helpers_cpu_us) /
+			(team->wall_us * team->n_threads);
 	team->n_threads = 1;
+}
+
+double
+cm_team_cpu_share(const cm_team *team, double *wall_us)
+{
+	*wall_us = team->wall_us;
+	return team->cpu_share;
+}
+
+#define ADVICE_FIRST_US 50e3
+#define ADVICE_MAX_US 2e6
+#define ADVICE_MIN_PASS_US 1e3
+
+int
+cm_team_advice_threads(cm_team_advice *advice, int n_threads, double now_us)
+{
+	if (n_threads < 2 || now_us >= advice->solo_until_us)
+		return n_threads;
+	advice->solo_passes++;
+	return 1;
+}
+
+void
+cm_team_advice_note(cm_team_advice *advice, double cpu_share, double wall_us, double now_us)
+{
+	if (wall_us < ADVICE_MIN_PASS_US)
+		return;
+	if (cpu_share >= CM_TEAM_STARVED_SHARE)
+	{
+		advice->backoff_us = 0.0;
+		advice->starved = 0;
+		return;
+	}
+	/* after a solo period, one starved pass is enough to start the next */
+	if (++advice->starved < 2 && advice->backoff_us <= 0.0)
+		return;
+	advice->backoff_us = advice->backoff_us <= 0.0 ? ADVICE_FIRST_US :
+		(advice->backoff_us * 2 > ADVICE_MAX_US ? ADVICE_MAX_US : advice->backoff_us * 2);
+	advice->solo_until_us = now_us + advice->backoff_us;
 }

@@ -50,7 +50,28 @@ typedef struct cm_team
 		struct cm_team *team;
 		int			thread;
 	}			helper_args[CM_TEAM_MAX_THREADS - 1];
+	double		start_wall_us;	/* when the team started (monotonic clock) */
+	double		start_cpu_us;	/* the caller's CPU time then */
+	double		helpers_cpu_us; /* the helpers' CPU time, added as each exits */
+	double		wall_us;		/* from start to stop: set by cm_team_stop */
+	double		cpu_share;		/* see cm_team_cpu_share; set by cm_team_stop */
 } cm_team;
+
+/*
+ * Whether a caller's passes should use their team, from how the last ones
+ * went: on a machine busier than it has CPUs, the threads of a team take
+ * turns on fewer CPUs than threads, each waits for the others at every
+ * meeting, and the pass is slower than on the caller alone (measured up to
+ * 30% slower on 2 threads beside another 2-thread process).  Kept by the
+ * caller between passes (zeroed at first: use the team).
+ */
+typedef struct cm_team_advice
+{
+	double		solo_until_us;	/* run alone until then (monotonic clock) */
+	double		backoff_us;		/* how long the next solo period lasts */
+	int			starved;		/* team passes in a row whose threads lacked CPUs */
+	long		solo_passes;	/* passes run alone on this advice, for reports */
+} cm_team_advice;
 
 /*
  * Start a team of n_threads (capped at CM_TEAM_MAX_THREADS) when it is 2
@@ -64,6 +85,35 @@ int			cm_team_start(cm_team *team, int n_threads, bool (*helper_init) (void));
 
 /* Join the helpers; harmless on a team that did not start, or NULL. */
 void		cm_team_stop(cm_team *team);
+
+/*
+ * After cm_team_stop on a team that started: the share of the CPU time its
+ * threads could have had from start to stop that they got (their CPU time
+ * over wall time x threads; a helper waiting for work spins for a while and
+ * then sleeps), and that wall time in *wall_us.  About 0.9 or more when
+ * every thread had a CPU; about 1 / threads when they took turns on one.
+ */
+double		cm_team_cpu_share(const cm_team *team, double *wall_us);
+
+/* Threads the next pass should start: n_threads, or 1 while advised alone. */
+int			cm_team_advice_threads(cm_team_advice *advice, int n_threads, double now_us);
+
+/*
+ * Note how a pass on a team went (cm_team_cpu_share): the second pass in a
+ * row whose threads did not get their CPUs starts a solo period (one such
+ * pass is often a moment's noise: a virtual machine's neighbours), 50 ms
+ * the first time and twice as long each time the next team pass finds the
+ * same (up to 2 s); a pass that got them resets it.  Passes shorter than
+ * 1 ms say nothing.
+ */
+void		cm_team_advice_note(cm_team_advice *advice, double cpu_share, double wall_us,
+								double now_us);
+
+/* CPU-share below which a pass's threads count as not having had their CPUs. */
+#define CM_TEAM_STARVED_SHARE 0.65
+
+/* The monotonic clock, in microseconds. */
+double		cm_monotonic_us(void);
 
 /* Threads of a started team, 1 for NULL or one that did not start. */
 int			cm_team_threads(const cm_team *team);

@@ -327,7 +327,12 @@ cm_forward_begin(cm_state *s, cm_team *team, cm_error *err)
 	s->split_parts = 0;
 	if (st != CM_OK)
 		return st;
-	/* helpers that cannot have their buffers leave the pass to the caller */
+	/*
+	 * Alone while the last team passes found the machine too busy for one
+	 * (team.h); helpers that cannot have their buffers leave the pass to the
+	 * caller too.
+	 */
+	n_threads = cm_team_advice_threads(&s->advice, n_threads, cm_monotonic_us());
 	s->team = cm_team_start(team, n_threads, helper_blas_init) > 1 ? team : NULL;
 	return CM_OK;
 }
@@ -335,7 +340,15 @@ cm_forward_begin(cm_state *s, cm_team *team, cm_error *err)
 void
 cm_forward_team_stop(cm_state *s)
 {
-	cm_team_stop(s->team);
+	if (s->team != NULL)
+	{
+		double		wall_us,
+					share;
+
+		cm_team_stop(s->team);
+		share = cm_team_cpu_share(s->team, &wall_us);
+		cm_team_advice_note(&s->advice, share, wall_us, cm_monotonic_us());
+	}
 	s->team = NULL;
 	s->split_parts = 0;
 }

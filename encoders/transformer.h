@@ -61,6 +61,7 @@ struct cm_state
 	cm_team    *team;			/* during a forward pass on two or more threads, else NULL */
 	int			split_parts;	/* parts the layers' batch is split into between the
 								 * team's threads, 0: each product shared */
+	cm_team_advice advice;		/* whether this state's passes start a team */
 };
 
 /* Stacked sequences: sequence i is rows start[i] .. start[i] + len[i] - 1. */

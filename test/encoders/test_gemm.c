@@ -452,6 +452,85 @@ check_team_run(cm_team *t)
 			 cm_team_threads(t), wrong);
 }
 
+/*
+ * The advice that runs passes alone on a machine too busy for a team:
+ * one starved pass is ignored, two start 50 ms alone, each starved pass
+ * after a solo period doubles it up to 2 s, a pass that got its CPUs
+ * resets it, short passes say nothing.
+ */
+static void
+check_team_advice(void)
+{
+	cm_team_advice a = {0};
+	double		t = 1e6;
+
+	RT_CHECK(cm_team_advice_threads(&a, 2, t) == 2, "fresh advice did not use the team");
+	RT_CHECK(cm_team_advice_threads(&a, 1, t) == 1, "advice gave threads to a caller with one");
+	cm_team_advice_note(&a, 0.45, 10e3, t);
+	RT_CHECK(cm_team_advice_threads(&a, 2, t + 1) == 2, "one starved pass stopped the team");
+	cm_team_advice_note(&a, 0.45, 10e3, t);
+	RT_CHECK(cm_team_advice_threads(&a, 2, t + 1) == 1 && a.solo_passes == 1,
+			 "two starved passes in a row did not stop the team");
+	RT_CHECK(cm_team_advice_threads(&a, 2, t + 49e3) == 1, "the first solo period ended early");
+	RT_CHECK(cm_team_advice_threads(&a, 2, t + 50e3) == 2, "the first solo period is not 50 ms");
+	t += 50e3;
+	cm_team_advice_note(&a, 0.3, 10e3, t);
+	RT_CHECK(cm_team_advice_threads(&a, 2, t + 99e3) == 1 &&
+			 cm_team_advice_threads(&a, 2, t + 100e3) == 2,
+			 "a starved pass after a solo period did not start one twice as long");
+	for (int i = 0; i < 20; i++)
+	{
+		t += 10e6;
+		cm_team_advice_note(&a, 0.3, 10e3, t);
+	}
+	RT_CHECK(cm_team_advice_threads(&a, 2, t + 1.999e6) == 1 &&
+			 cm_team_advice_threads(&a, 2, t + 2e6) == 2, "the solo period is not capped at 2 s");
+	t += 10e6;
+	cm_team_advice_note(&a, 0.9, 10e3, t);
+	cm_team_advice_note(&a, 0.3, 10e3, t);
+	RT_CHECK(cm_team_advice_threads(&a, 2, t + 1) == 2,
+			 "a pass that got its CPUs did not reset the advice");
+	cm_team_advice_note(&a, 0.1, 0.5e3, t);
+	RT_CHECK(cm_team_advice_threads(&a, 2, t + 1) == 2, "a pass shorter than 1 ms counted");
+}
+
+/* Units that each keep a thread busy for about a millisecond. */
+static void
+busy_unit(void *ctx, int unit, int thread)
+{
+	volatile double *sink = ctx;
+	double		x = unit + thread;
+
+	for (int i = 0; i < 1000000; i++)
+		x = x * 0.999999 + 1e-9;
+	*sink += x;
+}
+
+/*
+ * A started team reports the CPU share its threads got: above zero (the
+ * caller ran), never more than they could have had.
+ */
+static void
+check_team_share(void)
+{
+	cm_team		t;
+	double		wall_us,
+				share;
+	volatile double sink = 0.0;
+
+	if (cm_team_start(&t, 2, NULL) != 2)
+	{
+		RT_CHECK(false, "a team of two threads did not start");
+		return;
+	}
+	cm_team_run(&t, busy_unit, (void *) &sink, 16);
+	cm_team_stop(&t);
+	share = cm_team_cpu_share(&t, &wall_us);
+	RT_CHECK(wall_us > 0.0 && share > 0.0 && share <= 1.05,
+			 "team CPU share %.3f over %.0f us is not in (0, 1]", share, wall_us);
+	printf("team of 2, 16 busy units: %.1f ms, CPU share %.3f\n", wall_us / 1e3, share);
+}
+
 /* The weight conversion rounds as torch's .to(torch.bfloat16) does. */
 static void
 check_conversions(void)
@@ -596,6 +675,8 @@ main(void)
 	cm_team		two;
 
 	check_conversions();
+	check_team_advice();
+	check_team_share();
 	for (size_t p = 0; p < sizeof(paths) / sizeof(paths[0]); p++)
 	{
 		if (!cm_gemm_path_supported(paths[p]))
