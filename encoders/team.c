@@ -12,8 +12,11 @@
  */
 #include "team.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -74,15 +77,36 @@ cm_monotonic_us(void)
 	return ts.tv_sec * 1e6 + ts.tv_nsec * 1e-3;
 }
 
-/* The calling thread's CPU time; 0 where the clock is missing (no advice then). */
-static double
-thread_cpu_us(void)
+/*
+ * The calling thread's time spent runnable but waiting for a CPU, in
+ * microseconds (the second field of /proc/thread-self/schedstat); false
+ * where that cannot be read (no advice then).
+ */
+static bool
+thread_wait_us(double *us)
 {
-	struct timespec ts;
+	char		buf[128];
+	int			fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+	ssize_t		n;
+	char	   *p,
+			   *end;
+	unsigned long long ns;
 
-	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
-		return 0.0;
-	return ts.tv_sec * 1e6 + ts.tv_nsec * 1e-3;
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	(void) strtoull(buf, &p, 10);	/* time on a CPU */
+	if (p == buf)
+		return false;
+	ns = strtoull(p, &end, 10);
+	if (end == p)
+		return false;
+	*us = (double) ns * 1e-3;
+	return true;
 }
 
 /* Whether, checked every 256 turns of a spin, TEAM_SPIN_US are up. */
@@ -127,6 +151,8 @@ helper_main(void *arg)
 	struct cm_team_helper *self = arg;
 	cm_team    *team = self->team;
 	uint32_t	seen = 0;
+	double		wait0 = 0.0;
+	bool		wait_known = thread_wait_us(&wait0);
 	bool		ok = team->helper_init == NULL || team->helper_init();
 
 	pthread_mutex_lock(&team->lock);
@@ -147,7 +173,12 @@ helper_main(void *arg)
 			pthread_cond_wait(&team->wake, &team->lock);
 		if (team->stop)
 		{
-			team->helpers_cpu_us += thread_cpu_us();
+			double		wait1;
+
+			if (wait_known && thread_wait_us(&wait1))
+				team->helpers_wait_us += wait1 - wait0;
+			else
+				team->wait_unknown = true;
 			pthread_mutex_unlock(&team->lock);
 			break;
 		}
@@ -212,6 +243,8 @@ cm_team_start(cm_team *team, int n_threads, bool (*helper_init) (void))
 	int			started = 0;
 
 	team->n_threads = 1;
+	team->wall_us = 0.0;
+	team->wait_share = -1.0;
 	if (n_threads < 2)
 		return 1;
 	if (n_threads > CM_TEAM_MAX_THREADS)
@@ -224,11 +257,9 @@ cm_team_start(cm_team *team, int n_threads, bool (*helper_init) (void))
 	team->helper_init = helper_init;
 	team->init_done = 0;
 	team->init_failed = 0;
-	team->helpers_cpu_us = 0.0;
-	team->wall_us = 0.0;
-	team->cpu_share = 1.0;
+	team->helpers_wait_us = 0.0;
+	team->wait_unknown = !thread_wait_us(&team->start_wait_us);
 	team->start_wall_us = cm_monotonic_us();
-	team->start_cpu_us = thread_cpu_us();
 	atomic_init(&team->posted, 0);
 	atomic_init(&team->claim, 0);
 	atomic_init(&team->finished, 0);
@@ -308,17 +339,21 @@ cm_team_stop(cm_team *team)
 	pthread_cond_destroy(&team->wake);
 	pthread_mutex_destroy(&team->lock);
 	team->wall_us = cm_monotonic_us() - team->start_wall_us;
-	if (team->wall_us > 0.0 && team->start_cpu_us > 0.0)
-		team->cpu_share = (thread_cpu_us() - team->start_cpu_us + team->helpers_cpu_us) /
-			(team->wall_us * team->n_threads);
+	{
+		double		wait1;
+
+		if (!team->wait_unknown && team->wall_us > 0.0 && thread_wait_us(&wait1))
+			team->wait_share = (wait1 - team->start_wait_us + team->helpers_wait_us) /
+				(team->wall_us * team->n_threads);
+	}
 	team->n_threads = 1;
 }
 
 double
-cm_team_cpu_share(const cm_team *team, double *wall_us)
+cm_team_wait_share(const cm_team *team, double *wall_us)
 {
 	*wall_us = team->wall_us;
-	return team->cpu_share;
+	return team->wait_share;
 }
 
 #define ADVICE_FIRST_US 50e3
@@ -335,11 +370,11 @@ cm_team_advice_threads(cm_team_advice *advice, int n_threads, double now_us)
 }
 
 void
-cm_team_advice_note(cm_team_advice *advice, double cpu_share, double wall_us, double now_us)
+cm_team_advice_note(cm_team_advice *advice, double wait_share, double wall_us, double now_us)
 {
-	if (wall_us < ADVICE_MIN_PASS_US)
+	if (wall_us < ADVICE_MIN_PASS_US || wait_share < 0.0)
 		return;
-	if (cpu_share >= CM_TEAM_STARVED_SHARE)
+	if (wait_share <= CM_TEAM_STARVED_WAIT)
 	{
 		advice->backoff_us = 0.0;
 		advice->starved = 0;

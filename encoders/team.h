@@ -51,10 +51,11 @@ typedef struct cm_team
 		int			thread;
 	}			helper_args[CM_TEAM_MAX_THREADS - 1];
 	double		start_wall_us;	/* when the team started (monotonic clock) */
-	double		start_cpu_us;	/* the caller's CPU time then */
-	double		helpers_cpu_us; /* the helpers' CPU time, added as each exits */
+	double		start_wait_us;	/* the caller's time waiting for a CPU then */
+	double		helpers_wait_us;	/* the helpers' waiting, added as each exits */
+	bool		wait_unknown;	/* a thread could not read its waiting time */
 	double		wall_us;		/* from start to stop: set by cm_team_stop */
-	double		cpu_share;		/* see cm_team_cpu_share; set by cm_team_stop */
+	double		wait_share;		/* see cm_team_wait_share; set by cm_team_stop */
 } cm_team;
 
 /*
@@ -63,7 +64,8 @@ typedef struct cm_team
  * turns on fewer CPUs than threads, each waits for the others at every
  * meeting, and the pass is slower than on the caller alone (measured up to
  * 30% slower on 2 threads beside another 2-thread process).  Kept by the
- * caller between passes (zeroed at first: use the team).
+ * caller between passes (zeroed at first: use the team).  Only the team is
+ * advised: OpenBLAS keeps the threads it was given.
  */
 typedef struct cm_team_advice
 {
@@ -87,30 +89,31 @@ int			cm_team_start(cm_team *team, int n_threads, bool (*helper_init) (void));
 void		cm_team_stop(cm_team *team);
 
 /*
- * After cm_team_stop on a team that started: the share of the CPU time its
- * threads could have had from start to stop that they got (their CPU time
- * over wall time x threads; a helper waiting for work spins for a while and
- * then sleeps), and that wall time in *wall_us.  About 0.9 or more when
- * every thread had a CPU; about 1 / threads when they took turns on one.
+ * After cm_team_stop on a team that started: the share of its threads' time
+ * from start to stop that they spent runnable but waiting for a CPU (the
+ * scheduler's run delay, /proc/thread-self/schedstat; sleeping for lack of
+ * work does not count), and that wall time in *wall_us.  Near 0 when every
+ * thread had a CPU; about 0.5 when two took turns on one.  Negative when it
+ * is not known (no schedstat, or a team that did not start).
  */
-double		cm_team_cpu_share(const cm_team *team, double *wall_us);
+double		cm_team_wait_share(const cm_team *team, double *wall_us);
 
 /* Threads the next pass should start: n_threads, or 1 while advised alone. */
 int			cm_team_advice_threads(cm_team_advice *advice, int n_threads, double now_us);
 
 /*
- * Note how a pass on a team went (cm_team_cpu_share): the second pass in a
- * row whose threads did not get their CPUs starts a solo period (one such
- * pass is often a moment's noise: a virtual machine's neighbours), 50 ms
- * the first time and twice as long each time the next team pass finds the
- * same (up to 2 s); a pass that got them resets it.  Passes shorter than
- * 1 ms say nothing.
+ * Note how a pass on a team went (cm_team_wait_share): the second pass in a
+ * row whose threads waited for CPUs more than CM_TEAM_STARVED_WAIT of their
+ * time starts a solo period (one such pass is often a moment's noise: a
+ * virtual machine's neighbours), 50 ms the first time and twice as long
+ * each time the next team pass finds the same (up to 2 s); a pass that did
+ * not wait resets it.  Passes shorter than 1 ms, or whose waiting is not
+ * known, say nothing.
  */
-void		cm_team_advice_note(cm_team_advice *advice, double cpu_share, double wall_us,
+void		cm_team_advice_note(cm_team_advice *advice, double wait_share, double wall_us,
 								double now_us);
 
-/* CPU-share below which a pass's threads count as not having had their CPUs. */
-#define CM_TEAM_STARVED_SHARE 0.65
+#define CM_TEAM_STARVED_WAIT 0.25
 
 /* The monotonic clock, in microseconds. */
 double		cm_monotonic_us(void);

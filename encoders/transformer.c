@@ -343,11 +343,11 @@ cm_forward_team_stop(cm_state *s)
 	if (s->team != NULL)
 	{
 		double		wall_us,
-					share;
+					wait;
 
 		cm_team_stop(s->team);
-		share = cm_team_cpu_share(s->team, &wall_us);
-		cm_team_advice_note(&s->advice, share, wall_us, cm_monotonic_us());
+		wait = cm_team_wait_share(s->team, &wall_us);
+		cm_team_advice_note(&s->advice, wait, wall_us, cm_monotonic_us());
 	}
 	s->team = NULL;
 	s->split_parts = 0;

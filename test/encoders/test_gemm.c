@@ -16,6 +16,8 @@
 #include "runtime_test_util.h"
 
 #include <float.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -455,8 +457,8 @@ check_team_run(cm_team *t)
 /*
  * The advice that runs passes alone on a machine too busy for a team:
  * one starved pass is ignored, two start 50 ms alone, each starved pass
- * after a solo period doubles it up to 2 s, a pass that got its CPUs
- * resets it, short passes say nothing.
+ * after a solo period doubles it up to 2 s, a pass that did not wait
+ * resets it, short passes and unknown waiting say nothing.
  */
 static void
 check_team_advice(void)
@@ -466,32 +468,34 @@ check_team_advice(void)
 
 	RT_CHECK(cm_team_advice_threads(&a, 2, t) == 2, "fresh advice did not use the team");
 	RT_CHECK(cm_team_advice_threads(&a, 1, t) == 1, "advice gave threads to a caller with one");
-	cm_team_advice_note(&a, 0.45, 10e3, t);
+	cm_team_advice_note(&a, 0.5, 10e3, t);
 	RT_CHECK(cm_team_advice_threads(&a, 2, t + 1) == 2, "one starved pass stopped the team");
-	cm_team_advice_note(&a, 0.45, 10e3, t);
+	cm_team_advice_note(&a, 0.5, 10e3, t);
 	RT_CHECK(cm_team_advice_threads(&a, 2, t + 1) == 1 && a.solo_passes == 1,
 			 "two starved passes in a row did not stop the team");
 	RT_CHECK(cm_team_advice_threads(&a, 2, t + 49e3) == 1, "the first solo period ended early");
 	RT_CHECK(cm_team_advice_threads(&a, 2, t + 50e3) == 2, "the first solo period is not 50 ms");
 	t += 50e3;
-	cm_team_advice_note(&a, 0.3, 10e3, t);
+	cm_team_advice_note(&a, 0.4, 10e3, t);
 	RT_CHECK(cm_team_advice_threads(&a, 2, t + 99e3) == 1 &&
 			 cm_team_advice_threads(&a, 2, t + 100e3) == 2,
 			 "a starved pass after a solo period did not start one twice as long");
 	for (int i = 0; i < 20; i++)
 	{
 		t += 10e6;
-		cm_team_advice_note(&a, 0.3, 10e3, t);
+		cm_team_advice_note(&a, 0.4, 10e3, t);
 	}
 	RT_CHECK(cm_team_advice_threads(&a, 2, t + 1.999e6) == 1 &&
 			 cm_team_advice_threads(&a, 2, t + 2e6) == 2, "the solo period is not capped at 2 s");
 	t += 10e6;
-	cm_team_advice_note(&a, 0.9, 10e3, t);
-	cm_team_advice_note(&a, 0.3, 10e3, t);
+	cm_team_advice_note(&a, 0.02, 10e3, t);
+	cm_team_advice_note(&a, 0.4, 10e3, t);
 	RT_CHECK(cm_team_advice_threads(&a, 2, t + 1) == 2,
-			 "a pass that got its CPUs did not reset the advice");
-	cm_team_advice_note(&a, 0.1, 0.5e3, t);
+			 "a pass that did not wait did not reset the advice");
+	cm_team_advice_note(&a, 0.9, 0.5e3, t);
 	RT_CHECK(cm_team_advice_threads(&a, 2, t + 1) == 2, "a pass shorter than 1 ms counted");
+	cm_team_advice_note(&a, -1.0, 10e3, t);
+	RT_CHECK(cm_team_advice_threads(&a, 2, t + 1) == 2, "a pass whose waiting is unknown counted");
 }
 
 /* Units that each keep a thread busy for about a millisecond. */
@@ -506,29 +510,61 @@ busy_unit(void *ctx, int unit, int thread)
 	*sink += x;
 }
 
-/*
- * A started team reports the CPU share its threads got: above zero (the
- * caller ran), never more than they could have had.
- */
-static void
-check_team_share(void)
+/* A team of two on busy units; its waiting share, -2 if it did not start. */
+static double
+busy_team_wait(bool one_cpu, double *wall_us)
 {
 	cm_team		t;
-	double		wall_us,
-				share;
 	volatile double sink = 0.0;
+	cpu_set_t	set;
 
 	if (cm_team_start(&t, 2, NULL) != 2)
+		return -2.0;
+	if (one_cpu)
 	{
-		RT_CHECK(false, "a team of two threads did not start");
+		/* caller and helper on the caller's current CPU: they must take turns */
+		CPU_ZERO(&set);
+		CPU_SET(sched_getcpu() < 0 ? 0 : sched_getcpu(), &set);
+		if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0 ||
+			pthread_setaffinity_np(t.helpers[0], sizeof(set), &set) != 0)
+		{
+			cm_team_stop(&t);
+			return -3.0;
+		}
+	}
+	cm_team_run(&t, busy_unit, (void *) &sink, 24);
+	cm_team_stop(&t);
+	return cm_team_wait_share(&t, wall_us);
+}
+
+/*
+ * The waiting a team reports: with its two threads held to one CPU they
+ * take turns, so about half their time is spent waiting; the measure must
+ * see it (the advice rests on it), and never report more than all of it.
+ */
+static void
+check_team_wait(void)
+{
+	cpu_set_t	saved;
+	double		wall_us,
+				wait;
+
+	if (pthread_getaffinity_np(pthread_self(), sizeof(saved), &saved) != 0)
+	{
+		RT_CHECK(false, "cannot read the test's CPU affinity");
 		return;
 	}
-	cm_team_run(&t, busy_unit, (void *) &sink, 16);
-	cm_team_stop(&t);
-	share = cm_team_cpu_share(&t, &wall_us);
-	RT_CHECK(wall_us > 0.0 && share > 0.0 && share <= 1.05,
-			 "team CPU share %.3f over %.0f us is not in (0, 1]", share, wall_us);
-	printf("team of 2, 16 busy units: %.1f ms, CPU share %.3f\n", wall_us / 1e3, share);
+	wait = busy_team_wait(true, &wall_us);
+	pthread_setaffinity_np(pthread_self(), sizeof(saved), &saved);
+	printf("team of 2 held to one CPU, 24 busy units: %.1f ms, waiting share %.3f\n",
+		   wall_us / 1e3, wait);
+	RT_CHECK(wait != -3.0, "cannot hold the team's threads to one CPU");
+	RT_CHECK(wait >= CM_TEAM_STARVED_WAIT && wait <= 1.0,
+			 "two threads taking turns on one CPU waited %.3f of their time (want %.2f..1)",
+			 wait, CM_TEAM_STARVED_WAIT);
+	wait = busy_team_wait(false, &wall_us);
+	printf("team of 2 free to use the CPUs: %.1f ms, waiting share %.3f\n", wall_us / 1e3, wait);
+	RT_CHECK(wait >= 0.0 && wait <= 1.0, "a team reported a waiting share of %.3f", wait);
 }
 
 /* The weight conversion rounds as torch's .to(torch.bfloat16) does. */
@@ -676,7 +712,7 @@ main(void)
 
 	check_conversions();
 	check_team_advice();
-	check_team_share();
+	check_team_wait();
 	for (size_t p = 0; p < sizeof(paths) / sizeof(paths[0]); p++)
 	{
 		if (!cm_gemm_path_supported(paths[p]))
