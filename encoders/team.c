@@ -218,11 +218,14 @@ cm_team_run(cm_team *team, cm_team_fn fn, void *ctx, int n_units)
 	team->ctx = ctx;
 	team->n_units = n_units;
 	atomic_store(&team->finished, 0);
-	atomic_store(&team->claim, (uint64_t) gen << 32);
+	/* unit 0 is the caller's: helpers start claiming at 1 */
+	atomic_store(&team->claim, (uint64_t) gen << 32 | 1u);
 	atomic_store_explicit(&team->posted, gen, memory_order_release);
 	pthread_cond_broadcast(&team->wake);
 	pthread_mutex_unlock(&team->lock);
 
+	fn(ctx, 0, 0);
+	atomic_fetch_add(&team->finished, 1);
 	work_on(team, fn, ctx, n_units, gen, 0);
 
 	/* Wait for units helpers claimed and are still running. */

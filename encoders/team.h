@@ -124,9 +124,11 @@ int			cm_team_threads(const cm_team *team);
 /*
  * fn(ctx, unit, thread) for every unit < n_units, spread over the team's
  * threads (on the caller alone when team is NULL or not started); returns
- * when all are done.  Units are claimed in order by whichever thread is
- * free, so a helper the scheduler keeps waiting leaves its share to the
- * others; units must be independent of each other.
+ * when all are done.  The caller runs unit 0 itself (so that work it
+ * polls for, e.g. cancellation, always runs on it); the others are claimed
+ * in order by whichever thread is free, so a helper the scheduler keeps
+ * waiting leaves its share to the others.  Units must be independent of
+ * each other.
  */
 void		cm_team_run(cm_team *team, cm_team_fn fn, void *ctx, int n_units);
 

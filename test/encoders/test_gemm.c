@@ -417,6 +417,7 @@ typedef struct count_task
 {
 	_Atomic int runs[257];
 	_Atomic int bad_thread;
+	_Atomic int unit0_elsewhere;	/* unit 0 run by a helper (the caller must run it) */
 	int			threads;
 } count_task;
 
@@ -428,6 +429,8 @@ count_unit(void *ctx, int unit, int thread)
 	atomic_fetch_add(&t->runs[unit], 1);
 	if (thread < 0 || thread >= t->threads)
 		atomic_fetch_add(&t->bad_thread, 1);
+	if (unit == 0 && thread != 0)
+		atomic_fetch_add(&t->unit0_elsewhere, 1);
 }
 
 static void
@@ -444,13 +447,15 @@ check_team_run(cm_team *t)
 		for (int u = 0; u < 257; u++)
 			atomic_store(&task.runs[u], 0);
 		atomic_store(&task.bad_thread, 0);
+		atomic_store(&task.unit0_elsewhere, 0);
 		cm_team_run(t, count_unit, &task, n);
 		for (int u = 0; u < 257; u++)
 			if (atomic_load(&task.runs[u]) != (u < n ? 1 : 0))
 				wrong++;
-		wrong += atomic_load(&task.bad_thread);
+		wrong += atomic_load(&task.bad_thread) + atomic_load(&task.unit0_elsewhere);
 	}
-	RT_CHECK(wrong == 0, "team of %d: %d units run other than once (or on a bad thread)",
+	RT_CHECK(wrong == 0, "team of %d: %d units run other than once (or on a bad thread, or unit 0 "
+			 "not on the caller)",
 			 cm_team_threads(t), wrong);
 }
 
