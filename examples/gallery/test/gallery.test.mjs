@@ -95,8 +95,9 @@ test('uploads images, and refuses a file that is not one', async () => {
   assert.equal(shown.length, UPLOADS);
   assert.deepEqual(shown.map((s) => s.name).sort(), samples.slice(0, UPLOADS).map((s) => s.file).sort());
   assert.equal(await page.textContent('#grid-title'), `All images (${UPLOADS})`);
-  // Every image the page shows loads.
-  const broken = await page.$$eval('#grid img', (imgs) => imgs.filter((i) => !i.complete || i.naturalWidth === 0).length);
+  // Every image the page shows loads (they load after the grid is drawn: wait for them to finish first).
+  await page.waitForFunction(() => [...document.querySelectorAll('#grid img')].every((i) => i.complete));
+  const broken = await page.$$eval('#grid img', (imgs) => imgs.filter((i) => i.naturalWidth === 0).length);
   assert.equal(broken, 0);
 });
 
