@@ -165,6 +165,25 @@ max_part_rows(const cm_batch *batch, int n_parts)
 	return most;
 }
 
+/* floats rounded up to whole 64-byte lines */
+static size_t
+whole_lines(size_t n)
+{
+	return (n + 15) & ~(size_t) 15;
+}
+
+/*
+ * A thread's attention scratch, in floats: the scores [max_len][max_len],
+ * the head's k [max_len][head_dim] and v^T [head_dim][max_len], each from
+ * a cache line, plus a line to align the first.
+ */
+static size_t
+attention_slot(size_t max_len, size_t head_dim)
+{
+	return whole_lines(max_len * max_len) + max_len * whole_lines(head_dim) +
+		head_dim * whole_lines(max_len) + 16;
+}
+
 /* A lane's buffers for rows rows, score slots for `slots` threads. */
 static cm_status
 reserve_lane(cm_lane *lane, const cm_tower_config *cfg, size_t rows, int max_len, int slots,
@@ -179,7 +198,8 @@ reserve_lane(cm_lane *lane, const cm_tower_config *cfg, size_t rows, int max_len
 	if (!cm_mul_size(rows, (size_t) cfg->hidden_size, &rows_d) ||
 		!cm_mul_size(rows, (size_t) cfg->intermediate_size, &rows_ff) ||
 		!cm_mul_size(rows, xr_width, &rows_xr) ||
-		!cm_mul_size((size_t) max_len * (size_t) slots, (size_t) max_len, &scores))
+		!cm_mul_size(attention_slot((size_t) max_len, (size_t) (cfg->hidden_size / cfg->num_heads)),
+					 (size_t) slots, &scores))
 		return cm_set_error(err, CM_ERR_LIMIT, "batch of %zu rows is too large", rows);
 	if ((st = cm_buf_reserve(&lane->h, rows_d, err)) != CM_OK ||
 		(st = cm_buf_reserve(&lane->q, rows_d, err)) != CM_OK ||
@@ -443,7 +463,12 @@ typedef struct attention_task
 
 /*
  * Scaled dot-product attention of one (sequence, head) unit, from the
- * lane's q/k/v into its columns of attn; each thread has its own scores.
+ * lane's q/k/v into its columns of attn; each thread has its own scratch.
+ * The products go through cm_gemm on this thread alone: OpenBLAS would
+ * start its own threads for a product this size (from 64 tokens) and they
+ * would fight the team's for the CPUs.  k and v are copied to lines of
+ * their own: an in-place product's sums depend on where W lies in a line,
+ * and a head's bits must not depend on which thread's buffer it used.
  */
 static void
 attention_unit(void *ctx, int unit, int thread)
@@ -458,16 +483,29 @@ attention_unit(void *ctx, int unit, int thread)
 	size_t		r0 = (size_t) (batch->start[q] - t->pt->row0) * d;
 	size_t		col = (size_t) h * hd;
 	int			n = batch->len[q];
-	float	   *scores = ln->scores.p + (size_t) thread * batch->max_len * batch->max_len;
+	size_t		ldk = whole_lines((size_t) hd),
+				ldv = whole_lines((size_t) n);
+	uintptr_t	base = (uintptr_t) (ln->scores.p +
+									(size_t) thread * attention_slot((size_t) batch->max_len, (size_t) hd));
+	float	   *scores = (float *) ((base + 63) & ~(uintptr_t) 63);
+	float	   *kc = scores + whole_lines((size_t) batch->max_len * batch->max_len);
+	float	   *vt = kc + (size_t) batch->max_len * ldk;
+	const float *k = ln->k.p + r0 + col;
+	const float *v = ln->v.p + r0 + col;
 	float		scale = 1.0f / sqrtf((float) hd);
 
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hd,
-				scale, ln->q.p + r0 + col, d, ln->k.p + r0 + col, d,
-				0.0f, scores, n);
+	for (int j = 0; j < n; j++)
+		memcpy(kc + (size_t) j * ldk, k + (size_t) j * d, (size_t) hd * sizeof(float));
+	for (int j = 0; j < n; j++)
+		for (int c = 0; c < hd; c++)
+			vt[(size_t) c * ldv + j] = v[(size_t) j * d + c];
+	cm_gemm(NULL, CM_GEMM_AUTO, n, n, hd, cm_mat_f32(ln->q.p + r0 + col, d), cm_mat_f32(kc, ldk),
+			NULL, scores, n, false);
+	for (size_t i = 0; i < (size_t) n * n; i++)
+		scores[i] *= scale;
 	cm_softmax_rows(scores, n, t->causal);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, n,
-				1.0f, scores, n, ln->v.p + r0 + col, d,
-				0.0f, ln->attn.p + r0 + col, d);
+	cm_gemm(NULL, CM_GEMM_AUTO, n, hd, n, cm_mat_f32(scores, n), cm_mat_f32(vt, ldv), NULL,
+			ln->attn.p + r0 + col, d, false);
 }
 
 /*

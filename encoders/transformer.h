@@ -32,7 +32,7 @@ typedef struct cm_lane
 	cm_buf		v;				/* [rows][d] */
 	cm_buf		attn;			/* [rows][d] attention output, heads side by side */
 	cm_buf		ff;				/* [rows][ff] MLP hidden */
-	cm_buf		scores;			/* [threads][max_len][max_len] one head's attention per thread */
+	cm_buf		scores;			/* per thread: a head's scores, k and v^T (transformer.c's attention_slot) */
 	cm_buf		xr;				/* [rows][max(d, ff, patch)] a product's x rounded to bfloat16 */
 } cm_lane;
 
