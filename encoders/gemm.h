@@ -55,8 +55,10 @@ typedef enum cm_gemm_path
  * multiplies them as outer products (the kernel for many rows, AVX-512
  * only: elsewhere, or for operands it does not take, in place).  The two
  * sum an output's products in different orders: an output's bits depend
- * on the algorithm, and on nothing else of the product (other rows, the
- * number of threads).
+ * on the algorithm and, in place, on where W's rows start within an
+ * aligned block (the kernels split each row there to load W aligned), and
+ * on nothing else of the product (other rows, the number of threads).  A
+ * caller whose W is a scratch copy keeps it aligned for the same bits.
  */
 typedef enum cm_gemm_algo
 {
