@@ -786,24 +786,20 @@ HnswSearchContinue(HnswSearch *search)
  * The neighbour-selection heuristic of the HNSW paper (its Algorithm 4):
  * walking candidates nearest first, keep one only if it is closer to the
  * element than to every neighbour kept so far, which spreads the links over
- * directions instead of spending them all inside one cluster.  With fill,
- * slots left free are then filled with the nearest candidates that were
- * passed over (the paper's keepPrunedConnections, as pgvector does): a new
- * element's own lists, and VACUUM's repairs.  On clustered data the
- * heuristic alone leaves many slots empty, and at a million rows that
- * capped recall@10 near 0.89 whatever ef_search was (bench/README.md).  A
- * full list that a newcomer asks to join is pruned without fill: filling
- * there too left whole clusters unreachable through the graph once VACUUM
- * had removed most rows (TAP 064: 200 of 800 live rows).
- * `cands` are sorted by distance and carry codes.  Returns the number
- * selected into `selected`, in candidate order.
+ * directions instead of spending them all inside one cluster.  With
+ * keepPruned, slots left free are then filled with the nearest candidates
+ * that were passed over (VACUUM's repair, where links are scarce);
+ * otherwise they stay free, and a list with room takes later links without
+ * a new selection, which keeps builds fast and searches short.  `cands` are
+ * sorted by distance and carry codes.  Returns the number selected into
+ * `selected`, in candidate order.
  */
 int
 HnswSelectNeighbors(HnswIndexState *state, const HnswCandidate *cands, int ncands,
-					int maxNeighbors, bool fill, int *selected)
+					int maxNeighbors, bool keepPruned, int *selected)
 {
 	int			nselected = 0;
-	int		   *passed = palloc(sizeof(int) * Max(ncands, 1));
+	int		   *passed = keepPruned ? palloc(sizeof(int) * Max(ncands, 1)) : NULL;
 	int			npassed = 0;
 	float4	   *scratch = state->storage != HNSW_STORAGE_FLOAT4 ?
 		palloc(sizeof(float4) * state->codeDims) : NULL;
@@ -824,28 +820,15 @@ HnswSelectNeighbors(HnswIndexState *state, const HnswCandidate *cands, int ncand
 		}
 		if (keep)
 			selected[nselected++] = i;
-		else
+		else if (keepPruned)
 			passed[npassed++] = i;
 	}
-	if (fill && npassed > 0 && nselected < maxNeighbors)
+	if (keepPruned)
 	{
 		for (int i = 0; i < npassed && nselected < maxNeighbors; i++)
 			selected[nselected++] = passed[i];
-		/* back to candidate order, so that a list stays sorted by distance */
-		for (int i = 1; i < nselected; i++)
-		{
-			int			v = selected[i],
-						j = i - 1;
-
-			while (j >= 0 && selected[j] > v)
-			{
-				selected[j + 1] = selected[j];
-				j--;
-			}
-			selected[j + 1] = v;
-		}
+		pfree(passed);
 	}
-	pfree(passed);
 	if (scratch != NULL)
 		pfree(scratch);
 	return nselected;
@@ -1482,7 +1465,7 @@ HnswInsertElement(HnswIndexState *state, HnswMemGraph *mem, const float4 *vector
 		found = palloc(sizeof(HnswCandidate) * Max(nfound, 1));
 		for (int i = 0; i < nfound; i++)
 			found[i] = search.pool[order[i]];
-		nneighbors[lc] = HnswSelectNeighbors(state, found, nfound, maxn, true, selected);
+		nneighbors[lc] = HnswSelectNeighbors(state, found, nfound, maxn, false, selected);
 		neighbors[lc] = palloc(sizeof(HnswCandidate) * Max(nneighbors[lc], 1));
 		for (int i = 0; i < nneighbors[lc]; i++)
 			neighbors[lc][i] = found[selected[i]];
