@@ -582,7 +582,7 @@ extern int	HnswSearchResults(HnswSearch *search, int *out);
 extern bool HnswSearchContinue(HnswSearch *search);
 extern bool HnswSearchVisited(HnswSearch *search, HnswId id);
 extern int	HnswSelectNeighbors(HnswIndexState *state, const HnswCandidate *cands, int ncands,
-								int maxNeighbors, bool keepPruned, int *selected);
+								int maxNeighbors, bool fill, int *selected);
 extern bool HnswInsertElement(HnswIndexState *state, HnswMemGraph *mem, const float4 *vector,
 							  ItemPointer heaptid, int level);
 extern HnswMemElement *HnswMemGet(HnswMemGraph *mem, int32 idx);
