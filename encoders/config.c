@@ -499,6 +499,13 @@ get_size_field(json_ctx *c, const cJSON *root, const char *key, const char *sub1
 	return CM_OK;
 }
 
+/*
+ * The least standard deviation a preprocessor may divide by: real ones are
+ * 0.2-0.5, and a smaller one (or one that is 0 once a float, such as
+ * 3e-308) would turn pixels into infinities.
+ */
+#define CM_MIN_STD 1e-6
+
 static cm_status
 get_triple(json_ctx *c, const cJSON *root, const char *key, bool positive, float out[3])
 {
@@ -513,7 +520,7 @@ get_triple(json_ctx *c, const cJSON *root, const char *key, bool positive, float
 	{
 		/* A scalar applies to all three channels. */
 		float		v = 0;
-		cm_status	s = get_float(c, root, key, positive ? 0.0 : -1e6, 1e6, positive, &v);
+		cm_status	s = get_float(c, root, key, positive ? CM_MIN_STD : -1e6, 1e6, false, &v);
 
 		out[0] = out[1] = out[2] = v;
 		return s;
@@ -530,7 +537,7 @@ get_triple(json_ctx *c, const cJSON *root, const char *key, bool positive, float
 			return cm_set_error(c->err, CM_ERR_MODEL, "%s: \"%s\"[%d] is not a finite number",
 								c->label, key, i);
 		v = e->valuedouble;
-		if ((positive && !(v > 0)) || fabs(v) > 1e6)
+		if ((positive && !(v >= CM_MIN_STD)) || fabs(v) > 1e6)
 			return cm_set_error(c->err, CM_ERR_MODEL, "%s: \"%s\"[%d] is %g, out of range",
 								c->label, key, i, v);
 		out[i] = (float) v;

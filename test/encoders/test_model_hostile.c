@@ -441,6 +441,9 @@ check_preprocessor_defects(void)
 		{"{\"crop_size\": {\"height\": 32, \"width\": 32}, \"size\": {\"shortest_edge\": 64}}", CM_ERR_MODEL, "crop_size 32x32"},
 		{"{\"crop_size\": 64, \"size\": 64, \"resample\": 2}", CM_ERR_UNSUPPORTED, "resample"},
 		{"{\"crop_size\": 64, \"size\": 64, \"image_std\": [0.2, 0, 0.3]}", CM_ERR_MODEL, "image_std"},
+		/* positive as a double, 0 as a float (found by fuzz_config) */
+		{"{\"crop_size\": 64, \"size\": 64, \"image_std\": [2, 3e-308, 9]}", CM_ERR_MODEL, "image_std"},
+		{"{\"crop_size\": 64, \"size\": 64, \"image_std\": 1e-40}", CM_ERR_MODEL, "image_std"},
 		{"{\"crop_size\": 64, \"size\": 64, \"image_mean\": [0.2, 0.3]}", CM_ERR_MODEL, "image_mean"},
 		{"{\"crop_size\": 64, \"do_center_crop\": true, \"size\": {\"height\": 64, \"width\": 64}}", CM_ERR_UNSUPPORTED, "centre crop"},
 		{"{\"crop_size\": 64, \"size\": \"big\"}", CM_ERR_MODEL, "\"size\""},
