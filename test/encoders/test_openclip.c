@@ -182,6 +182,8 @@ test_configs(void)
 						"interpolation");
 	expect_config_error("\"interpolation\": \"bicubic\"", "\"size\": 32", CM_ERR_MODEL, "preprocess_cfg.size");
 	expect_config_error("0.26862954,", "0,", CM_ERR_MODEL, "std");
+	/* positive as a double, 0 as a float */
+	expect_config_error("0.26862954,", "3e-308,", CM_ERR_MODEL, "std");
 	/* a bias in the config: the checkpoint must have the tensor */
 	expect_config_error("\"embed_dim\": 40,", "\"embed_dim\": 40, \"init_logit_bias\": -10,", CM_ERR_MODEL,
 						"logit_bias");
