@@ -1213,7 +1213,8 @@ HnswAddLinkDisk(HnswIndexState *state, const HnswCodeMap *codes, const HnswCandi
  * on layer lc: a list with room takes it; a full one drops its most
  * redundant member, which may be the newcomer (HnswChooseList); with
  * `force`, a full list drops its farthest link for the newcomer whatever
- * the heuristic says.  Returns whether the newcomer is now linked from the owner.
+ * the heuristic says.  Returns whether the newcomer is now linked from the
+ * owner.
  */
 static bool
 HnswAddLink(HnswIndexState *state, HnswMemGraph *mem, const HnswCodeMap *codes,
