@@ -25,12 +25,13 @@
  * dropped, as the executor would drop it.
  *
  * HNSW's neighbour selection can leave an element with no incoming link (a
- * full list re-selected with the heuristic may drop the only link to it;
- * hnswlib and pgvector share this), and no search finds such an element.  So
- * when the search has visited every element it can reach and the scan is
- * still within its bound, the scan sweeps the index pages in order and
- * returns the live elements the search never visited, nearest first within
- * each page: a scan that runs to the end returns every indexed row.
+ * full list that drops a member for a newcomer may drop the only link to
+ * it; hnswlib and pgvector share this), and no search finds such an
+ * element.  So when the search has visited every element it can reach and
+ * the scan is still within its bound, the scan sweeps the index pages in
+ * order and returns the live elements the search never visited, nearest
+ * first within each page: a scan that runs to the end returns every
+ * indexed row.
  */
 #include "postgres.h"
 

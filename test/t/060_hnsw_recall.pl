@@ -98,9 +98,9 @@ cmp_ok($r, '>=', 0.99, "recall\@10 after concurrent inserts at ef_search 200 ($r
 # through the graph: HNSW's pruning can, rarely, leave an element with no
 # incoming link.  That is the algorithm, not a race between inserters: a new
 # element's only in-links are the back-links its neighbours take, and a
-# neighbour whose list is full re-selects the list with the heuristic, which
-# may drop an older element that nothing else points to (hnswlib and
-# pgvector behave the same).  Concurrent inserters cannot lose each other's
+# neighbour whose list is full drops one member for it, which may be an
+# older element that nothing else points to (hnswlib and pgvector behave
+# the same).  Concurrent inserters cannot lose each other's
 # links: each list is rewritten under its page's exclusive lock from what is
 # on the page, and a re-selection made unlocked is written only if the list
 # is unchanged (VACUUM's repair likewise puts links made meanwhile first).  Measured (m = 8, ef_construction = 32, 16 uniform dimensions,
