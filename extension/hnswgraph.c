@@ -816,7 +816,7 @@ HnswSelect(HnswIndexState *state, const HnswCandidate *cands, int ncands,
 		   int maxNeighbors, bool fill, bool stopAtPass, int *selected)
 {
 	int			nselected = 0;
-	int		   *passed = palloc(sizeof(int) * Max(ncands, 1));
+	int		   *passed = fill ? palloc(sizeof(int) * Max(ncands, 1)) : NULL;
 	int			npassed = 0;
 	float4	   *scratch = state->storage != HNSW_STORAGE_FLOAT4 ?
 		palloc(sizeof(float4) * state->codeDims) : NULL;
@@ -827,7 +827,7 @@ HnswSelect(HnswIndexState *state, const HnswCandidate *cands, int ncands,
 			selected[nselected++] = i;
 		else if (stopAtPass)
 			break;
-		else
+		else if (fill)
 			passed[npassed++] = i;
 	}
 	if (fill && npassed > 0 && nselected < maxNeighbors)
@@ -848,7 +848,8 @@ HnswSelect(HnswIndexState *state, const HnswCandidate *cands, int ncands,
 			selected[j + 1] = v;
 		}
 	}
-	pfree(passed);
+	if (passed != NULL)
+		pfree(passed);
 	if (scratch != NULL)
 		pfree(scratch);
 	return nselected;
