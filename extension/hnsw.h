@@ -581,8 +581,9 @@ extern void HnswSearchLayer(HnswSearch *search, int ef, int64 maxVisited);
 extern int	HnswSearchResults(HnswSearch *search, int *out);
 extern bool HnswSearchContinue(HnswSearch *search);
 extern bool HnswSearchVisited(HnswSearch *search, HnswId id);
-extern int	HnswSelectNeighbors(HnswIndexState *state, const HnswCandidate *cands, int ncands,
-								int maxNeighbors, bool fill, int *selected);
+extern int	HnswSelectNeighbors(HnswIndexState *state, const char *ownerCode,
+								const HnswCandidate *cands, int ncands, int maxNeighbors, bool fill,
+								int *selected);
 extern bool HnswInsertElement(HnswIndexState *state, HnswMemGraph *mem, const float4 *vector,
 							  ItemPointer heaptid, int level);
 extern HnswMemElement *HnswMemGet(HnswMemGraph *mem, int32 idx);

@@ -782,84 +782,193 @@ HnswSearchContinue(HnswSearch *search)
 
 /* ---------- choosing neighbours ---------- */
 
-/* Whether the heuristic keeps candidate i beside the ones kept so far. */
-static bool
-HnswHeuristicKeeps(HnswIndexState *state, const HnswCandidate *cands, int i,
-				   const int *selected, int nselected, float4 *scratch)
+/*
+ * Exact copies (equal codes: the same image stored many times) need rules
+ * of their own.  The distance test alone keeps every copy of the owner (at
+ * distance zero from each other, no nearer to each other than to the owner)
+ * and they came first, nearest: a group of copies filled its lists with one
+ * another, a trap that searches entered and could not leave
+ * (test/sql/hnsw_copies.sql).  So a copy of the owner is
+ * set aside: it covers nothing (its distances to the others are the owner's
+ * but for rounding or a compact form's estimates) and only takes a slot the
+ * heuristic's own choices leave free, before the candidates it passed over;
+ * a full list gives up a copy of its owner before any neighbour the
+ * heuristic keeps.  Keeping those copies keeps the group connected, so that
+ * a query finds all of them.  A copy of a kept neighbour adds nothing: it is
+ * passed over and never fills a slot.
+ */
+typedef enum HnswVerdict
+{
+	HNSW_KEEP,
+	HNSW_PASS,					/* a kept neighbour is nearer to it than the owner */
+	HNSW_DUPLICATE,				/* its code equals a kept neighbour's */
+	HNSW_OWNER_COPY				/* its code equals the owner's */
+} HnswVerdict;
+
+/*
+ * The neighbour-selection heuristic of the HNSW paper (its Algorithm 4) on
+ * candidate i: kept only if it is closer to the owner than to every
+ * neighbour kept so far (`kept`, indexes into cands), which spreads the
+ * links over directions instead of spending them all inside one cluster.
+ */
+/*
+ * Whether two codes are equal.  Called for most pairs of candidates, nearly
+ * all of them distinct: their first eight bytes almost always differ, and
+ * comparing those inline costs far less than a call to memcmp.
+ */
+static inline bool
+HnswCodesEqual(const char *a, const char *b, Size size)
+{
+	if (size >= sizeof(uint64))
+	{
+		uint64		x,
+					y;
+
+		memcpy(&x, a, sizeof(uint64));
+		memcpy(&y, b, sizeof(uint64));
+		if (x != y)
+			return false;
+	}
+	return memcmp(a, b, size) == 0;
+}
+
+static HnswVerdict
+HnswVerdictOf(HnswIndexState *state, const char *ownerCode, const HnswCandidate *cands, int i,
+			  const int *kept, int nkept, float4 *scratch)
 {
 	HnswQuery	qi;
 
+	if (ownerCode != NULL && HnswCodesEqual(cands[i].code, ownerCode, state->codeSize))
+		return HNSW_OWNER_COPY;
 	HnswCodeQuery(state, cands[i].code, &qi, scratch);
-	for (int j = 0; j < nselected; j++)
-		if (HnswDistance(state, &qi, cands[selected[j]].code) < cands[i].dist)
-			return false;
-	return true;
+	for (int j = 0; j < nkept; j++)
+	{
+		const char *code = cands[kept[j]].code;
+
+		if (HnswCodesEqual(code, cands[i].code, state->codeSize))
+			return HNSW_DUPLICATE;
+		if (HnswDistance(state, &qi, code) < cands[i].dist)
+			return HNSW_PASS;
+	}
+	return HNSW_KEEP;
+}
+
+static float4 *
+HnswVerdictScratch(HnswIndexState *state)
+{
+	return state->storage != HNSW_STORAGE_FLOAT4 ? palloc(sizeof(float4) * state->codeDims) : NULL;
+}
+
+static void
+HnswSortInts(int *v, int n)
+{
+	for (int i = 1; i < n; i++)
+	{
+		int			x = v[i],
+					j = i - 1;
+
+		while (j >= 0 && v[j] > x)
+		{
+			v[j + 1] = v[j];
+			j--;
+		}
+		v[j + 1] = x;
+	}
 }
 
 /*
- * The neighbour-selection heuristic of the HNSW paper (its Algorithm 4):
- * walking candidates nearest first, keep one only if it is closer to the
- * element than to every neighbour kept so far, which spreads the links over
- * directions instead of spending them all inside one cluster.  With fill,
- * slots left free are then filled with the nearest candidates that were
- * passed over (the paper's keepPrunedConnections, as pgvector does): a new
- * element's own lists, and VACUUM's repairs.  On clustered data the
+ * Chooses up to maxNeighbors of `cands` (sorted by distance to the owner,
+ * with codes) for the owner's list: those the heuristic keeps, then, with
+ * fill, copies of the owner and the nearest candidates it passed over in
+ * the slots left free (the paper's keepPrunedConnections, as pgvector does:
+ * a new element's own lists, and VACUUM's repairs).  On clustered data the
  * heuristic alone leaves many slots empty, and at a million rows that
- * capped recall@10 near 0.89 whatever ef_search was (bench/README.md).  A
- * full list that a newcomer asks to join loses one member instead
- * (HnswChooseList), which needs only the first candidate passed over:
- * stopAtPass ends the walk there.  `cands` are sorted by distance and carry
- * codes.  Returns the number selected into `selected`, in candidate order.
+ * capped recall@10 near 0.89 whatever ef_search was (bench/README.md).
+ * ownerCode may be NULL (not known: no copy is recognised).  Returns the
+ * number selected into `selected`, in candidate order (nearest first).
  */
-static int
-HnswSelect(HnswIndexState *state, const HnswCandidate *cands, int ncands,
-		   int maxNeighbors, bool fill, bool stopAtPass, int *selected)
+int
+HnswSelectNeighbors(HnswIndexState *state, const char *ownerCode, const HnswCandidate *cands,
+					int ncands, int maxNeighbors, bool fill, int *selected)
 {
 	int			nselected = 0;
-	int		   *passed = fill ? palloc(sizeof(int) * Max(ncands, 1)) : NULL;
+	int		   *copies = palloc(sizeof(int) * Max(ncands, 1));
+	int		   *passed = palloc(sizeof(int) * Max(ncands, 1));
+	int			ncopies = 0;
 	int			npassed = 0;
-	float4	   *scratch = state->storage != HNSW_STORAGE_FLOAT4 ?
-		palloc(sizeof(float4) * state->codeDims) : NULL;
+	float4	   *scratch = HnswVerdictScratch(state);
 
 	for (int i = 0; i < ncands && nselected < maxNeighbors; i++)
 	{
-		if (HnswHeuristicKeeps(state, cands, i, selected, nselected, scratch))
-			selected[nselected++] = i;
-		else if (stopAtPass)
-			break;
-		else if (fill)
-			passed[npassed++] = i;
+		switch (HnswVerdictOf(state, ownerCode, cands, i, selected, nselected, scratch))
+		{
+			case HNSW_KEEP:
+				selected[nselected++] = i;
+				break;
+			case HNSW_OWNER_COPY:
+				copies[ncopies++] = i;
+				break;
+			case HNSW_PASS:
+				passed[npassed++] = i;
+				break;
+			case HNSW_DUPLICATE:
+				break;
+		}
 	}
-	if (fill && npassed > 0 && nselected < maxNeighbors)
+	if (fill && nselected < maxNeighbors && ncopies + npassed > 0)
 	{
+		for (int i = 0; i < ncopies && nselected < maxNeighbors; i++)
+			selected[nselected++] = copies[i];
 		for (int i = 0; i < npassed && nselected < maxNeighbors; i++)
 			selected[nselected++] = passed[i];
 		/* back to candidate order, so that a list stays sorted by distance */
-		for (int i = 1; i < nselected; i++)
-		{
-			int			v = selected[i],
-						j = i - 1;
-
-			while (j >= 0 && selected[j] > v)
-			{
-				selected[j + 1] = selected[j];
-				j--;
-			}
-			selected[j + 1] = v;
-		}
+		HnswSortInts(selected, nselected);
 	}
-	if (passed != NULL)
-		pfree(passed);
+	pfree(copies);
+	pfree(passed);
 	if (scratch != NULL)
 		pfree(scratch);
 	return nselected;
 }
 
-int
-HnswSelectNeighbors(HnswIndexState *state, const HnswCandidate *cands, int ncands,
-					int maxNeighbors, bool fill, int *selected)
+/*
+ * Which of a full list's members and a newcomer (`cands`, n of them, sorted
+ * by distance to the owner) leaves: the nearest that the heuristic passes
+ * over, i.e. the most redundant (a kept member is nearer to it than the
+ * owner is); else the farthest copy of the owner; else the farthest.  The
+ * walk stops at the first candidate passed over, so a back-link costs
+ * little.
+ */
+static int
+HnswChooseEvicted(HnswIndexState *state, const char *ownerCode, const HnswCandidate *cands, int n)
 {
-	return HnswSelect(state, cands, ncands, maxNeighbors, fill, false, selected);
+	int			kept[2 * HNSW_MAX_M + 1];
+	int			nkept = 0;
+	int			lastCopy = -1;
+	int			evict = -1;
+	float4	   *scratch = HnswVerdictScratch(state);
+
+	for (int i = 0; i < n && evict < 0; i++)
+	{
+		switch (HnswVerdictOf(state, ownerCode, cands, i, kept, nkept, scratch))
+		{
+			case HNSW_KEEP:
+				kept[nkept++] = i;
+				break;
+			case HNSW_OWNER_COPY:
+				lastCopy = i;
+				break;
+			case HNSW_PASS:
+			case HNSW_DUPLICATE:
+				evict = i;
+				break;
+		}
+	}
+	if (scratch != NULL)
+		pfree(scratch);
+	if (evict < 0)
+		evict = lastCopy >= 0 ? lastCopy : n - 1;
+	return evict;
 }
 
 static void
@@ -883,10 +992,8 @@ HnswSortCandidates(HnswCandidate *cands, int n)
 /*
  * A full list after a newcomer asks to join it: the members and the
  * newcomer (all n of them in `cands`, with their distances to the list's
- * owner and their codes).  One of them leaves: the nearest that the
- * selection heuristic passes over, i.e. the most redundant (a kept member
- * is nearer to it than the owner is), or the farthest when the heuristic
- * passes over none.  Re-choosing the whole list instead, keeping only what
+ * owner and their codes).  One of them leaves (HnswChooseEvicted): the
+ * most redundant.  Re-choosing the whole list instead, keeping only what
  * the heuristic keeps, emptied lists at every newcomer; the links between
  * clusters, which the heuristic keeps or drops almost by chance, wore away
  * until whole clusters could not be reached (TAP 060 with filled lists).
@@ -894,19 +1001,15 @@ HnswSortCandidates(HnswCandidate *cands, int n)
  * the newcomer is among them.
  */
 static int
-HnswChooseList(HnswIndexState *state, HnswCandidate *cands, int n, int maxn, HnswId newcomer,
-			   HnswCandidate *out, bool *kept)
+HnswChooseList(HnswIndexState *state, const char *ownerCode, HnswCandidate *cands, int n, int maxn,
+			   HnswId newcomer, HnswCandidate *out, bool *kept)
 {
-	int			selected[2 * HNSW_MAX_M + 1];
 	int			evict = -1;
 	int			nout = 0;
 
 	HnswSortCandidates(cands, n);
 	if (n > maxn)
-	{
-		/* the walk stops at the first candidate passed over: it is the one */
-		evict = HnswSelect(state, cands, n, maxn, false, true, selected);
-	}
+		evict = HnswChooseEvicted(state, ownerCode, cands, n);
 	*kept = false;
 	for (int i = 0; i < n; i++)
 	{
@@ -1024,7 +1127,8 @@ HnswAddLinkMem(HnswIndexState *state, HnswMemGraph *mem, int32 owner, int lc,
 			cands[i].code = HnswMemGet(mem, e->nbr[first + i])->code;
 		}
 		cands[cnt] = *newc;
-		nchosen = HnswChooseList(state, cands, cnt + 1, maxn, newc->id, chosen, &linked);
+		nchosen = HnswChooseList(state, e->code, cands, cnt + 1, maxn, newc->id, chosen,
+								 &linked);
 		for (int i = 0; i < nchosen; i++)
 		{
 			e->nbr[first + i] = (int32) chosen[i].id;
@@ -1188,7 +1292,8 @@ HnswAddLinkDisk(HnswIndexState *state, const HnswCodeMap *codes, const HnswCandi
 				ncands++;
 			}
 			cands[ncands++] = *newc;
-			nchosen = HnswChooseList(state, cands, ncands, nslots, newc->id, chosen, &kept);
+			nchosen = HnswChooseList(state, owner->code, cands, ncands, nslots, newc->id, chosen,
+									 &kept);
 			if (!kept)
 				return false;	/* the list stays as it is */
 			for (int i = 0; i < nslots; i++)
@@ -1508,7 +1613,7 @@ HnswInsertElement(HnswIndexState *state, HnswMemGraph *mem, const float4 *vector
 		found = palloc(sizeof(HnswCandidate) * Max(nfound, 1));
 		for (int i = 0; i < nfound; i++)
 			found[i] = search.pool[order[i]];
-		nneighbors[lc] = HnswSelectNeighbors(state, found, nfound, maxn, true, selected);
+		nneighbors[lc] = HnswSelectNeighbors(state, code, found, nfound, maxn, true, selected);
 		neighbors[lc] = palloc(sizeof(HnswCandidate) * Max(nneighbors[lc], 1));
 		for (int i = 0; i < nneighbors[lc]; i++)
 			neighbors[lc][i] = found[selected[i]];
