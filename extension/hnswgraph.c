@@ -787,10 +787,10 @@ HnswSearchContinue(HnswSearch *search)
  * of their own.  The distance test alone keeps every copy of the owner (at
  * distance zero from each other, no nearer to each other than to the owner)
  * and they came first, nearest: a group of copies filled its lists with one
- * another, a trap that searches entered and could not leave
- * (test/sql/hnsw_copies.sql).  So a copy of the owner is
- * set aside: it covers nothing (its distances to the others are the owner's
- * but for rounding or a compact form's estimates) and only takes a slot the
+ * another, a trap that searches entered and could not leave (see
+ * test/sql/hnsw_copies.sql).  So a copy of the owner is set aside: it
+ * covers nothing (its distances to the others are the owner's but for
+ * rounding or a compact form's estimates) and only takes a slot the
  * heuristic's own choices leave free, before the candidates it passed over;
  * a full list gives up a copy of its owner before any neighbour the
  * heuristic keeps.  Keeping those copies keeps the group connected, so that
@@ -805,12 +805,6 @@ typedef enum HnswVerdict
 	HNSW_OWNER_COPY				/* its code equals the owner's */
 } HnswVerdict;
 
-/*
- * The neighbour-selection heuristic of the HNSW paper (its Algorithm 4) on
- * candidate i: kept only if it is closer to the owner than to every
- * neighbour kept so far (`kept`, indexes into cands), which spreads the
- * links over directions instead of spending them all inside one cluster.
- */
 /*
  * Whether two codes are equal.  Called for most pairs of candidates, nearly
  * all of them distinct: their first eight bytes almost always differ, and
@@ -832,6 +826,12 @@ HnswCodesEqual(const char *a, const char *b, Size size)
 	return memcmp(a, b, size) == 0;
 }
 
+/*
+ * The neighbour-selection heuristic of the HNSW paper (its Algorithm 4) on
+ * candidate i: kept only if it is closer to the owner than to every
+ * neighbour kept so far (`kept`, indexes into cands), which spreads the
+ * links over directions instead of spending them all inside one cluster.
+ */
 static HnswVerdict
 HnswVerdictOf(HnswIndexState *state, const char *ownerCode, const HnswCandidate *cands, int i,
 			  const int *kept, int nkept, float4 *scratch)
