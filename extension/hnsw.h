@@ -582,7 +582,7 @@ extern int	HnswSearchResults(HnswSearch *search, int *out);
 extern bool HnswSearchContinue(HnswSearch *search);
 extern bool HnswSearchVisited(HnswSearch *search, HnswId id);
 extern int	HnswSelectNeighbors(HnswIndexState *state, const char *ownerCode,
-								const HnswCandidate *cands, int ncands, int maxNeighbors, bool fill,
+								const HnswCandidate *cands, int ncands, int maxNeighbors,
 								int *selected);
 extern bool HnswInsertElement(HnswIndexState *state, HnswMemGraph *mem, const float4 *vector,
 							  ItemPointer heaptid, int level);

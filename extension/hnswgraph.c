@@ -878,10 +878,10 @@ HnswSortInts(int *v, int n)
 
 /*
  * Chooses up to maxNeighbors of `cands` (sorted by distance to the owner,
- * with codes) for the owner's list: those the heuristic keeps, then, with
- * fill, copies of the owner and the nearest candidates it passed over in
- * the slots left free (the paper's keepPrunedConnections, as pgvector does:
- * a new element's own lists, and VACUUM's repairs).  On clustered data the
+ * with codes) for the owner's list: those the heuristic keeps, then copies
+ * of the owner and the nearest candidates it passed over in the slots left
+ * free (the paper's keepPrunedConnections, as pgvector does: a new
+ * element's own lists, and VACUUM's repairs).  On clustered data the
  * heuristic alone leaves many slots empty, and at a million rows that
  * capped recall@10 near 0.89 whatever ef_search was (bench/README.md).
  * ownerCode may be NULL (not known: no copy is recognised).  Returns the
@@ -889,7 +889,7 @@ HnswSortInts(int *v, int n)
  */
 int
 HnswSelectNeighbors(HnswIndexState *state, const char *ownerCode, const HnswCandidate *cands,
-					int ncands, int maxNeighbors, bool fill, int *selected)
+					int ncands, int maxNeighbors, int *selected)
 {
 	int			nselected = 0;
 	int		   *copies = palloc(sizeof(int) * Max(ncands, 1));
@@ -915,7 +915,7 @@ HnswSelectNeighbors(HnswIndexState *state, const char *ownerCode, const HnswCand
 				break;
 		}
 	}
-	if (fill && nselected < maxNeighbors && ncopies + npassed > 0)
+	if (nselected < maxNeighbors && ncopies + npassed > 0)
 	{
 		for (int i = 0; i < ncopies && nselected < maxNeighbors; i++)
 			selected[nselected++] = copies[i];
@@ -1613,7 +1613,7 @@ HnswInsertElement(HnswIndexState *state, HnswMemGraph *mem, const float4 *vector
 		found = palloc(sizeof(HnswCandidate) * Max(nfound, 1));
 		for (int i = 0; i < nfound; i++)
 			found[i] = search.pool[order[i]];
-		nneighbors[lc] = HnswSelectNeighbors(state, code, found, nfound, maxn, true, selected);
+		nneighbors[lc] = HnswSelectNeighbors(state, code, found, nfound, maxn, selected);
 		neighbors[lc] = palloc(sizeof(HnswCandidate) * Max(nneighbors[lc], 1));
 		for (int i = 0; i < nneighbors[lc]; i++)
 			neighbors[lc][i] = found[selected[i]];

@@ -327,8 +327,7 @@ HnswRepairElement(HnswVacuumState *vs, ItemPointer tid, HnswElementTuple etup)
 		}
 		qsort(cands, ncands, sizeof(HnswCandidate), HnswCandidateCmp);
 		selected = palloc(sizeof(int) * nslots);
-		nsel = HnswSelectNeighbors(state, HnswElementCode(etup), cands, ncands, nslots, true,
-								   selected);
+		nsel = HnswSelectNeighbors(state, HnswElementCode(etup), cands, ncands, nslots, selected);
 		chosenTids[lc] = palloc(sizeof(ItemPointerData) * Max(nsel, 1));
 		chosenDists[lc] = palloc(sizeof(float4) * Max(nsel, 1));
 		for (int i = 0; i < nsel; i++)
