@@ -586,6 +586,8 @@ extern int	HnswSelectNeighbors(HnswIndexState *state, const char *ownerCode,
 								int *selected);
 extern bool HnswInsertElement(HnswIndexState *state, HnswMemGraph *mem, const float4 *vector,
 							  ItemPointer heaptid, int level);
+extern bool HnswRelink(HnswIndexState *state, HnswMemGraph *mem, HnswId id);
+extern int	HnswRelinkOrphansMem(HnswIndexState *state, HnswMemGraph *mem);
 extern HnswMemElement *HnswMemGet(HnswMemGraph *mem, int32 idx);
 extern void HnswSortLinks(ItemPointerData *tids, float4 *dists, int n);
 

@@ -139,9 +139,14 @@ HnswFlushGraph(HnswBuildState *bs)
 	BlockNumber firstBlock = RelationGetNumberOfBlocks(bs->index);
 	BlockNumber npages;
 	int			i = 0;
+	int			relinked;
 	ItemPointerData entry;
 
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, HNSW_PHASE_WRITE);
+	relinked = HnswRelinkOrphansMem(&bs->state, &bs->graph);
+	ereport(DEBUG1,
+			(errmsg_internal("crossmodal_hnsw build: %d of %d elements that no list linked to were linked back",
+							 relinked, bs->graph.nelements)));
 	npages = HnswAssignPositions(bs, firstBlock);
 	for (BlockNumber p = 0; p < npages; p++)
 	{

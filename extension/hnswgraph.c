@@ -1276,7 +1276,7 @@ HnswAddLinkDisk(HnswIndexState *state, const HnswCodeMap *codes, const HnswCandi
 			for (int i = 0; i < nslots; i++)
 			{
 				HnswId		id = HnswTidKey(&seenTids[i]);
-				const char *code = HnswCodeMapGet(codes, id);
+				const char *code = codes != NULL ? HnswCodeMapGet(codes, id) : NULL;
 
 				if (code == NULL)
 				{
@@ -1329,6 +1329,142 @@ HnswAddLink(HnswIndexState *state, HnswMemGraph *mem, const HnswCodeMap *codes,
 	if (mem != NULL)
 		return HnswAddLinkMem(state, mem, (int32) owner->id, lc, newc, force);
 	return HnswAddLinkDisk(state, codes, owner, lc, newc, force);
+}
+
+/*
+ * Links `newc` (an element with its code) back from its `n` neighbours on
+ * layer lc (nearest first, each with its distance to newc), each list
+ * taking it or not as HnswAddLink decides.  If no list on layer 0 takes it,
+ * nothing would lead to it: the nearest neighbour links to it anyway.
+ * Returns whether one of them links to it now.
+ */
+static bool
+HnswLinkBack(HnswIndexState *state, HnswMemGraph *mem, const HnswCodeMap *codes,
+			 HnswCandidate *newc, const HnswCandidate *neighbors, int n, int lc)
+{
+	bool		linked = false;
+
+	for (int i = 0; i < n; i++)
+	{
+		newc->dist = neighbors[i].dist;
+		linked |= HnswAddLink(state, mem, codes, &neighbors[i], lc, newc, false);
+	}
+	if (!linked && lc == 0 && n > 0)
+	{
+		newc->dist = neighbors[0].dist;
+		linked = HnswAddLink(state, mem, codes, &neighbors[0], 0, newc, true);
+	}
+	return linked;
+}
+
+/*
+ * Links element `id` (in memory, or on disk when mem is NULL) back from its
+ * own neighbours on layer 0, those not marked deleted, as an insert links a
+ * new element (HnswLinkBack): for an element that no list links to any
+ * more.  False if none takes it, or it is itself deleted or gone.
+ */
+bool
+HnswRelink(HnswIndexState *state, HnswMemGraph *mem, HnswId id)
+{
+	int			nslots = HnswLevelSlots(state->m, 0);
+	HnswCandidate element;
+	HnswCandidate neighbors[2 * HNSW_MAX_M];
+	int			n = 0;
+
+	memset(&element, 0, sizeof(element));
+	memset(neighbors, 0, sizeof(neighbors));
+	element.id = id;
+	if (mem != NULL)
+	{
+		HnswMemElement *e = HnswMemGet(mem, (int32) id);
+		int32		nbr[2 * HNSW_MAX_M];
+		float4		dist[2 * HNSW_MAX_M];
+
+		HnswMemLock(mem, (int32) id, LW_SHARED);
+		n = e->count[0];
+		memcpy(nbr, e->nbr, sizeof(int32) * n);
+		memcpy(dist, e->dist, sizeof(float4) * n);
+		HnswMemUnlock(mem, (int32) id);
+		element.level = e->level;
+		element.heaptid = e->heaptid;
+		element.code = e->code;
+		for (int i = 0; i < n; i++)
+		{
+			HnswMemElement *ne = HnswMemGet(mem, nbr[i]);
+
+			neighbors[i].id = nbr[i];
+			neighbors[i].dist = dist[i];
+			neighbors[i].level = ne->level;
+			neighbors[i].heaptid = ne->heaptid;
+			neighbors[i].code = ne->code;
+		}
+	}
+	else
+	{
+		ItemPointerData tid;
+		HnswElementTuple etup;
+		ItemPointerData *tids;
+		float4	   *dists;
+
+		HnswIdGetTid(id, &tid);
+		etup = HnswReadElementCopy(state->index, NULL, &tid);
+		if (etup == NULL || (etup->flags & HNSW_ELEMENT_DELETED))
+			return false;
+		element.level = etup->level;
+		element.heaptid = etup->heaptid;
+		element.code = HnswElementCode(etup);
+		tids = HnswElementTids(etup, state->codeSize, state->m);
+		dists = HnswElementDists(etup, state->codeSize);
+		for (int i = 0; i < nslots && ItemPointerIsValid(&tids[i]); i++)
+		{
+			HnswElementTuple ntup = HnswReadElementCopy(state->index, NULL, &tids[i]);
+
+			if (ntup == NULL || (ntup->flags & HNSW_ELEMENT_DELETED))
+				continue;
+			neighbors[n].id = HnswTidKey(&tids[i]);
+			neighbors[n].dist = dists[i];
+			neighbors[n].level = ntup->level;
+			neighbors[n].heaptid = ntup->heaptid;
+			neighbors[n].code = HnswElementCode(ntup);
+			n++;
+		}
+	}
+	return HnswLinkBack(state, mem, NULL, &element, neighbors, n, 0);
+}
+
+/*
+ * After a build in memory, before it is written: links back every element
+ * but the entry point that no list links to on layer 0, which no search
+ * could reach.  A full list that gave up its only link to an element for a
+ * nearer newcomer leaves such elements behind, most of all among copies of
+ * one embedding, which other lists link to only once per group
+ * (test/sql/hnsw_copies.sql).  Returns how many it linked back.
+ */
+int
+HnswRelinkOrphansMem(HnswIndexState *state, HnswMemGraph *mem)
+{
+	int			n = mem->nelements;
+	bool	   *linked = palloc0(sizeof(bool) * Max(n, 1));
+	int			relinked = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		HnswMemElement *e = HnswMemGet(mem, i);
+
+		for (int j = 0; j < e->count[0]; j++)
+			if (e->nbr[j] >= 0 && e->nbr[j] < n)
+				linked[e->nbr[j]] = true;
+	}
+	for (int i = 0; i < n; i++)
+	{
+		if (linked[i] || i == mem->entry)
+			continue;
+		CHECK_FOR_INTERRUPTS();
+		if (HnswRelink(state, mem, i))
+			relinked++;
+	}
+	pfree(linked);
+	return relinked;
 }
 
 /* ---------- the entry point and storing elements ---------- */
@@ -1637,25 +1773,7 @@ HnswInsertElement(HnswIndexState *state, HnswMemGraph *mem, const float4 *vector
 	if (mem == NULL)
 		HnswCodeMapInit(&codes, &search);
 	for (int lc = Min(level, entryLevel); lc >= 0; lc--)
-	{
-		bool		linked = false;
-
-		for (int i = 0; i < nneighbors[lc]; i++)
-		{
-			newc.dist = neighbors[lc][i].dist;
-			linked |= HnswAddLink(state, mem, &codes, &neighbors[lc][i], lc, &newc, false);
-		}
-
-		/*
-		 * If no neighbour wanted the new element, it would be unreachable:
-		 * make its nearest neighbour link to it anyway.
-		 */
-		if (!linked && lc == 0 && nneighbors[0] > 0)
-		{
-			newc.dist = neighbors[0][0].dist;
-			HnswAddLink(state, mem, &codes, &neighbors[0][0], 0, &newc, true);
-		}
-	}
+		HnswLinkBack(state, mem, &codes, &newc, neighbors[lc], nneighbors[lc], lc);
 
 	if (level > entryLevel)
 		HnswRaiseEntry(state, mem, newc.id, level);
