@@ -4,7 +4,7 @@
  *
  * The dead elements are handled in batches that fit maintenance_work_mem
  * (autovacuum_work_mem in autovacuum), as the heap's own vacuum handles its
- * dead TIDs.  Each batch goes through four steps:
+ * dead TIDs.  Each batch goes through five steps:
  *  1. walk on from where the last batch stopped, collecting dead elements
  *     (with a copy of their neighbour lists) until the memory is used up,
  *     and mark them HNSW_ELEMENT_DELETED, so that inserts starting from now
@@ -15,7 +15,11 @@
  *     the dead links go, and the freed slots are refilled from the remaining
  *     neighbours and the dead neighbours' own neighbours (so paths that ran
  *     through a dead element survive);
- *  4. wait for scans and inserts again, then free the batch's space and tell
+ *  4. link back the live elements that no live element links to on layer 0
+ *     any more, as an insert links a new element: else no search reaches
+ *     them (a repaired list holds one copy of an embedding stored many
+ *     times, so copies whose links all came from dead copies were lost);
+ *  5. wait for scans and inserts again, then free the batch's space and tell
  *     the free space map, so later inserts reuse it instead of growing the
  *     index.
  * Step 2's wait is what makes step 3 complete: every element inserted
@@ -62,6 +66,8 @@ typedef struct HnswVacuumState
 	BlockNumber batchStart;		/* the current batch's blocks */
 	BlockNumber batchEnd;
 	double		live;
+	HnswKeySet	atRisk;			/* live elements that lost a link on layer 0 (in deadCxt) */
+	double		relinked;
 	MemoryContext tmpCxt;
 } HnswVacuumState;
 
@@ -69,6 +75,7 @@ static void
 HnswDeadBatchReset(HnswVacuumState *vs)
 {
 	HASHCTL		ctl;
+	MemoryContext old;
 
 	MemoryContextReset(vs->deadCxt);
 	memset(&ctl, 0, sizeof(ctl));
@@ -77,6 +84,22 @@ HnswDeadBatchReset(HnswVacuumState *vs)
 	ctl.hcxt = vs->deadCxt;
 	vs->dead = hash_create("crossmodal_hnsw dead elements", 1024, &ctl,
 						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	old = MemoryContextSwitchTo(vs->deadCxt);
+	HnswKeySetInit(&vs->atRisk, 1024);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Notes that the element at tid lost a link on layer 0 (it may be one of
+ * the batch's dead elements: step 4 passes over those).
+ */
+static void
+HnswNoteAtRisk(HnswVacuumState *vs, ItemPointer tid)
+{
+	MemoryContext old = MemoryContextSwitchTo(vs->deadCxt);
+
+	HnswKeySetAdd(&vs->atRisk, HnswTidKey(tid));
+	MemoryContextSwitchTo(old);
 }
 
 static inline HnswDeadElement *
@@ -94,9 +117,10 @@ HnswIsDead(HnswVacuumState *vs, ItemPointer tid)
 }
 
 /*
- * Step 1: from vs->nextBlock on, collect and mark dead elements until the
- * batch fills its memory (checked after each page, so a batch may exceed
- * the budget by one page's elements) or the blocks run out.
+ * Step 1: from vs->nextBlock on, collect and mark dead elements, noting
+ * their neighbours on layer 0 as at risk, until the batch fills its memory
+ * (checked after each page, so a batch may exceed the budget by one page's
+ * elements) or the blocks run out.
  */
 static void
 HnswCollectDeadBatch(HnswVacuumState *vs, IndexBulkDeleteCallback callback,
@@ -147,6 +171,8 @@ HnswCollectDeadBatch(HnswVacuumState *vs, IndexBulkDeleteCallback callback,
 			dead->tids = MemoryContextAlloc(vs->deadCxt, sizeof(ItemPointerData) * nslots);
 			memcpy(dead->tids, HnswElementTids(etup, vs->state.codeSize, m),
 				   sizeof(ItemPointerData) * nslots);
+			for (int i = 0; i < HnswLevelSlots(m, 0) && ItemPointerIsValid(&dead->tids[i]); i++)
+				HnswNoteAtRisk(vs, &dead->tids[i]);
 			stats->tuples_removed += 1;
 		}
 		if (changed)
@@ -397,6 +423,16 @@ HnswRepairElement(HnswVacuumState *vs, ItemPointer tid, HnswElementTuple etup)
 				ItemPointerSetInvalid(&tids[i]);
 			/* the selection's order (kept, then pruned) and the added links: sort them */
 			HnswSortLinks(tids, dists, n);
+			/* a live neighbour left out of the new list may have lost its last link */
+			for (int j = 0; lc == 0 && j < nslots && ItemPointerIsValid(&origTids[0][j]); j++)
+			{
+				bool		kept = false;
+
+				for (int i = 0; i < n && !kept; i++)
+					kept = ItemPointerEquals(&tids[i], &origTids[0][j]);
+				if (!kept && !HnswIsDead(vs, &origTids[0][j]))
+					HnswNoteAtRisk(vs, &origTids[0][j]);
+			}
 		}
 		GenericXLogFinish(xlog);
 	}
@@ -466,7 +502,75 @@ HnswRepairGraph(HnswVacuumState *vs)
 	}
 }
 
-/* Step 4: free the batch's space. */
+/*
+ * Step 4: walk every page noting which elements at risk a live element
+ * still links to on layer 0; link back the others from their own live
+ * neighbours (the batch's dead elements are marked deleted: passed over).
+ * The set of those still linked, no larger than the set at risk, comes on
+ * top of the batch's memory.  A link an insert drops meanwhile can still
+ * leave one unlinked, as it can outside vacuum.
+ */
+static void
+HnswRelinkOrphans(HnswVacuumState *vs)
+{
+	HnswPageWalk walk;
+	Buffer		buf;
+	HnswKeySet	linked;
+	int			nslots = HnswLevelSlots(vs->state.m, 0);
+	MemoryContext old = MemoryContextSwitchTo(vs->deadCxt);
+
+	HnswKeySetInit(&linked, vs->atRisk.count);
+	HnswPageWalkBegin(&walk, vs->index, vs->bstrategy, BUFFER_LOCK_SHARE,
+					  HNSW_METAPAGE_BLKNO + 1, RelationGetNumberOfBlocks(vs->index));
+	while (BufferIsValid(buf = HnswPageWalkNext(&walk)))
+	{
+		Page		page = BufferGetPage(buf);
+		OffsetNumber maxoff = PageGetMaxOffsetNumber(page);
+
+		for (OffsetNumber off = FirstOffsetNumber; off <= maxoff; off++)
+		{
+			ItemId		itemid = PageGetItemId(page, off);
+			HnswElementTuple etup;
+			ItemPointerData tid;
+			ItemPointerData *tids;
+
+			if (!ItemIdIsNormal(itemid))
+				continue;
+			etup = (HnswElementTuple) PageGetItem(page, itemid);
+			ItemPointerSet(&tid, BufferGetBlockNumber(buf), off);
+			if ((etup->flags & HNSW_ELEMENT_DELETED) || HnswIsDead(vs, &tid))
+				continue;
+			tids = HnswElementTids(etup, vs->state.codeSize, vs->state.m);
+			for (int i = 0; i < nslots && ItemPointerIsValid(&tids[i]); i++)
+			{
+				uint64		key = HnswTidKey(&tids[i]);
+
+				if (HnswKeySetContains(&vs->atRisk, key))
+					HnswKeySetAdd(&linked, key);
+			}
+		}
+	}
+	HnswPageWalkRelease(&walk);
+
+	MemoryContextSwitchTo(vs->tmpCxt);
+	for (uint32 i = 0; i <= vs->atRisk.mask; i++)
+	{
+		uint64		key;
+
+		if (vs->atRisk.keys[i] == 0)
+			continue;
+		key = vs->atRisk.keys[i] - 1;
+		if (HnswKeySetContains(&linked, key))
+			continue;
+		CHECK_FOR_INTERRUPTS();
+		if (HnswRelink(&vs->state, NULL, key))
+			vs->relinked += 1;
+		MemoryContextReset(vs->tmpCxt);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* Step 5: free the batch's space. */
 static void
 HnswFreeDeadBatch(HnswVacuumState *vs)
 {
@@ -563,6 +667,7 @@ hnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 		MemoryContextReset(vs.tmpCxt);
 		UnlockPage(vs.index, HNSW_SCAN_LOCK, ExclusiveLock);
 		HnswRepairGraph(&vs);
+		HnswRelinkOrphans(&vs);
 		HnswFreeDeadBatch(&vs);
 	}
 	if (passes > 0)
@@ -573,8 +678,8 @@ hnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 						   "removed %.0f dead elements from index \"%s\" in %d passes",
 						   passes, stats->tuples_removed - removedBefore,
 						   RelationGetRelationName(vs.index), passes),
-			 errdetail("Each pass collected up to %d kB of dead elements, then repaired the links to them and freed them.",
-					   memKb)));
+			 errdetail("Each pass collected up to %d kB of dead elements, then repaired the links to them and freed them; %.0f live elements that no live element linked to any more were linked back.",
+					   memKb, vs.relinked)));
 	stats->num_index_tuples = vs.live;
 	stats->num_pages = RelationGetNumberOfBlocks(info->index);
 	stats->estimated_count = false;
