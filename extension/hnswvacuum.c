@@ -25,6 +25,10 @@
  * Step 2's wait is what makes step 3 complete: every element inserted
  * before it is on a page that step 3 walks, and every later insert sees the
  * marks.
+ *
+ * A VACUUM with nothing to delete (cleanup alone) counts the elements and
+ * runs step 4 over every element, for those that inserts left with no link
+ * leading to them.
  */
 #include "postgres.h"
 
@@ -68,8 +72,34 @@ typedef struct HnswVacuumState
 	double		live;
 	HnswKeySet	atRisk;			/* live elements that lost a link on layer 0 (in deadCxt) */
 	double		relinked;
+	double		items;			/* elements HnswRelinkOrphans walked over */
+	MemoryContext cxt;			/* everything below */
 	MemoryContext tmpCxt;
 } HnswVacuumState;
+
+/* Sets up what bulkdelete and cleanup share; its memory lives in vs->cxt. */
+static void
+HnswVacuumBegin(HnswVacuumState *vs, IndexVacuumInfo *info, int *memKb)
+{
+	HnswMetaPageData meta;
+
+	memset(vs, 0, sizeof(*vs));
+	vs->cxt = AllocSetContextCreate(CurrentMemoryContext, "crossmodal_hnsw vacuum",
+									ALLOCSET_DEFAULT_SIZES);
+	vs->index = info->index;
+	vs->bstrategy = info->strategy;
+	HnswReadMeta(info->index, &meta);
+	HnswInitState(&vs->state, info->index, &meta);
+	*memKb = (IsAutoVacuumWorkerProcess() && autovacuum_work_mem != -1) ?
+		autovacuum_work_mem : maintenance_work_mem;
+	vs->budget = (Size) *memKb * 1024;
+	vs->deadCxt = AllocSetContextCreate(vs->cxt, "crossmodal_hnsw vacuum dead elements",
+										ALLOCSET_DEFAULT_SIZES);
+	vs->tmpCxt = AllocSetContextCreate(vs->cxt, "crossmodal_hnsw vacuum element",
+									   ALLOCSET_DEFAULT_SIZES);
+	vs->nblocks = RelationGetNumberOfBlocks(info->index);
+	vs->nextBlock = HNSW_METAPAGE_BLKNO + 1;
+}
 
 static void
 HnswDeadBatchReset(HnswVacuumState *vs)
@@ -504,22 +534,38 @@ HnswRepairGraph(HnswVacuumState *vs)
 
 /*
  * Step 4: walk every page noting which elements at risk a live element
- * still links to on layer 0; link back the others from their own live
- * neighbours (the batch's dead elements are marked deleted: passed over).
- * The set of those still linked, no larger than the set at risk, comes on
- * top of the batch's memory.  A link an insert drops meanwhile can still
- * leave one unlinked, as it can outside vacuum.
+ * still links to on layer 0; link back the others (but the entry point)
+ * from their own live neighbours (the batch's dead elements are marked
+ * deleted: passed over).  The set of those still linked, no larger than
+ * the set at risk, comes on top of the batch's memory.  A link an insert
+ * drops meanwhile can still leave one unlinked, as it can outside vacuum.
+ *
+ * With `all` (a VACUUM with nothing to delete), every live element is at
+ * risk: inserts too leave elements that no link leads to.  Its sets grow
+ * with the index; where they would outgrow the budget, the walk only
+ * counts elements and links nothing back.  Returns false then.
  */
-static void
-HnswRelinkOrphans(HnswVacuumState *vs)
+static bool
+HnswRelinkOrphans(HnswVacuumState *vs, bool all)
 {
 	HnswPageWalk walk;
 	Buffer		buf;
 	HnswKeySet	linked;
+	uint64	   *elements = NULL;
+	uint32		nelements = 0;
+	uint32		maxelements = 0;
+	bool		withinBudget = true;
 	int			nslots = HnswLevelSlots(vs->state.m, 0);
+	HnswMetaPageData meta;
+	uint64		entryKey;
 	MemoryContext old = MemoryContextSwitchTo(vs->deadCxt);
 
-	HnswKeySetInit(&linked, vs->atRisk.count);
+	HnswKeySetInit(&linked, all ? 1024 : vs->atRisk.count);
+	if (all)
+	{
+		maxelements = 1024;
+		elements = palloc(sizeof(uint64) * maxelements);
+	}
 	HnswPageWalkBegin(&walk, vs->index, vs->bstrategy, BUFFER_LOCK_SHARE,
 					  HNSW_METAPAGE_BLKNO + 1, RelationGetNumberOfBlocks(vs->index));
 	while (BufferIsValid(buf = HnswPageWalkNext(&walk)))
@@ -536,31 +582,65 @@ HnswRelinkOrphans(HnswVacuumState *vs)
 
 			if (!ItemIdIsNormal(itemid))
 				continue;
+			vs->items += 1;
+			if (!withinBudget)
+				continue;
 			etup = (HnswElementTuple) PageGetItem(page, itemid);
 			ItemPointerSet(&tid, BufferGetBlockNumber(buf), off);
 			if ((etup->flags & HNSW_ELEMENT_DELETED) || HnswIsDead(vs, &tid))
 				continue;
+			if (all)
+			{
+				/* what this element's links and key may make the two grow to */
+				Size		more = 0;
+
+				if ((linked.count + nslots) * 2 > linked.mask + 1)
+					more += sizeof(uint64) * (linked.mask + 1) * 2;
+				if (nelements == maxelements)
+					more += sizeof(uint64) * maxelements * 2;
+				if (MemoryContextMemAllocated(vs->deadCxt, true) + more > vs->budget)
+				{
+					withinBudget = false;
+					continue;
+				}
+				if (nelements == maxelements)
+				{
+					maxelements *= 2;
+					elements = repalloc_huge(elements, sizeof(uint64) * maxelements);
+				}
+				elements[nelements++] = HnswTidKey(&tid);
+			}
 			tids = HnswElementTids(etup, vs->state.codeSize, vs->state.m);
 			for (int i = 0; i < nslots && ItemPointerIsValid(&tids[i]); i++)
 			{
 				uint64		key = HnswTidKey(&tids[i]);
 
-				if (HnswKeySetContains(&vs->atRisk, key))
+				if (all || HnswKeySetContains(&vs->atRisk, key))
 					HnswKeySetAdd(&linked, key);
 			}
 		}
 	}
 	HnswPageWalkRelease(&walk);
+	if (!withinBudget)
+	{
+		MemoryContextSwitchTo(old);
+		return false;
+	}
 
+	HnswReadMeta(vs->index, &meta);
+	entryKey = ItemPointerIsValid(&meta.entry) ? HnswTidKey(&meta.entry) : HNSW_INVALID_ID;
 	MemoryContextSwitchTo(vs->tmpCxt);
-	for (uint32 i = 0; i <= vs->atRisk.mask; i++)
+	for (uint32 i = 0; i < (all ? nelements : vs->atRisk.mask + 1); i++)
 	{
 		uint64		key;
 
-		if (vs->atRisk.keys[i] == 0)
+		if (all)
+			key = elements[i];
+		else if (vs->atRisk.keys[i] != 0)
+			key = vs->atRisk.keys[i] - 1;
+		else
 			continue;
-		key = vs->atRisk.keys[i] - 1;
-		if (HnswKeySetContains(&linked, key))
+		if (key == entryKey || HnswKeySetContains(&linked, key))
 			continue;
 		CHECK_FOR_INTERRUPTS();
 		if (HnswRelink(&vs->state, NULL, key))
@@ -568,6 +648,7 @@ HnswRelinkOrphans(HnswVacuumState *vs)
 		MemoryContextReset(vs->tmpCxt);
 	}
 	MemoryContextSwitchTo(old);
+	return true;
 }
 
 /* Step 5: free the batch's space. */
@@ -625,8 +706,6 @@ hnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 			   IndexBulkDeleteCallback callback, void *callback_state)
 {
 	HnswVacuumState vs;
-	HnswMetaPageData meta;
-	MemoryContext cxt;
 	MemoryContext old;
 	int			memKb;
 	int			passes = 0;
@@ -636,23 +715,8 @@ hnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 		stats = palloc0(sizeof(IndexBulkDeleteResult));
 	removedBefore = stats->tuples_removed;
 
-	cxt = AllocSetContextCreate(CurrentMemoryContext, "crossmodal_hnsw vacuum",
-								ALLOCSET_DEFAULT_SIZES);
-	old = MemoryContextSwitchTo(cxt);
-	memset(&vs, 0, sizeof(vs));
-	vs.index = info->index;
-	vs.bstrategy = info->strategy;
-	HnswReadMeta(info->index, &meta);
-	HnswInitState(&vs.state, info->index, &meta);
-	memKb = (IsAutoVacuumWorkerProcess() && autovacuum_work_mem != -1) ?
-		autovacuum_work_mem : maintenance_work_mem;
-	vs.budget = (Size) memKb * 1024;
-	vs.deadCxt = AllocSetContextCreate(cxt, "crossmodal_hnsw vacuum dead elements",
-									   ALLOCSET_DEFAULT_SIZES);
-	vs.tmpCxt = AllocSetContextCreate(cxt, "crossmodal_hnsw vacuum element",
-									  ALLOCSET_DEFAULT_SIZES);
-	vs.nblocks = RelationGetNumberOfBlocks(info->index);
-	vs.nextBlock = HNSW_METAPAGE_BLKNO + 1;
+	HnswVacuumBegin(&vs, info, &memKb);
+	old = MemoryContextSwitchTo(vs.cxt);
 
 	while (vs.nextBlock < vs.nblocks)
 	{
@@ -663,11 +727,11 @@ hnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 		LockPage(vs.index, HNSW_SCAN_LOCK, ExclusiveLock);
 		MemoryContextSwitchTo(vs.tmpCxt);
 		HnswRepairEntryPoint(&vs);
-		MemoryContextSwitchTo(cxt);
+		MemoryContextSwitchTo(vs.cxt);
 		MemoryContextReset(vs.tmpCxt);
 		UnlockPage(vs.index, HNSW_SCAN_LOCK, ExclusiveLock);
 		HnswRepairGraph(&vs);
-		HnswRelinkOrphans(&vs);
+		(void) HnswRelinkOrphans(&vs, false);
 		HnswFreeDeadBatch(&vs);
 	}
 	if (passes > 0)
@@ -685,7 +749,7 @@ hnswbulkdelete(IndexVacuumInfo *info, IndexBulkDeleteResult *stats,
 	stats->estimated_count = false;
 
 	MemoryContextSwitchTo(old);
-	MemoryContextDelete(cxt);
+	MemoryContextDelete(vs.cxt);
 	return stats;
 }
 
@@ -696,23 +760,33 @@ hnswvacuumcleanup(IndexVacuumInfo *info, IndexBulkDeleteResult *stats)
 		return stats;
 	if (stats == NULL)
 	{
-		/* No bulkdelete pass ran: count what is there. */
-		HnswPageWalk walk;
-		Buffer		buf;
+		/*
+		 * No bulkdelete pass ran: count what is there, and link back what
+		 * inserts left without a link leading to it.
+		 */
+		HnswVacuumState vs;
+		MemoryContext old;
+		int			memKb;
+		bool		checked;
 
 		stats = palloc0(sizeof(IndexBulkDeleteResult));
-		HnswPageWalkBegin(&walk, info->index, info->strategy, BUFFER_LOCK_SHARE,
-						  HNSW_METAPAGE_BLKNO + 1, RelationGetNumberOfBlocks(info->index));
-		while (BufferIsValid(buf = HnswPageWalkNext(&walk)))
-		{
-			Page		page = BufferGetPage(buf);
-
-			for (OffsetNumber off = FirstOffsetNumber; off <= PageGetMaxOffsetNumber(page); off++)
-				if (ItemIdIsNormal(PageGetItemId(page, off)))
-					stats->num_index_tuples += 1;
-		}
-		stats->num_pages = walk.end;
+		HnswVacuumBegin(&vs, info, &memKb);
+		old = MemoryContextSwitchTo(vs.cxt);
+		HnswDeadBatchReset(&vs);
+		checked = HnswRelinkOrphans(&vs, true);
+		ereport(Max(info->message_level, DEBUG1),
+				(checked ?
+				 errmsg("linked back %.0f elements of index \"%s\" that no link led to",
+						vs.relinked, RelationGetRelationName(vs.index)) :
+				 errmsg("did not look for elements of index \"%s\" that no link leads to",
+						RelationGetRelationName(vs.index)),
+				 checked ? 0 :
+				 errdetail("Their links did not fit into %d kB.", memKb)));
+		stats->num_index_tuples = vs.items;
+		stats->num_pages = RelationGetNumberOfBlocks(info->index);
 		stats->estimated_count = false;
+		MemoryContextSwitchTo(old);
+		MemoryContextDelete(vs.cxt);
 		FreeSpaceMapVacuum(info->index);
 	}
 	return stats;

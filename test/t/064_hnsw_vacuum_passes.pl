@@ -4,6 +4,8 @@
 # batch and frees it); afterwards every live row is still in the index and
 # reachable through the graph, and the top-10 answers match the exact ones.
 # The same with storage = int8, whose repairs choose links on int8 codes.
+# Then a VACUUM with nothing to delete, whose search for elements that no
+# link leads to must fit maintenance_work_mem.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -98,6 +100,29 @@ DELETE FROM items WHERE id % 10 <> 0;
 is($removed, 3600, "$form: VACUUM at 256MB removed the 3,600 new dead elements");
 is($passes, 1, "$form: VACUUM at 256MB needed one pass");
 check_graph("$form, after a one-pass VACUUM");
+}
+
+# With nothing to delete, VACUUM looks for every element that no link leads
+# to, if the index's links fit into maintenance_work_mem.  40,000 elements'
+# do not fit into 1MB: it says so, counts the index and changes nothing.
+$node->safe_psql('postgres', q{
+CREATE TABLE many (id int, emb embedding(4));
+INSERT INTO many SELECT i, array[random(), random(), random(), random()]::real[]::embedding
+	FROM generate_series(1, 40000) i;
+CREATE INDEX many_emb ON many USING crossmodal_hnsw (emb embedding_l2_ops) WITH (m = 4);
+});
+for my $case (['1MB', qr/did not look for elements of index "many_emb" that no link leads to/],
+	['64MB', qr/linked back \d+ elements of index "many_emb" that no link led to/])
+{
+	my ($mem, $re) = @$case;
+	my ($out, $err) = ('', '');
+	$node->safe_psql('postgres', "UPDATE pg_class SET reltuples = -1 WHERE relname = 'many_emb'");
+	$node->psql('postgres',
+		"SET maintenance_work_mem = '$mem'; SET client_min_messages = debug1; VACUUM many",
+		stdout => \$out, stderr => \$err, on_error_die => 1);
+	like($err, $re, "VACUUM with nothing to delete at $mem");
+	is($node->safe_psql('postgres', "SELECT reltuples FROM pg_class WHERE relname = 'many_emb'"),
+		'40000', "it counted the index at $mem");
 }
 
 $node->stop;
