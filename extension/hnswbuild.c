@@ -12,6 +12,11 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+#ifdef __linux__
+#include <sys/statvfs.h>
+#endif
+
 #include "access/genam.h"
 #include "access/parallel.h"
 #include "access/table.h"
@@ -25,6 +30,7 @@
 #include "optimizer/optimizer.h"
 #include "pgstat.h"
 #include "storage/bufmgr.h"
+#include "storage/dsm_impl.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -428,9 +434,43 @@ crossmodal_hnsw_parallel_build_main(dsm_segment *seg, shm_toc *toc)
 }
 
 /*
+ * Whether a dynamic shared memory segment of the given size can be created.
+ * With POSIX shared memory (the default on Linux) a segment is a file in
+ * /dev/shm, which containers cap at 64 MB unless told otherwise: a graph
+ * larger than that would fail the whole build with "could not resize shared
+ * memory segment ... No space left on device", where a serial build in local
+ * memory would succeed.  Segments up to min_dynamic_shared_memory come from
+ * the main shared memory area instead, so those are not checked.
+ */
+static bool
+HnswSharedMemoryFits(Size size)
+{
+#ifdef __linux__
+	struct statvfs fs;
+	double		avail;
+
+	if (dynamic_shared_memory_type != DSM_IMPL_POSIX ||
+		(double) size <= (double) min_dynamic_shared_memory * 1024 * 1024 ||
+		statvfs("/dev/shm", &fs) != 0)
+		return true;
+	avail = (double) fs.f_bavail * (double) fs.f_frsize;
+	if (avail >= (double) size)
+		return true;
+	ereport(NOTICE,
+			(errmsg("crossmodal_hnsw build runs without parallel workers: its graph needs %.0f MB of shared memory and /dev/shm has %.0f MB free",
+					ceil((double) size / (1024 * 1024)), floor(avail / (1024 * 1024))),
+			 errhint("Give the server a larger /dev/shm (in a container: docker run --shm-size, or shm_size in Compose) to build with workers.")));
+	return false;
+#else
+	return true;
+#endif
+}
+
+/*
  * Builds the graph with parallel workers into shared memory and writes it.
  * Returns false (nothing done) when a parallel build is not possible: the
- * estimated graph does not fit maintenance_work_mem, or no shared memory.
+ * estimated graph does not fit maintenance_work_mem, or not the shared memory
+ * left (the serial build then keeps it in local memory).
  */
 static bool
 HnswBuildParallel(HnswBuildState *bs, Relation heap, Relation index, IndexInfo *indexInfo,
@@ -464,6 +504,9 @@ HnswBuildParallel(HnswBuildState *bs, Relation heap, Relation index, IndexInfo *
 	arenaSize = (Size) capacity * perElement;
 	sharedSize = MAXALIGN(sizeof(HnswBuildShared)) +
 		MAXALIGN(sizeof(HnswSharedElement) * (Size) capacity) + arenaSize;
+	/* the margin covers the scan's state and what PostgreSQL adds itself */
+	if (!HnswSharedMemoryFits(sharedSize + 1024 * 1024))
+		return false;
 
 	EnterParallelMode();
 	pcxt = CreateParallelContext("crossmodal", "crossmodal_hnsw_parallel_build_main", nworkers);

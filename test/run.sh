@@ -13,6 +13,8 @@
 #     exports                    the built library exports only what PostgreSQL looks up
 #     regress [hnsw_index]       pg_regress (test/sql/NAME.sql)
 #     tap [061_hnsw_crash]       TAP (test/t/NAME.pl)
+#     shm                        a parallel index build beside a 32 MB /dev/shm
+#                                (a private mount namespace: needs root)
 #     examples [python|node|gallery]   client examples, browser test
 #     package                    Debian package
 #     citus                      Citus (test/citus/t/*.pl): only where Citus 13.2
@@ -24,7 +26,7 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 kind=${1:-all}
 one=${2:-}
 case $kind in
-all | unit | fuzz | kernels | exports | regress | tap | examples | package | citus) ;;
+all | unit | fuzz | kernels | exports | regress | tap | shm | examples | package | citus) ;;
 *) sed -n '/^# Usage/,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
 esac
 want() { [ "$kind" = all ] || [ "$kind" = "$1" ]; }
@@ -59,7 +61,7 @@ build_extension() {
 	make -s clean >/dev/null
 	make -s -j"$(nproc)" WERROR=1 && make -s install
 }
-if want exports || want regress || want tap || want examples || want package || [ "$kind" = citus ]; then
+if want exports || want regress || want tap || want shm || want examples || want package || [ "$kind" = citus ]; then
 	stage "extension build (-Werror) and install" build_extension
 fi
 if want exports; then
@@ -106,6 +108,11 @@ if want regress || want tap || [ "$kind" = citus ]; then
 			PROVE_TESTS="${citus_tests%.pl}.pl"
 	fi
 	rm -rf "$WORK"
+fi
+
+if want shm; then
+	stage "parallel index build beside a 32 MB /dev/shm" \
+		unshare --mount --propagation private test/shm_build.sh
 fi
 
 if want examples; then
