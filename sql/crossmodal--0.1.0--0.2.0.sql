@@ -244,6 +244,7 @@ CREATE TABLE crossmodal_embed_runs (
 		CHECK (state IN ('running', 'finished', 'failed', 'cancelled', 'interrupted')),
 	rows_total bigint NOT NULL,
 	rows_done bigint NOT NULL DEFAULT 0,
+	rows_skipped bigint NOT NULL DEFAULT 0,
 	last_key text,
 	resumed_from bigint,
 	error text,
@@ -267,7 +268,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON crossmodal_embed_runs TO PUBLIC;
 CREATE VIEW crossmodal_embed_progress WITH (security_invoker = true) AS
 SELECT r.run_id, r.relation, r.source_column, r.target_column, r.model, r.refresh,
 	CASE WHEN r.state = 'running' AND a.pid IS NULL THEN 'interrupted' ELSE r.state END AS state,
-	r.rows_done, r.rows_total,
+	r.rows_done, r.rows_total, r.rows_skipped,
 	round(100.0 * least(r.rows_done, r.rows_total) / nullif(r.rows_total, 0), 1) AS percent,
 	round((r.rows_done / nullif(extract(epoch FROM r.updated_at - r.started_at), 0))::numeric, 1)
 		AS rows_per_second,
@@ -297,7 +298,8 @@ CREATE PROCEDURE crossmodal_embed_column(
 	batch_size integer DEFAULT 256,
 	refresh boolean DEFAULT false,
 	key_column text DEFAULT NULL,
-	resume boolean DEFAULT true)
+	resume boolean DEFAULT true,
+	on_error text DEFAULT 'stop')
 LANGUAGE plpgsql AS $procedure$
 DECLARE
 	me constant text := 'crossmodal_embed_column';
@@ -323,12 +325,17 @@ DECLARE
 	done bigint := 0;
 	key_cond text;
 	batch_sql text[];
+	next_sql text[];
 	batch_last text;
 	batch_rows bigint;
 	last_report timestamptz;
 	started timestamptz;
 	rate float8;
 	failed boolean := false;
+	ignore_errors boolean;
+	one_by_one integer := 0;
+	row_key text;
+	skipped bigint := 0;
 	err_state text;
 	err_message text;
 	err_detail text;
@@ -340,10 +347,15 @@ BEGIN
 	runs := format('%I.crossmodal_embed_runs', ext);
 
 	IF relation IS NULL OR source_column IS NULL OR target_column IS NULL
-		OR batch_size IS NULL OR refresh IS NULL OR resume IS NULL THEN
+		OR batch_size IS NULL OR refresh IS NULL OR resume IS NULL OR on_error IS NULL THEN
 		RAISE EXCEPTION '%: only model and key_column may be NULL', me
 			USING ERRCODE = 'null_value_not_allowed';
 	END IF;
+	IF on_error NOT IN ('stop', 'ignore') THEN
+		RAISE EXCEPTION '%: on_error must be stop or ignore, not %', me, on_error
+			USING ERRCODE = 'invalid_parameter_value';
+	END IF;
+	ignore_errors := on_error = 'ignore';
 	IF batch_size < 1 OR batch_size > 10000 THEN
 		RAISE EXCEPTION '%: batch_size must be between 1 and 10000, not %', me, batch_size
 			USING ERRCODE = 'invalid_parameter_value';
@@ -441,6 +453,16 @@ BEGIN
 	END IF;
 	encoder := format(CASE WHEN src_is_image THEN '%I.encode_images(%L, b.sources)'
 		ELSE '%I.encode_texts(%L, b.sources)' END, ext, use_model);
+	-- With on_error => ignore, a row whose source cannot be encoded (22P02
+	-- undecodable, 54000 over a limit, 0A000 a kind the runtime does not
+	-- read) is skipped.  A model that cannot be used fails every row with
+	-- such codes too: encoding a known-good input first makes that fail the
+	-- call instead of skipping every row.
+	IF ignore_errors THEN
+		EXECUTE format(CASE WHEN src_is_image
+			THEN 'SELECT %I.encode_images(%L, ARRAY[''\x89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c4944415478da63686868000003040181752e01bc0000000049454e44ae426082''::bytea])'
+			ELSE 'SELECT %I.encode_texts(%L, ARRAY[''a photo''])' END, ext, use_model);
+	END IF;
 
 	-- Only one run of this role per column at a time: the check and the new
 	-- run's row are made under a lock that the first COMMIT releases.  Here
@@ -516,8 +538,12 @@ BEGIN
 	-- embeddings (and, in a refresh, NULL where the source is NULL), and return
 	-- the batch's last key.  Two forms: the first batch of a new run starts at
 	-- the first key.
+	-- A third form encodes the one row whose key is $1: when a batch fails
+	-- and on_error is ignore, its rows are gone through one by one, each
+	-- locked first (next_sql) so that the row skipped is the one that failed.
 	FOREACH key_cond IN ARRAY ARRAY['true',
-		format('t.%I > $1::%s', key_att.attname, format_type(key_att.atttypid, NULL))] LOOP
+		format('t.%I > $1::%s', key_att.attname, format_type(key_att.atttypid, NULL)),
+		format('t.%I = $1::%s', key_att.attname, format_type(key_att.atttypid, NULL))] LOOP
 		batch_sql := array_append(batch_sql, format($q$
 			WITH b0 AS (
 				SELECT t.%1$I AS k, t.%2$I%3$s AS s FROM %4$s t
@@ -546,13 +572,28 @@ BEGIN
 			key_att.attname, source_column, CASE WHEN src_is_image THEN '' ELSE '::text' END, relation,
 			key_cond, CASE WHEN refresh THEN '' ELSE format('AND t.%I IS NULL', target_column) END,
 			encoder, target_column, CASE WHEN refresh THEN 'true' ELSE 'false' END));
+		next_sql := array_append(next_sql, format($q$
+			SELECT t.%1$I::text FROM %2$s t WHERE %3$s %4$s ORDER BY t.%1$I LIMIT 1 FOR NO KEY UPDATE OF t$q$,
+			key_att.attname, relation, key_cond,
+			CASE WHEN refresh THEN '' ELSE format('AND t.%I IS NULL', target_column) END));
 	END LOOP;
 
 	started := clock_timestamp();
 	LOOP
+		IF one_by_one > 0 THEN
+			-- the next row, locked until this row's COMMIT
+			EXECUTE next_sql[CASE WHEN start_key IS NULL THEN 1 ELSE 2 END] INTO row_key USING start_key;
+			IF row_key IS NULL THEN
+				EXIT;
+			END IF;
+		END IF;
 		BEGIN
-			EXECUTE batch_sql[CASE WHEN start_key IS NULL THEN 1 ELSE 2 END]
-				INTO batch_last, batch_rows USING start_key, batch_size, batch_bytes;
+			IF one_by_one > 0 THEN
+				EXECUTE batch_sql[3] INTO batch_last, batch_rows USING row_key, 1, batch_bytes;
+			ELSE
+				EXECUTE batch_sql[CASE WHEN start_key IS NULL THEN 1 ELSE 2 END]
+					INTO batch_last, batch_rows USING start_key, batch_size, batch_bytes;
+			END IF;
 			IF batch_rows > 0 THEN
 				done := done + batch_rows;
 				start_key := batch_last;
@@ -565,6 +606,36 @@ BEGIN
 				err_detail = PG_EXCEPTION_DETAIL, err_hint = PG_EXCEPTION_HINT;
 			failed := true;
 		END;
+		IF failed AND ignore_errors AND err_state IN ('22P02', '54000', '0A000') THEN
+			failed := false;
+			IF one_by_one = 0 THEN
+				-- a row of this batch cannot be encoded: go through its rows one at a time
+				one_by_one := batch_size;
+				CONTINUE;
+			END IF;
+			-- this row is the one: leave it without an embedding (a refresh
+			-- clears the one it had, which no longer matches the source or model)
+			IF refresh THEN
+				EXECUTE format('UPDATE %s t SET %I = NULL WHERE t.%I = $1::%s AND t.%I IS NOT NULL',
+					relation, target_column, key_att.attname, format_type(key_att.atttypid, NULL),
+					target_column) USING row_key;
+			END IF;
+			skipped := skipped + 1;
+			done := done + 1;
+			start_key := row_key;
+			batch_rows := 1;
+			EXECUTE format($q$UPDATE %s SET rows_done = $2, rows_skipped = $3, last_key = $4,
+				updated_at = clock_timestamp() WHERE run_id = $1$q$, runs)
+				USING run, done, skipped, start_key;
+			IF skipped < 10 THEN
+				RAISE WARNING '%: skipped the row with % = %: %', me, key_att.attname, row_key, err_message
+					USING DETAIL = format('SQLSTATE %s.', err_state);
+			ELSIF skipped = 10 THEN
+				RAISE WARNING '%: skipped the row with % = %: %', me, key_att.attname, row_key, err_message
+					USING DETAIL = format('SQLSTATE %s.', err_state),
+						HINT = 'Further skipped rows are only counted (rows_skipped in crossmodal_embed_progress).';
+			END IF;
+		END IF;
 		IF failed THEN
 			EXECUTE format($q$UPDATE %s SET state = $2, error = $3, finished_at = clock_timestamp(),
 				updated_at = clock_timestamp() WHERE run_id = $1$q$, runs)
@@ -580,6 +651,9 @@ BEGIN
 					'Remove the cause and make the same call again: it goes on where this run stopped.');
 		END IF;
 		EXIT WHEN batch_rows = 0;
+		IF one_by_one > 0 THEN
+			one_by_one := one_by_one - 1;
+		END IF;
 		COMMIT;
 
 		IF last_report IS NULL OR clock_timestamp() - last_report >= interval '10 seconds' THEN
@@ -596,8 +670,9 @@ BEGIN
 		USING run;
 	COMMIT;
 	RAISE NOTICE '%: run % finished: % rows in %', me, run, done,
-		date_trunc('second', clock_timestamp() - started);
+		date_trunc('second', clock_timestamp() - started)::text
+		|| CASE WHEN skipped > 0 THEN format(', %s skipped (left without an embedding)', skipped) ELSE '' END;
 END
 $procedure$;
-COMMENT ON PROCEDURE crossmodal_embed_column(regclass, text, text, text, integer, boolean, text, boolean) IS
-	'fills (or with refresh, recomputes) an embedding column from a text or bytea column in batches, a commit per batch; progress in crossmodal_embed_progress';
+COMMENT ON PROCEDURE crossmodal_embed_column(regclass, text, text, text, integer, boolean, text, boolean, text) IS
+	'fills (or with refresh, recomputes) an embedding column from a text or bytea column in batches, a commit per batch; with on_error => ignore, skips rows it cannot encode; progress in crossmodal_embed_progress';

@@ -67,6 +67,43 @@ SELECT count(*) FILTER (WHERE (data IS NULL) <> (image_emb IS NULL)) AS wrong,
 CALL crossmodal_embed_column('pics', 'data', 'image_emb', refresh => true, resume => false);
 SELECT run_id, state, rows_done, rows_total, resumed_from FROM crossmodal_embed_progress ORDER BY run_id DESC LIMIT 1;
 
+-- on_error => ignore: a row whose source cannot be encoded is skipped (left
+-- without an embedding; a refresh clears the one it had) with a WARNING that
+-- names its key, up to ten a run, and counted in the run; the other rows of
+-- its batch and the rest are embedded as usual.
+UPDATE pics SET data = '\x89504e470d0a1a0a'::bytea WHERE id IN (20, 45);
+UPDATE pics SET data = 'not an image'::bytea WHERE id = 46;
+UPDATE pics SET image_emb = NULL WHERE id BETWEEN 15 AND 50;
+CALL crossmodal_embed_column('pics', 'data', 'image_emb', batch_size => 8, on_error => 'ignore');
+SELECT run_id, state, rows_done, rows_total, rows_skipped, error
+FROM crossmodal_embed_progress ORDER BY run_id DESC LIMIT 1;
+SELECT array_agg(id ORDER BY id) FILTER (WHERE data IS NOT NULL AND image_emb IS NULL) AS skipped,
+       count(*) FILTER (WHERE id NOT IN (20, 45, 46) AND (data IS NULL) <> (image_emb IS NULL)) AS wrong,
+       max(image_emb <=> encode_image(data)) FILTER (WHERE id NOT IN (20, 45, 46)) < 1e-6 AS others_match
+FROM pics;
+UPDATE pics SET image_emb = (SELECT image_emb FROM pics WHERE id = 21) WHERE id = 20;
+CALL crossmodal_embed_column('pics', 'data', 'image_emb', refresh => true, batch_size => 16, on_error => 'ignore');
+SELECT rows_done, rows_total, rows_skipped FROM crossmodal_embed_progress ORDER BY run_id DESC LIMIT 1;
+SELECT array_agg(id ORDER BY id) FILTER (WHERE data IS NOT NULL AND image_emb IS NULL) AS skipped,
+       max(image_emb <=> encode_image(data)) FILTER (WHERE id NOT IN (20, 45, 46)) < 1e-6 AS others_match
+FROM pics;
+-- Twelve bad rows from the first key on: ten WARNINGs, all twelve counted.
+CREATE TABLE broken (id int PRIMARY KEY, data bytea, emb embedding);
+INSERT INTO broken SELECT g, CASE WHEN g IN (7, 14) THEN pg_read_binary_file(:'images' || 'tiny_7x5.png')
+                                  ELSE '\x00'::bytea END FROM generate_series(1, 14) g;
+CALL crossmodal_embed_column('broken', 'data', 'emb', batch_size => 5, on_error => 'ignore');
+SELECT rows_done, rows_total, rows_skipped FROM crossmodal_embed_progress ORDER BY run_id DESC LIMIT 1;
+SELECT array_agg(id ORDER BY id) FILTER (WHERE emb IS NOT NULL) AS embedded FROM broken;
+-- A model that cannot be used fails the call, rather than skipping every row;
+-- and the default, on_error => stop, stops at the first bad row.
+CALL crossmodal_embed_column('broken', 'data', 'emb', 'no-such-model', on_error => 'ignore');
+\echo :SQLSTATE
+CALL crossmodal_embed_column('broken', 'data', 'emb');
+\echo :SQLSTATE
+DROP TABLE broken;
+UPDATE pics SET data = pg_read_binary_file(:'images' || 'tiny_7x5.png') WHERE id IN (20, 45, 46);
+UPDATE pics SET image_emb = encode_image(data) WHERE id IN (20, 45, 46);
+
 -- A text key with a unique index, and a partitioned table.
 CREATE TABLE words (word text NOT NULL UNIQUE, emb embedding);
 INSERT INTO words SELECT 'word ' || g FROM generate_series(1, 30) g;
@@ -81,6 +118,10 @@ SELECT count(emb) AS embedded, max(emb <=> encode_text(t)) < 1e-6 AS match FROM 
 
 -- Misuse.
 CALL crossmodal_embed_column('pics', 'caption', 'caption_emb', batch_size => 0);
+\echo :SQLSTATE
+CALL crossmodal_embed_column('pics', 'caption', 'caption_emb', on_error => 'skip');
+\echo :SQLSTATE
+CALL crossmodal_embed_column('pics', 'caption', 'caption_emb', on_error => NULL);
 \echo :SQLSTATE
 CALL crossmodal_embed_column('pics', NULL, 'caption_emb');
 \echo :SQLSTATE
