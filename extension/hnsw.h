@@ -340,6 +340,7 @@ typedef struct HnswMemElement
 	OffsetNumber offno;			/* position on disk, assigned when written */
 	BlockNumber blkno;
 	char	   *code;
+	char	   *store;			/* the code in the index's own form (see storeState), or NULL */
 	int32	   *nbr;			/* neighbour numbers, slots as on disk */
 	float4	   *dist;			/* their distances */
 	uint8	   *count;			/* used slots per layer */
@@ -362,6 +363,7 @@ typedef struct HnswSharedElement
 	Size		nbrOff;
 	Size		distOff;
 	Size		countOff;
+	Size		storeOff;
 } HnswSharedElement;
 
 typedef struct HnswBuildShared
@@ -375,6 +377,7 @@ typedef struct HnswBuildShared
 	pg_atomic_uint32 nelements; /* may run past capacity when full */
 	pg_atomic_uint64 arenaUsed;
 	pg_atomic_uint32 full;		/* an allocation failed: rows were left out */
+	bool		int8Graph;		/* the graph is built on int8 codes (hnswbuild.c) */
 	LWLock		entryLock;
 	int32		entry;
 	int			entryLevel;
@@ -410,6 +413,14 @@ typedef struct HnswMemGraph
 	Size		chunkNext;		/* size of the next block (they grow) */
 	uint32	   *visitMark;		/* per element: epoch of the last visit */
 	uint32		epoch;
+
+	/*
+	 * When not NULL, the graph's codes are of a more compact form than the
+	 * index's (a build searches float4 and half indexes on int8 codes), and
+	 * each element also keeps its code in the index's form (`store`), which
+	 * is what gets written.
+	 */
+	HnswIndexState *storeState;
 } HnswMemGraph;
 
 /* One element seen by a graph search. */
@@ -617,6 +628,7 @@ extern void HnswNormalize(float4 *v, int dims, bool *zero);
 /* hnswstorage.c */
 extern const char *HnswStorageName(HnswStorage storage);
 extern bool HnswStorageParse(const char *name, HnswStorage *storage);
+extern Size HnswCodeSize(HnswStorage storage, int dims);
 extern void HnswSetDims(HnswIndexState *state, int dims);
 extern void HnswCheckDims(HnswIndexState *state, int dims);
 extern void HnswCheckStorage(HnswIndexState *state);

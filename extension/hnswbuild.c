@@ -44,6 +44,8 @@ typedef struct HnswBuildState
 	Relation	index;
 	IndexInfo  *indexInfo;
 	HnswIndexState state;
+	HnswIndexState *gstate;		/* the graph in memory's: state or int8State */
+	HnswIndexState int8State;
 	HnswMemGraph graph;
 	MemoryContext graphCxt;		/* the graph */
 	MemoryContext tmpCxt;		/* per tuple */
@@ -56,6 +58,70 @@ typedef struct HnswBuildState
 	bool		isLeader;		/* parallel build: reports progress */
 	HnswKeySet *skip;			/* heap TIDs already in the graph (second pass) */
 } HnswBuildState;
+
+/* The rows the build expects: the table's statistics, or a guess from its size. */
+static double
+HnswBuildExpectedTuples(HnswBuildState *bs)
+{
+	double		reltuples = bs->heap->rd_rel->reltuples;
+
+	if (reltuples < 0)			/* never vacuumed or analyzed */
+		reltuples = (double) RelationGetNumberOfBlocks(bs->heap) *
+			(BLCKSZ / (double) (sizeof(float4) * bs->state.dims + 40));
+	return reltuples;
+}
+
+/* Bytes of an element on layer 0 in the graph in memory (a few live higher). */
+static Size
+HnswBuildElementSize(HnswBuildState *bs, bool int8Graph)
+{
+	Size		list = MAXALIGN(sizeof(int32) * 3 * bs->state.m);
+
+	return 2 * list + MAXALIGN(4) + MAXALIGN(bs->state.codeSize) +
+		(int8Graph ? MAXALIGN(HnswCodeSize(HNSW_STORAGE_INT8, bs->state.dims)) : 0);
+}
+
+/*
+ * Whether the graph in memory is built on int8 codes.  A build is bound by
+ * reading the codes of the elements it visits, and for a float4 or half
+ * index an int8 code is a quarter (half) of that, while the graph it leads
+ * to is as good (an int8 index's recall matches a float4 one's at the same
+ * ef_search).  The elements then keep their code in the index's form too,
+ * which is what gets written, with each link's distance computed again in
+ * that form.  Not for other metrics (L1, an opclass's own function), and not
+ * when the larger elements would make a graph that fits maintenance_work_mem
+ * outgrow it.
+ */
+static bool
+HnswBuildWantsInt8Graph(HnswBuildState *bs)
+{
+	double		capacity;
+
+	if ((bs->state.storage != HNSW_STORAGE_FLOAT4 && bs->state.storage != HNSW_STORAGE_HALF) ||
+		(bs->state.metric != HNSW_METRIC_L2 && bs->state.metric != HNSW_METRIC_IP &&
+		 bs->state.metric != HNSW_METRIC_COSINE) ||
+		bs->state.dims <= 0)
+		return false;
+	capacity = HnswBuildExpectedTuples(bs) * 1.2 + 1024;
+	return capacity * (HnswBuildElementSize(bs, true) + sizeof(HnswMemElement) + sizeof(uint32))
+		<= (double) bs->memoryLimit;
+}
+
+/* The state the graph in memory is searched and linked with (see above). */
+static void
+HnswBuildSetGraphState(HnswBuildState *bs, bool int8Graph)
+{
+	bs->gstate = &bs->state;
+	bs->graph.storeState = NULL;
+	if (int8Graph)
+	{
+		bs->int8State = bs->state;
+		bs->int8State.storage = HNSW_STORAGE_INT8;
+		HnswSetDims(&bs->int8State, bs->state.dims);
+		bs->gstate = &bs->int8State;
+		bs->graph.storeState = &bs->state;
+	}
+}
 
 /* Starts an empty graph in bs->graphCxt, local or (sh) shared. */
 static void
@@ -73,6 +139,7 @@ HnswBuildGraphInit(HnswBuildState *bs, HnswBuildShared *sh)
 											 MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 	g->visitMark = MemoryContextAllocExtended(bs->graphCxt, sizeof(uint32) * (Size) g->capacity,
 											  MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
+	HnswBuildSetGraphState(bs, sh != NULL ? sh->int8Graph : HnswBuildWantsInt8Graph(bs));
 }
 
 static void
@@ -119,10 +186,15 @@ static HnswElementTuple
 HnswBuildFormTuple(HnswBuildState *bs, HnswMemElement *e, Size *size)
 {
 	int			m = bs->state.m;
-	HnswElementTuple etup = HnswFormElementTuple(&bs->state, e->code, &e->heaptid, e->level, size);
+	const char *code = e->store != NULL ? e->store : e->code;
+	HnswElementTuple etup = HnswFormElementTuple(&bs->state, code, &e->heaptid, e->level, size);
 	ItemPointerData *tids = HnswElementTids(etup, bs->state.codeSize, m);
 	float4	   *dists = HnswElementDists(etup, bs->state.codeSize);
+	HnswQuery	q;
 
+	/* a graph built on other codes: the distances in the index's form */
+	if (e->store != NULL)
+		HnswCodeQuery(&bs->state, code, &q, palloc(sizeof(float4) * bs->state.codeDims));
 	for (int lc = 0; lc <= e->level; lc++)
 	{
 		int			first = HnswLevelFirstSlot(m, lc);
@@ -132,8 +204,11 @@ HnswBuildFormTuple(HnswBuildState *bs, HnswMemElement *e, Size *size)
 			HnswMemElement *n = &bs->graph.elements[e->nbr[first + i]];
 
 			ItemPointerSet(&tids[first + i], n->blkno, n->offno);
-			dists[first + i] = e->dist[first + i];
+			dists[first + i] = e->store != NULL ? HnswDistance(&bs->state, &q, n->store)
+				: e->dist[first + i];
 		}
+		if (e->store != NULL)
+			HnswSortLinks(tids + first, dists + first, e->count[lc]);
 	}
 	return etup;
 }
@@ -149,10 +224,13 @@ HnswFlushGraph(HnswBuildState *bs)
 	ItemPointerData entry;
 
 	pgstat_progress_update_param(PROGRESS_CREATEIDX_SUBPHASE, HNSW_PHASE_WRITE);
-	relinked = HnswRelinkOrphansMem(&bs->state, &bs->graph);
+	relinked = HnswRelinkOrphansMem(bs->gstate, &bs->graph);
 	ereport(DEBUG1,
 			(errmsg_internal("crossmodal_hnsw build: %d of %d elements that no list linked to were linked back",
 							 relinked, bs->graph.nelements)));
+	ereport(DEBUG1,
+			(errmsg_internal("crossmodal_hnsw build: the graph was searched on %s codes",
+							 HnswStorageName(bs->gstate->storage))));
 	npages = HnswAssignPositions(bs, firstBlock);
 	for (BlockNumber p = 0; p < npages; p++)
 	{
@@ -234,6 +312,8 @@ HnswBuildCallback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 		HnswCheckDims(&bs->state, dims);
 		HnswSetDims(&bs->state, dims);
 		bs->maxLevel = HnswMaxLevel(&bs->state);
+		if (!bs->onDisk && bs->graph.nelements == 0)
+			HnswBuildSetGraphState(bs, HnswBuildWantsInt8Graph(bs));
 	}
 	old = MemoryContextSwitchTo(bs->tmpCxt);
 	vector = HnswPrepareVector(&bs->state, values[0], &indexable);
@@ -244,7 +324,7 @@ HnswBuildCallback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 		if (bs->graph.shared != NULL)
 		{
 			/* A row that finds the shared graph full is left for the leader. */
-			if (HnswInsertElement(&bs->state, &bs->graph, vector, tid, level))
+			if (HnswInsertElement(bs->gstate, &bs->graph, vector, tid, level))
 				bs->indexTuples += 1;
 			if (bs->isLeader)
 				pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE,
@@ -259,7 +339,8 @@ HnswBuildCallback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 				memset(&bs->graph, 0, sizeof(HnswMemGraph));
 				HnswBuildGoOnDisk(bs);
 			}
-			HnswInsertElement(&bs->state, bs->onDisk ? NULL : &bs->graph, vector, tid, level);
+			HnswInsertElement(bs->onDisk ? &bs->state : bs->gstate, bs->onDisk ? NULL : &bs->graph,
+							  vector, tid, level);
 			bs->indexTuples += 1;
 			pgstat_progress_update_param(PROGRESS_CREATEIDX_TUPLES_DONE, (int64) bs->indexTuples);
 		}
@@ -476,10 +557,10 @@ static bool
 HnswBuildParallel(HnswBuildState *bs, Relation heap, Relation index, IndexInfo *indexInfo,
 				  int nworkers)
 {
-	int			m = bs->state.m;
-	double		reltuples = heap->rd_rel->reltuples;
 	double		capacity;
+	bool		int8Graph;
 	Size		perElement;
+	Size		overhead = sizeof(HnswSharedElement) + sizeof(HnswMemElement) + sizeof(uint32);
 	Size		arenaSize;
 	Size		sharedSize;
 	Size		scanSize;
@@ -491,15 +572,15 @@ HnswBuildParallel(HnswBuildState *bs, Relation heap, Relation index, IndexInfo *
 	bool		full;
 	HnswKeySet	inGraph;
 
-	if (reltuples < 0)			/* never vacuumed or analyzed: guess from the size */
-		reltuples = (double) RelationGetNumberOfBlocks(heap) *
-			(BLCKSZ / (double) (sizeof(float4) * bs->state.dims + 40));
-	capacity = reltuples * 1.2 + 1024;
-	/* an element on layer 0 (a few live higher: the margin covers them) */
-	perElement = MAXALIGN(bs->state.codeSize) + 2 * MAXALIGN(sizeof(int32) * 3 * m) + MAXALIGN(4);
-	if (capacity > INT_MAX / 2 ||
-		capacity * (perElement + sizeof(HnswSharedElement) + sizeof(HnswMemElement) + sizeof(uint32))
-		> (double) bs->memoryLimit)
+	capacity = HnswBuildExpectedTuples(bs) * 1.2 + 1024;
+	int8Graph = HnswBuildWantsInt8Graph(bs);
+	perElement = HnswBuildElementSize(bs, int8Graph);
+	if (int8Graph && capacity * (perElement + overhead) > (double) bs->memoryLimit)
+	{
+		int8Graph = false;
+		perElement = HnswBuildElementSize(bs, false);
+	}
+	if (capacity > INT_MAX / 2 || capacity * (perElement + overhead) > (double) bs->memoryLimit)
 		return false;
 	arenaSize = (Size) capacity * perElement;
 	sharedSize = MAXALIGN(sizeof(HnswBuildShared)) +
@@ -532,6 +613,7 @@ HnswBuildParallel(HnswBuildState *bs, Relation heap, Relation index, IndexInfo *
 	sh->isconcurrent = indexInfo->ii_Concurrent;
 	sh->trancheId = LWLockNewTrancheId();
 	sh->capacity = (int) capacity;
+	sh->int8Graph = int8Graph;
 	sh->arenaSize = arenaSize;
 	pg_atomic_init_u32(&sh->nelements, 0);
 	pg_atomic_init_u64(&sh->arenaUsed, 0);

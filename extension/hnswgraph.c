@@ -58,6 +58,7 @@ HnswMemGet(HnswMemGraph *mem, int32 idx)
 		e->nbr = (int32 *) (arena + se->nbrOff);
 		e->dist = (float4 *) (arena + se->distOff);
 		e->count = (uint8 *) (arena + se->countOff);
+		e->store = mem->storeState != NULL ? arena + se->storeOff : NULL;
 		e->code = arena + se->codeOff;
 	}
 	return e;
@@ -77,26 +78,39 @@ HnswMemUnlock(HnswMemGraph *mem, int32 idx)
 		LWLockRelease(&HnswSharedElements(mem->shared)[idx].lock);
 }
 
+/* Writes the index's form of a prepared vector at dest (graphs with a storeState). */
+static void
+HnswMemEncodeStore(HnswMemGraph *mem, const float4 *vector, char *dest)
+{
+	HnswQuery	q;
+
+	HnswMakeQuery(mem->storeState, vector, &q);
+	HnswEncode(mem->storeState, &q, vector, dest);
+}
+
 /*
  * Adds an element with empty lists and returns its number, or -1 when a
- * parallel build's shared memory is full.
+ * parallel build's shared memory is full.  vector is the prepared vector
+ * whose code is code (for the index's own form, when the graph keeps one).
  */
 static int32
-HnswMemAdd(HnswIndexState *state, HnswMemGraph *mem, const char *code, ItemPointer heaptid,
-		   int level)
+HnswMemAdd(HnswIndexState *state, HnswMemGraph *mem, const char *code, const float4 *vector,
+		   ItemPointer heaptid, int level)
 {
 	int			nslots = HnswElementSlots(state->m, level);
 	Size		codeSize = MAXALIGN(state->codeSize);
 	Size		nbrSize = MAXALIGN(sizeof(int32) * nslots);
 	Size		distSize = MAXALIGN(sizeof(float4) * nslots);
 	Size		countSize = MAXALIGN(level + 1);
+	/* last: a search reads the code and lists, the write alone this */
+	Size		storeSize = mem->storeState != NULL ? MAXALIGN(mem->storeState->codeSize) : 0;
 	int32		idx;
 	HnswMemElement *e;
 
 	if (mem->shared != NULL)
 	{
 		HnswBuildShared *sh = mem->shared;
-		Size		total = codeSize + nbrSize + distSize + countSize;
+		Size		total = codeSize + nbrSize + distSize + countSize + storeSize;
 		uint64		off;
 		HnswSharedElement *se;
 		char	   *arena = HnswSharedArena(sh);
@@ -124,8 +138,11 @@ HnswMemAdd(HnswIndexState *state, HnswMemGraph *mem, const char *code, ItemPoint
 		se->nbrOff = off + codeSize;
 		se->distOff = off + codeSize + nbrSize;
 		se->countOff = off + codeSize + nbrSize + distSize;
+		se->storeOff = se->countOff + countSize;
 		memcpy(arena + se->codeOff, code, state->codeSize);
 		memset(arena + se->countOff, 0, level + 1);
+		if (storeSize > 0)
+			HnswMemEncodeStore(mem, vector, arena + se->storeOff);
 		return idx;
 	}
 
@@ -149,7 +166,7 @@ HnswMemAdd(HnswIndexState *state, HnswMemGraph *mem, const char *code, ItemPoint
 	 * its own would be rounded up to a power of two.
 	 */
 	{
-		Size		total = codeSize + nbrSize + distSize + countSize;
+		Size		total = codeSize + nbrSize + distSize + countSize + storeSize;
 
 		if (total > mem->chunkLeft)
 		{
@@ -168,8 +185,11 @@ HnswMemAdd(HnswIndexState *state, HnswMemGraph *mem, const char *code, ItemPoint
 	e->nbr = (int32 *) (e->code + codeSize);
 	e->dist = (float4 *) (e->code + codeSize + nbrSize);
 	e->count = (uint8 *) (e->code + codeSize + nbrSize + distSize);
+	e->store = storeSize > 0 ? e->code + codeSize + nbrSize + distSize + countSize : NULL;
 	memcpy(e->code, code, state->codeSize);
 	memset(e->count, 0, level + 1);
+	if (storeSize > 0)
+		HnswMemEncodeStore(mem, vector, e->store);
 	return idx;
 }
 
@@ -1511,8 +1531,8 @@ typedef enum HnswStoreResult
 
 /* Stores the first element of an empty graph as its entry point. */
 static HnswStoreResult
-HnswStoreFirst(HnswIndexState *state, HnswMemGraph *mem, const char *code, ItemPointer heaptid,
-			   int level)
+HnswStoreFirst(HnswIndexState *state, HnswMemGraph *mem, const char *code, const float4 *vector,
+			   ItemPointer heaptid, int level)
 {
 	HnswStoreResult result = HNSW_TAKEN;
 
@@ -1523,7 +1543,7 @@ HnswStoreFirst(HnswIndexState *state, HnswMemGraph *mem, const char *code, ItemP
 		LWLockAcquire(&sh->entryLock, LW_EXCLUSIVE);
 		if (sh->entry < 0)
 		{
-			int32		idx = HnswMemAdd(state, mem, code, heaptid, level);
+			int32		idx = HnswMemAdd(state, mem, code, vector, heaptid, level);
 
 			if (idx < 0)
 				result = HNSW_FULL;
@@ -1538,7 +1558,7 @@ HnswStoreFirst(HnswIndexState *state, HnswMemGraph *mem, const char *code, ItemP
 	}
 	else if (mem != NULL)
 	{
-		mem->entry = HnswMemAdd(state, mem, code, heaptid, level);
+		mem->entry = HnswMemAdd(state, mem, code, vector, heaptid, level);
 		mem->entryLevel = level;
 		result = HNSW_STORED;
 	}
@@ -1568,14 +1588,14 @@ HnswStoreFirst(HnswIndexState *state, HnswMemGraph *mem, const char *code, ItemP
  * parallel build's shared memory is full.
  */
 static HnswId
-HnswStoreElement(HnswIndexState *state, HnswMemGraph *mem, const char *code, ItemPointer heaptid,
-				 int level, HnswCandidate **neighbors, const int *nneighbors)
+HnswStoreElement(HnswIndexState *state, HnswMemGraph *mem, const char *code, const float4 *vector,
+				 ItemPointer heaptid, int level, HnswCandidate **neighbors, const int *nneighbors)
 {
 	int			m = state->m;
 
 	if (mem != NULL)
 	{
-		int32		idx = HnswMemAdd(state, mem, code, heaptid, level);
+		int32		idx = HnswMemAdd(state, mem, code, vector, heaptid, level);
 		HnswMemElement *e;
 
 		if (idx < 0)
@@ -1701,7 +1721,7 @@ HnswInsertElement(HnswIndexState *state, HnswMemGraph *mem, const float4 *vector
 	HnswEncode(state, &query, vector, code);
 	if (!HnswGetEntry(state, mem, &entry, &entryLevel))
 	{
-		switch (HnswStoreFirst(state, mem, code, heaptid, level))
+		switch (HnswStoreFirst(state, mem, code, vector, heaptid, level))
 		{
 			case HNSW_STORED:
 				return true;
@@ -1761,7 +1781,7 @@ HnswInsertElement(HnswIndexState *state, HnswMemGraph *mem, const float4 *vector
 		}
 	}
 
-	newc.id = HnswStoreElement(state, mem, code, heaptid, level, neighbors, nneighbors);
+	newc.id = HnswStoreElement(state, mem, code, vector, heaptid, level, neighbors, nneighbors);
 	if (newc.id == HNSW_INVALID_ID)
 		return false;
 	newc.flags = 0;

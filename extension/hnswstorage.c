@@ -105,7 +105,7 @@ HnswCodeDims(HnswStorage storage, int dims)
 }
 
 /* Bytes of the code of a `dims`-dimensional vector, a multiple of 4. */
-static Size
+Size
 HnswCodeSize(HnswStorage storage, int dims)
 {
 	switch (storage)

@@ -36,7 +36,7 @@ check() {	# check NAME DETAIL COMMAND...: the command's status is the result
 
 psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
 CREATE EXTENSION crossmodal;
--- 40,000 x 128 (a graph of about 46 MB) and 5,000 x 128 (about 6 MB)
+-- 40,000 x 128 (a graph of about 54 MB) and 5,000 x 128 (about 8 MB)
 CREATE TABLE big (id int PRIMARY KEY, e embedding(128));
 INSERT INTO big
 SELECT g, array_agg(sin(g * 0.37 + d * 1.91 + (g % 97) * d)::real ORDER BY d)::embedding

@@ -1,6 +1,6 @@
 # 066_hnsw_storage.pl: crossmodal_hnsw storage forms on clustered data:
 # recall@10 thresholds per form (serial and parallel builds, then after
-# inserts), and the metapage's on-disk version: an index written by
+# inserts), the codes each build searches its graph on, and the metapage's on-disk version: an index written by
 # version 1 (float4 elements, no storage field) keeps working, an unknown
 # version asks for a REINDEX.
 use strict;
@@ -61,12 +61,19 @@ for my $form (qw(float4 half int8 rabitq))
 {
 	for my $workers (0, 2)
 	{
-		$node->safe_psql('postgres', qq{
+		my ($ret, $out, $err) = $node->psql('postgres', qq{
+SET client_min_messages = debug1;
 SET max_parallel_maintenance_workers = $workers;
 SET min_parallel_table_scan_size = 0;
 CREATE INDEX items_emb ON items USING crossmodal_hnsw (emb embedding_cosine_ops) WITH (storage = $form);
 });
 		my $how = $workers ? 'parallel build' : 'build';
+		is($ret, 0, "$form, $how: built");
+		# float4 and half graphs are searched on int8 codes while they are built
+		my $codes = $form eq 'rabitq' ? 'rabitq' : 'int8';
+		like($err, qr/the graph was searched on $codes codes/, "$form, $how: graph built on $codes codes");
+		is($node->safe_psql('postgres', "SELECT count(*) FROM crossmodal_hnsw_check('items_emb', true)"),
+			'0', "$form, $how: the checker finds the index in order (distances in the index's own form)");
 		my ($r40, $r200) = map {
 			$node->safe_psql('postgres',
 				"SET crossmodal.hnsw_ef_search = $_; SELECT recall('<=>', 10)")
@@ -75,6 +82,26 @@ CREATE INDEX items_emb ON items USING crossmodal_hnsw (emb embedding_cosine_ops)
 		cmp_ok($r200, '>=', $floor{$form}[1], "$form, $how: recall\@10 at ef_search 200 ($r200)");
 		$node->safe_psql('postgres', 'DROP INDEX items_emb');
 	}
+}
+
+# Built in the index's own form: L1 (int8 codes serve L2, inner product and
+# cosine), and a float4 graph that would fit maintenance_work_mem only
+# without the int8 codes (6,000 x 256: the build reckons with 14.3 MB with
+# them, 12.1 MB without).
+for my $case (['embedding_l1_ops', '256MB', 'L1'], ['embedding_l2_ops', '13MB', 'a tight maintenance_work_mem'])
+{
+	my ($opclass, $mem, $what) = @$case;
+	my ($ret, $out, $err) = $node->psql('postgres', qq{
+SET client_min_messages = debug1;
+SET maintenance_work_mem = '$mem';
+CREATE INDEX items_own ON items USING crossmodal_hnsw (emb $opclass);
+});
+	is($ret, 0, "float4, $what: built");
+	like($err, qr/the graph was searched on float4 codes/, "float4, $what: graph built on its own codes");
+	unlike($err, qr/no longer fits into maintenance_work_mem/, "float4, $what: in memory");
+	is($node->safe_psql('postgres', "SELECT count(*) FROM crossmodal_hnsw_check('items_own', true)"),
+		'0', "float4, $what: the checker finds the index in order");
+	$node->safe_psql('postgres', 'DROP INDEX items_own');
 }
 
 # Half the rows inserted after the build, Euclidean distance.
