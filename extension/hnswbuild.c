@@ -515,7 +515,8 @@ crossmodal_hnsw_parallel_build_main(dsm_segment *seg, shm_toc *toc)
 }
 
 /*
- * Whether a dynamic shared memory segment of the given size can be created.
+ * Whether a dynamic shared memory segment of the given size can be created
+ * (with notice, a NOTICE says so when it cannot).
  * With POSIX shared memory (the default on Linux) a segment is a file in
  * /dev/shm, which containers cap at 64 MB unless told otherwise: a graph
  * larger than that would fail the whole build with "could not resize shared
@@ -524,7 +525,7 @@ crossmodal_hnsw_parallel_build_main(dsm_segment *seg, shm_toc *toc)
  * the main shared memory area instead, so those are not checked.
  */
 static bool
-HnswSharedMemoryFits(Size size)
+HnswSharedMemoryFits(Size size, bool notice)
 {
 #ifdef __linux__
 	struct statvfs fs;
@@ -535,14 +536,15 @@ HnswSharedMemoryFits(Size size)
 		statvfs("/dev/shm", &fs) != 0)
 		return true;
 	avail = (double) fs.f_bavail * (double) fs.f_frsize;
-	if (avail >= (double) size)
-		return true;
+	if (avail >= (double) size || !notice)
+		return avail >= (double) size;
 	ereport(NOTICE,
 			(errmsg("crossmodal_hnsw build runs without parallel workers: its graph needs %.0f MB of shared memory and /dev/shm has %.0f MB free",
 					ceil((double) size / (1024 * 1024)), floor(avail / (1024 * 1024))),
 			 errhint("Give the server a larger /dev/shm (in a container: docker run --shm-size, or shm_size in Compose) to build with workers.")));
 	return false;
 #else
+	(void) notice;
 	return true;
 #endif
 }
@@ -582,12 +584,20 @@ HnswBuildParallel(HnswBuildState *bs, Relation heap, Relation index, IndexInfo *
 	}
 	if (capacity > INT_MAX / 2 || capacity * (perElement + overhead) > (double) bs->memoryLimit)
 		return false;
-	arenaSize = (Size) capacity * perElement;
-	sharedSize = MAXALIGN(sizeof(HnswBuildShared)) +
-		MAXALIGN(sizeof(HnswSharedElement) * (Size) capacity) + arenaSize;
-	/* the margin covers the scan's state and what PostgreSQL adds itself */
-	if (!HnswSharedMemoryFits(sharedSize + 1024 * 1024))
-		return false;
+	for (;;)
+	{
+		arenaSize = (Size) capacity * perElement;
+		sharedSize = MAXALIGN(sizeof(HnswBuildShared)) +
+			MAXALIGN(sizeof(HnswSharedElement) * (Size) capacity) + arenaSize;
+		/* the margin covers the scan's state and what PostgreSQL adds itself */
+		if (HnswSharedMemoryFits(sharedSize + 1024 * 1024, !int8Graph))
+			break;
+		if (!int8Graph)
+			return false;
+		/* workers on the index's own codes rather than one process on int8 ones */
+		int8Graph = false;
+		perElement = HnswBuildElementSize(bs, false);
+	}
 
 	EnterParallelMode();
 	pcxt = CreateParallelContext("crossmodal", "crossmodal_hnsw_parallel_build_main", nworkers);

@@ -2,7 +2,9 @@
 # A parallel crossmodal_hnsw build on a server whose /dev/shm is small, as
 # in a container started without --shm-size (Docker gives 64 MB).  A graph
 # that does not fit there must still build: serially, in local memory, with a
-# NOTICE that says why; one that fits must still get its workers.
+# NOTICE that says why; one that fits must still get its workers, and one
+# that fits only without the int8 codes a float4 build searches on gets its
+# workers and goes without the codes.
 #
 # Needs root: test/run.sh runs it as `unshare --mount --propagation private
 # test/shm_build.sh`, and it mounts a 32 MB tmpfs over /dev/shm inside that
@@ -36,15 +38,18 @@ check() {	# check NAME DETAIL COMMAND...: the command's status is the result
 
 psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
 CREATE EXTENSION crossmodal;
--- 40,000 x 128 (a graph of about 54 MB) and 5,000 x 128 (about 8 MB)
+-- 40,000 x 128 (a graph of about 54 MB), 25,500 x 128 (35 MB on int8
+-- codes, 31 MB without) and 5,000 x 128 (about 8 MB)
 CREATE TABLE big (id int PRIMARY KEY, e embedding(128));
 INSERT INTO big
 SELECT g, array_agg(sin(g * 0.37 + d * 1.91 + (g % 97) * d)::real ORDER BY d)::embedding
 FROM generate_series(1, 40000) g, generate_series(1, 128) d GROUP BY g;
+CREATE TABLE mid AS SELECT * FROM big WHERE id <= 25500;
 CREATE TABLE small AS SELECT * FROM big WHERE id <= 5000;
 ALTER TABLE big SET (parallel_workers = 2);
+ALTER TABLE mid SET (parallel_workers = 2);
 ALTER TABLE small SET (parallel_workers = 2);
-ANALYZE big, small;
+ANALYZE big, mid, small;
 SQL
 
 free_mb=$(df -m --output=avail /dev/shm | tail -1 | tr -d ' ')
@@ -58,6 +63,7 @@ check "a graph larger than /dev/shm builds" "$out" [ "$status" = 0 ]
 check "the NOTICE says why the build is serial" "$out" grep -q \
 	"NOTICE:  crossmodal_hnsw build runs without parallel workers: its graph needs [0-9]* MB of shared memory and /dev/shm has [0-9]* MB free" <<<"$out"
 check "no worker was launched for it" "$out" bash -c '! grep -q "workers launched" <<<"$1"' _ "$out"
+check "its graph (in local memory) was searched on int8 codes" "$out" grep -q "the graph was searched on int8 codes" <<<"$out"
 problems=$(psql -X -At -c "SELECT count(*) FROM crossmodal_hnsw_check('big_e', true)" 2>&1 || true)
 check "the index is in good order with every row in it" "$problems" [ "$problems" = 0 ]
 # Each of 50 rows, looked up through the index, finds itself first.
@@ -72,12 +78,24 @@ plan=$(psql -X -q -At -c "SET enable_seqscan = off" \
 	-c "EXPLAIN (COSTS off) SELECT id FROM big ORDER BY e <-> (SELECT e FROM big WHERE id = 1) LIMIT 1" 2>&1 || true)
 check "through the index indeed" "$plan" grep -q "Index Scan using big_e" <<<"$plan"
 
+# The middle one fits only without the int8 codes: workers, float4 codes.
+status=0
+out=$(psql -X -v ON_ERROR_STOP=1 -c "SET client_min_messages = debug1" \
+	-c "CREATE INDEX mid_e ON mid USING crossmodal_hnsw (e embedding_l2_ops)" 2>&1) || status=$?
+check "a graph that fits /dev/shm only on float4 codes builds" "$out" [ "$status" = 0 ]
+check "with its workers" "$out" grep -q "crossmodal_hnsw parallel build: [12] of 2 workers launched" <<<"$out"
+check "on float4 codes" "$out" grep -q "the graph was searched on float4 codes" <<<"$out"
+check "and no NOTICE" "$out" bash -c '! grep -q "without parallel workers" <<<"$1"' _ "$out"
+problems=$(psql -X -At -c "SELECT count(*) FROM crossmodal_hnsw_check('mid_e', true)" 2>&1 || true)
+check "that index is in good order" "$problems" [ "$problems" = 0 ]
+
 # The small graph fits: workers, no NOTICE.
 status=0
 out=$(psql -X -v ON_ERROR_STOP=1 -c "SET client_min_messages = debug1" \
 	-c "CREATE INDEX small_e ON small USING crossmodal_hnsw (e embedding_l2_ops)" 2>&1) || status=$?
 check "a graph that fits /dev/shm builds" "$out" [ "$status" = 0 ]
 check "with its workers" "$out" grep -q "crossmodal_hnsw parallel build: [12] of 2 workers launched" <<<"$out"
+check "on int8 codes" "$out" grep -q "the graph was searched on int8 codes" <<<"$out"
 check "and no NOTICE" "$out" bash -c '! grep -q "without parallel workers" <<<"$1"' _ "$out"
 problems=$(psql -X -At -c "SELECT count(*) FROM crossmodal_hnsw_check('small_e', true)" 2>&1 || true)
 check "that index is in good order too" "$problems" [ "$problems" = 0 ]
