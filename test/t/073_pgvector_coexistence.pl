@@ -104,6 +104,7 @@ ALTER TABLE items SET (parallel_workers = 2);
 CREATE INDEX items_l2 ON items USING crossmodal_hnsw (e embedding_l2_ops);
 CREATE INDEX items_cos ON items USING crossmodal_hnsw (e embedding_cosine_ops);
 CREATE INDEX items_ip ON items USING crossmodal_hnsw (e embedding_ip_ops);
+CREATE INDEX items_l1 ON items USING crossmodal_hnsw (e embedding_l1_ops);
 INSERT INTO items
 SELECT i, ARRAY[sin(i), cos(1.3 * i), sin(0.7 * i), cos(i) * 2, sin(2.1 * i),
                 cos(0.4 * i), sin(i) * cos(i), 0.5]::real[]
@@ -112,6 +113,7 @@ SET enable_seqscan = off;
 SELECT 'l2', string_agg(id::text, ',') FROM (SELECT id FROM items ORDER BY e <-> '[0.3,0.1,-0.2,1,0,0.5,0.1,0.5]' LIMIT 10) s;
 SELECT 'cos', string_agg(id::text, ',') FROM (SELECT id FROM items ORDER BY e <=> '[0.3,0.1,-0.2,1,0,0.5,0.1,0.5]' LIMIT 10) s;
 SELECT 'ip', string_agg(id::text, ',') FROM (SELECT id FROM items ORDER BY e <#> '[0.3,0.1,-0.2,1,0,0.5,0.1,0.5]' LIMIT 10) s;
+SELECT 'l1', string_agg(id::text, ',') FROM (SELECT id FROM items ORDER BY e <+> '[0.3,0.1,-0.2,1,0,0.5,0.1,0.5]' LIMIT 10) s;
 RESET enable_seqscan;
 SELECT a <-> b, a <=> b, a <#> b, a <+> b, l2_distance(a, b), cosine_distance(a, b),
        inner_product(a, b), l1_distance(a, b), a + b, a - b, a * b, a < b, a = a,
@@ -140,8 +142,9 @@ SET enable_indexscan = off;
 SELECT 'l2', string_agg(id::text, ',') FROM (SELECT id FROM items ORDER BY e <-> '[0.3,0.1,-0.2,1,0,0.5,0.1,0.5]' LIMIT 10) s;
 SELECT 'cos', string_agg(id::text, ',') FROM (SELECT id FROM items ORDER BY e <=> '[0.3,0.1,-0.2,1,0,0.5,0.1,0.5]' LIMIT 10) s;
 SELECT 'ip', string_agg(id::text, ',') FROM (SELECT id FROM items ORDER BY e <#> '[0.3,0.1,-0.2,1,0,0.5,0.1,0.5]' LIMIT 10) s;
+SELECT 'l1', string_agg(id::text, ',') FROM (SELECT id FROM items ORDER BY e <+> '[0.3,0.1,-0.2,1,0,0.5,0.1,0.5]' LIMIT 10) s;
 });
-my @scan_lines = grep { /^(l2|cos|ip)\|/ } split /\n/, $baseline;
+my @scan_lines = grep { /^(l2|cos|ip|l1)\|/ } split /\n/, $baseline;
 is(join("\n", @scan_lines), $exact, 'baseline index scans equal exact scans');
 
 is(run_workload("LOAD '$standin';"), $baseline, 'LOAD: stand-in first, then crossmodal');
