@@ -59,6 +59,9 @@ typedef struct HnswBuildState
 	HnswKeySet *skip;			/* heap TIDs already in the graph (second pass) */
 } HnswBuildState;
 
+/* Bytes per element besides its arena, in local memory: the element and its visit mark. */
+#define HNSW_SERIAL_OVERHEAD	(sizeof(HnswMemElement) + sizeof(uint32))
+
 /* The rows the build expects: the table's statistics, or a guess from its size. */
 static double
 HnswBuildExpectedTuples(HnswBuildState *bs)
@@ -71,6 +74,13 @@ HnswBuildExpectedTuples(HnswBuildState *bs)
 	return reltuples;
 }
 
+/* Elements the graph in memory makes room for: the expected rows and a margin. */
+static double
+HnswBuildCapacity(HnswBuildState *bs)
+{
+	return HnswBuildExpectedTuples(bs) * 1.2 + 1024;
+}
+
 /* Bytes of an element on layer 0 in the graph in memory (a few live higher). */
 static Size
 HnswBuildElementSize(HnswBuildState *bs, bool int8Graph)
@@ -79,6 +89,17 @@ HnswBuildElementSize(HnswBuildState *bs, bool int8Graph)
 
 	return 2 * list + MAXALIGN(4) + MAXALIGN(bs->state.codeSize) +
 		(int8Graph ? MAXALIGN(HnswCodeSize(HNSW_STORAGE_INT8, bs->state.dims)) : 0);
+}
+
+/*
+ * Whether the graph, with `overhead` bytes of bookkeeping per element, is
+ * expected to fit maintenance_work_mem.
+ */
+static bool
+HnswBuildGraphFits(HnswBuildState *bs, bool int8Graph, Size overhead)
+{
+	return HnswBuildCapacity(bs) * (HnswBuildElementSize(bs, int8Graph) + overhead)
+		<= (double) bs->memoryLimit;
 }
 
 /*
@@ -93,18 +114,14 @@ HnswBuildElementSize(HnswBuildState *bs, bool int8Graph)
  * outgrow it.
  */
 static bool
-HnswBuildWantsInt8Graph(HnswBuildState *bs)
+HnswBuildWantsInt8Graph(HnswBuildState *bs, Size overhead)
 {
-	double		capacity;
-
 	if ((bs->state.storage != HNSW_STORAGE_FLOAT4 && bs->state.storage != HNSW_STORAGE_HALF) ||
 		(bs->state.metric != HNSW_METRIC_L2 && bs->state.metric != HNSW_METRIC_IP &&
 		 bs->state.metric != HNSW_METRIC_COSINE) ||
 		bs->state.dims <= 0)
 		return false;
-	capacity = HnswBuildExpectedTuples(bs) * 1.2 + 1024;
-	return capacity * (HnswBuildElementSize(bs, true) + sizeof(HnswMemElement) + sizeof(uint32))
-		<= (double) bs->memoryLimit;
+	return HnswBuildGraphFits(bs, true, overhead);
 }
 
 /* The state the graph in memory is searched and linked with (see above). */
@@ -139,7 +156,8 @@ HnswBuildGraphInit(HnswBuildState *bs, HnswBuildShared *sh)
 											 MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
 	g->visitMark = MemoryContextAllocExtended(bs->graphCxt, sizeof(uint32) * (Size) g->capacity,
 											  MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-	HnswBuildSetGraphState(bs, sh != NULL ? sh->int8Graph : HnswBuildWantsInt8Graph(bs));
+	HnswBuildSetGraphState(bs, sh != NULL ? sh->int8Graph :
+						   HnswBuildWantsInt8Graph(bs, HNSW_SERIAL_OVERHEAD));
 }
 
 static void
@@ -313,7 +331,7 @@ HnswBuildCallback(Relation index, ItemPointer tid, Datum *values, bool *isnull,
 		HnswSetDims(&bs->state, dims);
 		bs->maxLevel = HnswMaxLevel(&bs->state);
 		if (!bs->onDisk && bs->graph.nelements == 0)
-			HnswBuildSetGraphState(bs, HnswBuildWantsInt8Graph(bs));
+			HnswBuildSetGraphState(bs, HnswBuildWantsInt8Graph(bs, HNSW_SERIAL_OVERHEAD));
 	}
 	old = MemoryContextSwitchTo(bs->tmpCxt);
 	vector = HnswPrepareVector(&bs->state, values[0], &indexable);
@@ -559,10 +577,10 @@ static bool
 HnswBuildParallel(HnswBuildState *bs, Relation heap, Relation index, IndexInfo *indexInfo,
 				  int nworkers)
 {
-	double		capacity;
-	bool		int8Graph;
-	Size		perElement;
-	Size		overhead = sizeof(HnswSharedElement) + sizeof(HnswMemElement) + sizeof(uint32);
+	double		capacity = HnswBuildCapacity(bs);
+	Size		overhead = sizeof(HnswSharedElement) + HNSW_SERIAL_OVERHEAD;
+	bool		int8Graph = HnswBuildWantsInt8Graph(bs, overhead);
+	Size		perElement = HnswBuildElementSize(bs, int8Graph);
 	Size		arenaSize;
 	Size		sharedSize;
 	Size		scanSize;
@@ -574,15 +592,7 @@ HnswBuildParallel(HnswBuildState *bs, Relation heap, Relation index, IndexInfo *
 	bool		full;
 	HnswKeySet	inGraph;
 
-	capacity = HnswBuildExpectedTuples(bs) * 1.2 + 1024;
-	int8Graph = HnswBuildWantsInt8Graph(bs);
-	perElement = HnswBuildElementSize(bs, int8Graph);
-	if (int8Graph && capacity * (perElement + overhead) > (double) bs->memoryLimit)
-	{
-		int8Graph = false;
-		perElement = HnswBuildElementSize(bs, false);
-	}
-	if (capacity > INT_MAX / 2 || capacity * (perElement + overhead) > (double) bs->memoryLimit)
+	if (capacity > INT_MAX / 2 || !HnswBuildGraphFits(bs, int8Graph, overhead))
 		return false;
 	for (;;)
 	{
