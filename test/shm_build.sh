@@ -78,27 +78,22 @@ plan=$(psql -X -q -At -c "SET enable_seqscan = off" \
 	-c "EXPLAIN (COSTS off) SELECT id FROM big ORDER BY e <-> (SELECT e FROM big WHERE id = 1) LIMIT 1" 2>&1 || true)
 check "through the index indeed" "$plan" grep -q "Index Scan using big_e" <<<"$plan"
 
-# The middle one fits only without the int8 codes: workers, float4 codes.
-status=0
-out=$(psql -X -v ON_ERROR_STOP=1 -c "SET client_min_messages = debug1" \
-	-c "CREATE INDEX mid_e ON mid USING crossmodal_hnsw (e embedding_l2_ops)" 2>&1) || status=$?
-check "a graph that fits /dev/shm only on float4 codes builds" "$out" [ "$status" = 0 ]
-check "with its workers" "$out" grep -q "crossmodal_hnsw parallel build: [12] of 2 workers launched" <<<"$out"
-check "on float4 codes" "$out" grep -q "the graph was searched on float4 codes" <<<"$out"
-check "and no NOTICE" "$out" bash -c '! grep -q "without parallel workers" <<<"$1"' _ "$out"
-problems=$(psql -X -At -c "SELECT count(*) FROM crossmodal_hnsw_check('mid_e', true)" 2>&1 || true)
-check "that index is in good order" "$problems" [ "$problems" = 0 ]
-
-# The small graph fits: workers, no NOTICE.
-status=0
-out=$(psql -X -v ON_ERROR_STOP=1 -c "SET client_min_messages = debug1" \
-	-c "CREATE INDEX small_e ON small USING crossmodal_hnsw (e embedding_l2_ops)" 2>&1) || status=$?
-check "a graph that fits /dev/shm builds" "$out" [ "$status" = 0 ]
-check "with its workers" "$out" grep -q "crossmodal_hnsw parallel build: [12] of 2 workers launched" <<<"$out"
-check "on int8 codes" "$out" grep -q "the graph was searched on int8 codes" <<<"$out"
-check "and no NOTICE" "$out" bash -c '! grep -q "without parallel workers" <<<"$1"' _ "$out"
-problems=$(psql -X -At -c "SELECT count(*) FROM crossmodal_hnsw_check('small_e', true)" 2>&1 || true)
-check "that index is in good order too" "$problems" [ "$problems" = 0 ]
+# build_with_workers TABLE CODES WHAT: a graph that fits /dev/shm gets its
+# workers, no NOTICE, the codes named, and an index in good order.
+build_with_workers() {
+	local table=$1 codes=$2 what=$3 status=0 out problems
+	out=$(psql -X -v ON_ERROR_STOP=1 -c "SET client_min_messages = debug1" \
+		-c "CREATE INDEX ${table}_e ON $table USING crossmodal_hnsw (e embedding_l2_ops)" 2>&1) || status=$?
+	check "$what builds" "$out" [ "$status" = 0 ]
+	check "with its workers" "$out" grep -q "crossmodal_hnsw parallel build: [12] of 2 workers launched" <<<"$out"
+	check "on $codes codes" "$out" grep -q "the graph was searched on $codes codes" <<<"$out"
+	check "and no NOTICE" "$out" bash -c '! grep -q "without parallel workers" <<<"$1"' _ "$out"
+	problems=$(psql -X -At -c "SELECT count(*) FROM crossmodal_hnsw_check('${table}_e', true)" 2>&1 || true)
+	check "that index is in good order" "$problems" [ "$problems" = 0 ]
+}
+# The middle one fits only without the int8 codes; the small one with them.
+build_with_workers mid float4 "a graph that fits /dev/shm only on float4 codes"
+build_with_workers small int8 "a graph that fits /dev/shm"
 
 echo "# $fails failed"
 [ "$fails" = 0 ]
